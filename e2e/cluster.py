@@ -1,0 +1,859 @@
+"""A real local Kubernetes control plane (etcd + kube-apiserver processes) for e2e tests.
+
+No Docker, no mocks: upstream kube-apiserver / etcd / kubectl built from Go modules by
+``e2e/controlplane/build.sh`` and the official CRDs fetched by ``e2e/controlplane/crds.sh``.
+Stdlib + PyYAML only; does not import the project's ``routers`` package.
+
+    with ControlPlane(crd_sets=("istio",)) as cp:
+        cp.kubeconfig, cp.server, cp.admin_token, cp.token_for("routers-limited")
+        mark = cp.audit_mark()
+        ...                                   # do things
+        assert cp.write_requests(since=mark) == []
+
+CLI:
+    python -m e2e.cluster up --crds istio,gateway-standard-v1.6 [--state-dir D]
+    python -m e2e.cluster down [--state-dir D]
+    python -m e2e.cluster status [--state-dir D]
+
+Limits of a controller-less control plane: namespaces never finish deleting, no garbage
+collection, no EndpointSlices for selector Services, no ServiceAccount tokens, pods never run.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+CONTROLPLANE_DIR = HERE / "controlplane"
+BUILD_SH = CONTROLPLANE_DIR / "build.sh"
+CRDS_SH = CONTROLPLANE_DIR / "crds.sh"
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+ADMIN_USER = "admin"
+LIMITED_USER = "routers-limited"
+FOREIGN_USER = "foreign-writer"
+
+# user -> (token or None for random, groups). Non-admin tokens are fixed for convenience.
+DEFAULT_USERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    ADMIN_USER: (None, ("system:masters",)),
+    # No RBAC binding at all: every request to a protected resource is 403.
+    LIMITED_USER: ("limited-token", ("routers-e2e:limited",)),
+    # Bound to cluster-admin by a ClusterRoleBinding created at start: "someone else" (another
+    # controller / a human with kubectl) writing to the same objects.
+    FOREIGN_USER: ("foreign-writer-token", ("routers-e2e:foreign",)),
+}
+# Groups bound to a ClusterRole at start (group -> clusterrole).
+GROUP_BINDINGS = {"routers-e2e:foreign": "cluster-admin"}
+
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    # One event per request, written when the response is complete.
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+class BinariesUnavailable(ControlPlaneError):
+    """build.sh failed or is not runnable (no Go, no network on a cold machine, ...)."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("ROUTERS_E2E_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "canary-routers")
+    return Path(base)
+
+
+def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
+    """Run a build/fetch script; return the last stdout line (a directory)."""
+    if not script.is_file():
+        raise BinariesUnavailable(f"{script} not found")
+    try:
+        proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+    except OSError as e:
+        raise BinariesUnavailable(f"cannot run {script}: {e}") from e
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.splitlines()[-40:])
+        raise BinariesUnavailable(f"{what or script.name} failed (exit {proc.returncode}):\n{tail}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if not lines:
+        raise BinariesUnavailable(f"{script.name} printed no directory")
+    return lines[-1].strip()
+
+
+def ensure_binaries() -> Path:
+    """Return the bin dir with kube-apiserver, kubectl, etcd (building them on a cache miss).
+
+    ROUTERS_E2E_BIN_DIR overrides (must contain the three binaries)."""
+    override = os.environ.get("ROUTERS_E2E_BIN_DIR")
+    d = Path(override) if override else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
+    missing = [b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)]
+    if missing:
+        raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
+    return d
+
+
+def ensure_crds(sets: Iterable[str]) -> Path:
+    """Fetch the CRD sets (cached) and return the crds root (``<root>/<set>/*.yaml``)."""
+    sets = list(sets)
+    override = os.environ.get("ROUTERS_E2E_CRDS_DIR")
+    if override:
+        root = Path(override)
+    else:
+        root = Path(_run_script(CRDS_SH, sets, what="controlplane crds.sh")) if sets else \
+            cache_root() / "crds"
+    for s in sets:
+        if not (root / s / "SOURCE.json").is_file():
+            raise ControlPlaneError(f"CRD set {s!r} not found under {root}")
+    return root
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the parent
+    except Exception:
+        pass
+
+
+def _tail(path: Path, n: int = 100) -> str:
+    try:
+        with open(path, "r", errors="replace") as f:
+            return "".join(deque(f, maxlen=n))
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+
+
+def _gen_sa_key(path: Path) -> None:
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", str(path)],
+                   check=True, capture_output=True)
+    os.chmod(path, 0o600)
+
+
+class ControlPlane:
+    """etcd + kube-apiserver as local processes on free 127.0.0.1 ports.
+
+    Args:
+        crd_sets: CRD set names from e2e/controlplane/crds.py (e.g. "istio",
+            "gateway-standard-v1.6"); installed with ``kubectl apply --server-side`` and waited
+            for (Established + served in discovery).
+        bin_dir: directory with kube-apiserver/kubectl/etcd (default: ``ensure_binaries()``).
+        state_dir: where data, certs, logs and the kubeconfig go (default: a new temp dir,
+            removed by ``stop()``; a given state_dir is kept unless it was created empty here).
+        audit: start the apiserver with a Metadata-level audit policy for every request.
+        users: extra static-token users ``{name: (token, groups)}``.
+        apiserver_args: extra kube-apiserver flags.
+        ready_timeout: seconds to wait for /readyz.
+    """
+
+    def __init__(self, crd_sets: Iterable[str] = (), *, bin_dir: str | Path | None = None,
+                 state_dir: str | Path | None = None, audit: bool = True,
+                 users: dict[str, tuple[str, Iterable[str]]] | None = None,
+                 apiserver_args: Iterable[str] = (), ready_timeout: float = 120.0,
+                 keep_state: bool = False) -> None:
+        self.crd_sets: tuple[str, ...] = tuple(crd_sets)
+        self._bin_dir = Path(bin_dir) if bin_dir else None
+        self._state_dir_arg = Path(state_dir) if state_dir else None
+        self.audit = audit
+        self.ready_timeout = ready_timeout
+        self.keep_state = keep_state
+        self.apiserver_args = list(apiserver_args)
+        self._users: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for name, (token, groups) in {**DEFAULT_USERS, **(users or {})}.items():
+            self._users[name] = (token or secrets.token_hex(24), tuple(groups))
+        self.state_dir: Path | None = None
+        self._owns_state_dir = False
+        self.etcd_proc: subprocess.Popen | None = None
+        self.apiserver_proc: subprocess.Popen | None = None
+        self.etcd_port = self.etcd_peer_port = self.api_port = 0
+        self._ssl = ssl.create_default_context()
+        self._ssl.check_hostname = False
+        self._ssl.verify_mode = ssl.CERT_NONE
+        self.installed_crds: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = ensure_binaries()
+        return self._bin_dir
+
+    @property
+    def kubectl_bin(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.state_dir is not None, "not started"
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def admin_token(self) -> str:
+        return self._users[ADMIN_USER][0]
+
+    @property
+    def users(self) -> list[str]:
+        return list(self._users)
+
+    def token_for(self, user: str) -> str:
+        return self._users[user][0]
+
+    def context_for(self, user: str) -> str:
+        """kubeconfig context name for a user (the context is named after the user)."""
+        if user not in self._users:
+            raise KeyError(user)
+        return user
+
+    @property
+    def audit_log(self) -> Path:
+        assert self.state_dir is not None, "not started"
+        return self.state_dir / "audit.log"
+
+    @property
+    def etcd_log(self) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / "etcd.log"
+
+    @property
+    def apiserver_log(self) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / "kube-apiserver.log"
+
+    @property
+    def running(self) -> bool:
+        return bool(self.apiserver_proc and self.apiserver_proc.poll() is None
+                    and self.etcd_proc and self.etcd_proc.poll() is None)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "ControlPlane":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> "ControlPlane":
+        if self.running:
+            return self
+        bin_dir = self.bin_dir  # may build (raises BinariesUnavailable)
+        crds_root = ensure_crds(self.crd_sets) if self.crd_sets else None
+        if self._state_dir_arg:
+            self._state_dir_arg.mkdir(parents=True, exist_ok=True)
+            self.state_dir = self._state_dir_arg
+            self._owns_state_dir = False
+        else:
+            self.state_dir = Path(tempfile.mkdtemp(prefix="routers-e2e-cp-"))
+            self._owns_state_dir = True
+        last_err: Exception | None = None
+        for attempt in range(3):  # free ports can be stolen between probe and bind
+            try:
+                self._start_processes(bin_dir)
+                break
+            except _PortRace as e:
+                last_err = e
+                self._stop_processes()
+        else:
+            self._fail(f"could not start after 3 attempts: {last_err}")
+        try:
+            self._bootstrap_rbac()
+            if crds_root is not None:
+                for s in self.crd_sets:
+                    self.install_crd_set(crds_root / s)
+        except ControlPlaneError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self._fail(f"post-start setup failed: {e}")
+        return self
+
+    def _start_processes(self, bin_dir: Path) -> None:
+        sd = self.state_dir
+        assert sd is not None
+        for sub in ("etcd-data", "certs"):
+            shutil.rmtree(sd / sub, ignore_errors=True)
+        (sd / "etcd-data").mkdir(mode=0o700)
+        (sd / "certs").mkdir(mode=0o700)
+        self.etcd_port, self.etcd_peer_port, self.api_port = free_port(), free_port(), free_port()
+        while len({self.etcd_port, self.etcd_peer_port, self.api_port}) < 3:
+            self.api_port = free_port()
+
+        etcd_url = f"http://127.0.0.1:{self.etcd_port}"
+        peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
+        etcd_cmd = [
+            str(bin_dir / "etcd"), "--name=default", f"--data-dir={sd / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+        self.etcd_proc = self._spawn(etcd_cmd, self.etcd_log)
+        self._wait_etcd(etcd_url)
+
+        sa_key = sd / "sa.key"
+        if not sa_key.exists():
+            _gen_sa_key(sa_key)
+        tokens = sd / "tokens.csv"
+        with open(tokens, "w") as f:
+            for i, (name, (token, groups)) in enumerate(self._users.items()):
+                f.write(f'{token},{name},uid-{i}-{name},"{",".join(groups)}"\n')
+        os.chmod(tokens, 0o600)
+        args = [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.api_port}",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={sd / 'certs'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=RBAC",
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+        ]
+        if self.audit:
+            policy = sd / "audit-policy.yaml"
+            policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+            args += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                     "--audit-log-format=json", "--audit-log-mode=blocking",
+                     "--audit-log-maxsize=0"]
+        args += self.apiserver_args
+        self.apiserver_proc = self._spawn(args, self.apiserver_log)
+        self._wait_apiserver()
+        self._write_kubeconfig()
+
+    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig,
+                                    close_fds=True)
+
+    def _check_alive(self, proc: subprocess.Popen | None, name: str, log: Path) -> None:
+        if proc is not None and proc.poll() is not None:
+            text = _tail(log, 200)
+            if "address already in use" in text:
+                raise _PortRace(f"{name}: address already in use")
+            self._fail(f"{name} exited with code {proc.returncode}")
+
+    def _wait_etcd(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(self.etcd_proc, "etcd", self.etcd_log)
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if json.loads(r.read()).get("health") == "true":
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        self._fail(f"etcd not healthy after {timeout:.0f}s")
+
+    def _wait_apiserver(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_alive(self.etcd_proc, "etcd", self.etcd_log)
+            self._check_alive(self.apiserver_proc, "kube-apiserver", self.apiserver_log)
+            try:
+                status, body = self._raw("GET", "/readyz", token=self.admin_token, timeout=3)
+                if status == 200:
+                    return
+                last = f"{status} {body[:300]!r}"
+            except OSError as e:
+                last = str(e)
+            time.sleep(0.3)
+        self._fail(f"kube-apiserver /readyz not ok after {self.ready_timeout:.0f}s (last: {last})")
+
+    def _write_kubeconfig(self) -> None:
+        cfg = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": {"server": self.server,
+                                                     "insecure-skip-tls-verify": True}}],
+            "users": [{"name": n, "user": {"token": t}} for n, (t, _) in self._users.items()],
+            "contexts": [{"name": n, "context": {"cluster": "e2e", "user": n,
+                                                 "namespace": "default"}}
+                         for n in self._users],
+            "current-context": ADMIN_USER,
+            "preferences": {},
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        os.chmod(self.kubeconfig, 0o600)
+
+    def _bootstrap_rbac(self) -> None:
+        for group, role in GROUP_BINDINGS.items():
+            name = "routers-e2e-" + group.split(":")[-1]
+            body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": role},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                  "name": group}]}
+            status, data = self.request(
+                "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body)
+            if status not in (201, 409):
+                raise ControlPlaneError(f"creating {name}: {status} {data}")
+
+    def _fail(self, msg: str) -> None:
+        report = [f"control plane start failed: {msg}"]
+        if self.state_dir is not None:
+            for name, log in (("etcd", self.etcd_log), ("kube-apiserver", self.apiserver_log)):
+                report.append(f"----- last 100 lines of {name} log ({log}) -----")
+                report.append(_tail(log, 100))
+        text = "\n".join(report)
+        print(text, file=sys.stderr, flush=True)
+        self.stop()
+        raise ControlPlaneError(text)
+
+    def _stop_processes(self) -> None:
+        for attr, grace in (("apiserver_proc", 20.0), ("etcd_proc", 10.0)):
+            proc: subprocess.Popen | None = getattr(self, attr)
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                except ProcessLookupError:
+                    pass
+            setattr(self, attr, None)
+
+    def stop(self) -> None:
+        """SIGTERM kube-apiserver, then etcd (SIGKILL after a grace period); remove temp dirs."""
+        self._stop_processes()
+        if self.state_dir is not None and self._owns_state_dir and not self.keep_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
+
+    def pids(self) -> dict[str, int]:
+        return {n: p.pid for n, p in (("kube-apiserver", self.apiserver_proc),
+                                      ("etcd", self.etcd_proc)) if p is not None}
+
+    # ------------------------------------------------------------------ API access
+    def _raw(self, method: str, path: str, body: bytes | None = None, *, token: str | None,
+             content_type: str = "application/json", timeout: float = 30.0,
+             accept: str = "application/json") -> tuple[int, bytes]:
+        req = urllib.request.Request(self.server + path, data=body, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        req.add_header("Accept", accept)
+        if body is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def request(self, method: str, path: str, body: Any = None, *, user: str = ADMIN_USER,
+                params: dict[str, str] | None = None,
+                content_type: str = "application/json", timeout: float = 30.0
+                ) -> tuple[int, Any]:
+        """Raw API call as ``user``. Returns (status, decoded JSON or text).
+
+        ``body`` may be a dict/list (JSON-encoded), str or bytes. For patches pass
+        content_type="application/merge-patch+json" / "application/apply-patch+yaml" etc.
+        """
+        if params:
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(params)
+        data: bytes | None
+        if body is None:
+            data = None
+        elif isinstance(body, bytes):
+            data = body
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = json.dumps(body).encode()
+        status, raw = self._raw(method, path, data, token=self.token_for(user),
+                                content_type=content_type, timeout=timeout)
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def version(self) -> dict:
+        status, data = self.request("GET", "/version")
+        if status != 200:
+            raise ControlPlaneError(f"/version: {status} {data}")
+        return data
+
+    def kubectl(self, *args: str, user: str = ADMIN_USER, input: str | bytes | None = None,
+                check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
+        """Run the built kubectl against this control plane as ``user`` (text mode)."""
+        cmd = [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}",
+               f"--context={self.context_for(user)}", *args]
+        if isinstance(input, bytes):
+            input = input.decode()
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ControlPlaneError(f"{' '.join(args)} failed ({proc.returncode}): "
+                                    f"{proc.stderr.strip()}")
+        return proc
+
+    def create_namespace(self, name: str) -> None:
+        status, data = self.request("POST", "/api/v1/namespaces",
+                                    {"apiVersion": "v1", "kind": "Namespace",
+                                     "metadata": {"name": name}})
+        if status not in (201, 409):
+            raise ControlPlaneError(f"create namespace {name}: {status} {data}")
+
+    # ------------------------------------------------------------------ CRDs
+    def install_crd_set(self, set_dir: Path, timeout: float = 90.0) -> list[str]:
+        """``kubectl apply --server-side`` a CRD set dir, wait until Established and served."""
+        set_dir = Path(set_dir)
+        meta = json.loads((set_dir / "SOURCE.json").read_text())
+        files = sorted(str(p) for p in set_dir.iterdir() if p.suffix in (".yaml", ".yml"))
+        args = ["apply", "--server-side", "--field-manager=routers-e2e-crds"]
+        for f in files:
+            args += ["-f", f]
+        self.kubectl(*args, timeout=timeout)
+        names = list(meta["crds"])
+        self.wait_for_crds(names, timeout=timeout)
+        self.installed_crds[set_dir.name] = names
+        return names
+
+    def wait_for_crds(self, names: Iterable[str], timeout: float = 90.0) -> None:
+        pending = set(names)
+        deadline = time.monotonic() + timeout
+        problems: dict[str, str] = {}
+        while pending and time.monotonic() < deadline:
+            for name in sorted(pending):
+                status, crd = self.request(
+                    "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                if status != 200:
+                    problems[name] = f"GET {status}"
+                    continue
+                conds = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
+                est, nac = conds.get("Established", {}), conds.get("NamesAccepted", {})
+                if est.get("status") != "True":
+                    problems[name] = (f"Established={est.get('status')} {est.get('message', '')}"
+                                      f" NamesAccepted={nac.get('status')} "
+                                      f"{nac.get('message', '')}")
+                    continue
+                if self._served(crd):
+                    pending.discard(name)
+                    problems.pop(name, None)
+                else:
+                    problems[name] = "not yet in discovery"
+            if pending:
+                time.sleep(0.3)
+        if pending:
+            raise ControlPlaneError("CRDs not ready after %.0fs: %s" % (
+                timeout, "; ".join(f"{n}: {problems.get(n, '?')}" for n in sorted(pending))))
+
+    def _served(self, crd: dict) -> bool:
+        spec = crd["spec"]
+        plural = spec["names"]["plural"]
+        for v in spec["versions"]:
+            if not v.get("served"):
+                continue
+            status, data = self.request("GET", f"/apis/{spec['group']}/{v['name']}")
+            if status != 200 or not any(r.get("name") == plural
+                                        for r in (data or {}).get("resources", [])):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ audit
+    def audit_mark(self) -> int:
+        """Current end of the audit log (pass as ``since`` to count what happens after it)."""
+        self._settle_audit()
+        try:
+            return self.audit_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _settle_audit(self, quiet: float = 0.25, timeout: float = 5.0) -> None:
+        """Wait until the audit log stops growing for ``quiet`` seconds (blocking mode writes
+        the ResponseComplete event just after the response reaches the client)."""
+        if not self.audit:
+            raise ControlPlaneError("audit log disabled for this control plane")
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            try:
+                size = self.audit_log.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size == last:
+                return
+            last = size
+            time.sleep(quiet)
+
+    def audit_events(self, since: int = 0, *, user: str | None = None,
+                     verbs: Iterable[str] | None = None, resource: str | None = None,
+                     namespace: str | None = None, name: str | None = None,
+                     api_group: str | None = None, include_system: bool = False
+                     ) -> list[dict]:
+        """Parsed audit events (ResponseComplete stage) after byte offset ``since``.
+
+        Filters: ``user`` (username), ``verbs``, ``resource`` (plural, optionally
+        "plural/subresource"), ``namespace``, ``name``, ``api_group`` ("" = core).
+        Events of ``system:*`` users (the apiserver's own loopback client) are dropped unless
+        ``include_system``.
+        """
+        self._settle_audit()
+        verbs = set(verbs) if verbs is not None else None
+        out: list[dict] = []
+        try:
+            with open(self.audit_log, "rb") as f:
+                f.seek(since)
+                data = f.read()
+        except FileNotFoundError:
+            return out
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a partially written trailing line
+            if ev.get("stage") not in (None, "ResponseComplete", "Panic"):
+                continue
+            uname = ev.get("user", {}).get("username", "")
+            if not include_system and uname.startswith("system:"):
+                continue
+            if user is not None and uname != user:
+                continue
+            if verbs is not None and ev.get("verb") not in verbs:
+                continue
+            ref = ev.get("objectRef") or {}
+            res = ref.get("resource", "")
+            if ref.get("subresource"):
+                res_full = f"{res}/{ref['subresource']}"
+            else:
+                res_full = res
+            if resource is not None and resource not in (res, res_full) or \
+                    (resource is not None and "/" in resource and resource != res_full):
+                continue
+            if namespace is not None and ref.get("namespace") != namespace:
+                continue
+            if name is not None and ref.get("name") != name:
+                continue
+            if api_group is not None and ref.get("apiGroup", "") != api_group:
+                continue
+            out.append(ev)
+        return out
+
+    def write_requests(self, since: int = 0, **filters: Any) -> list[dict]:
+        """Audit events with a write verb (create/update/patch/delete/deletecollection)."""
+        return self.audit_events(since, verbs=WRITE_VERBS, **filters)
+
+    @staticmethod
+    def summarize(events: Iterable[dict]) -> list[str]:
+        """Compact one-line form of audit events, handy in assertion messages."""
+        out = []
+        for ev in events:
+            ref = ev.get("objectRef") or {}
+            out.append("{} {} {}/{}{} {} -> {}".format(
+                ev.get("user", {}).get("username"), ev.get("verb"),
+                ref.get("namespace", "-"), ref.get("resource", ""),
+                "/" + ref["subresource"] if ref.get("subresource") else "",
+                ref.get("name", ""), (ev.get("responseStatus") or {}).get("code")))
+        return out
+
+
+class _PortRace(ControlPlaneError):
+    pass
+
+
+# ====================================================================== CLI
+def _default_state_dir() -> Path:
+    return cache_root() / "cluster"
+
+
+def _read_info(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / "cluster.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists"; /proc tells.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Foreground server used by ``up``: start, write cluster.json, wait for SIGTERM."""
+    state_dir = Path(args.state_dir)
+    crds = tuple(s for s in args.crds.split(",") if s)
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    cp = ControlPlane(crds, state_dir=state_dir / "run")
+    try:
+        cp.start()
+    except Exception as e:  # noqa: BLE001
+        (state_dir / "error.txt").write_text(str(e))
+        return 1
+    info = {"pid": os.getpid(), "kubeconfig": str(cp.kubeconfig), "server": cp.server,
+            "admin_token": cp.admin_token, "crd_sets": list(crds), "pids": cp.pids(),
+            "audit_log": str(cp.audit_log), "bin_dir": str(cp.bin_dir),
+            "users": {u: cp.token_for(u) for u in cp.users}}
+    tmp = state_dir / "cluster.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, state_dir / "cluster.json")
+    try:
+        while not stop["flag"] and cp.running:
+            time.sleep(0.5)
+    finally:
+        cp.stop()
+        shutil.rmtree(state_dir / "run", ignore_errors=True)
+        for f in ("cluster.json", "pid"):
+            try:
+                (state_dir / f).unlink()
+            except FileNotFoundError:
+                pass
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    info = _read_info(state_dir)
+    if info and _pid_alive(info["pid"]):
+        print(f"already running (pid {info['pid']}); use 'down' first", file=sys.stderr)
+        print(info["kubeconfig"])
+        return 0
+    # Fail fast (in the foreground, with the build output) if binaries/CRDs are unavailable.
+    try:
+        ensure_binaries()
+        ensure_crds([s for s in args.crds.split(",") if s])
+    except ControlPlaneError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    for f in ("cluster.json", "error.txt"):
+        try:
+            (state_dir / f).unlink()
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(state_dir / "run", ignore_errors=True)
+    log = open(state_dir / "serve.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "e2e.cluster", "_serve", "--state-dir", str(state_dir),
+         "--crds", args.crds],
+        cwd=str(HERE.parent), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        start_new_session=True)
+    (state_dir / "pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        info = _read_info(state_dir)
+        if info and info.get("pid") == proc.pid:
+            print(f"control plane up: {info['server']} (pid {proc.pid}, crds: "
+                  f"{','.join(info['crd_sets']) or '-'})", file=sys.stderr)
+            print(info["kubeconfig"])
+            return 0
+        if proc.poll() is not None:
+            err = state_dir / "error.txt"
+            print(err.read_text() if err.exists() else _tail(state_dir / "serve.log"),
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.3)
+    print(f"timed out after {args.timeout}s; stopping", file=sys.stderr)
+    proc.terminate()
+    proc.wait(30)
+    return 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    pid_file = state_dir / "pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        print("not running (no pid file)", file=sys.stderr)
+        return 0
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    for f in ("pid", "cluster.json"):
+        try:
+            (state_dir / f).unlink()
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(state_dir / "run", ignore_errors=True)
+    print(f"control plane (pid {pid}) stopped", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    info = _read_info(Path(args.state_dir))
+    if info and _pid_alive(info["pid"]):
+        print(json.dumps(info, indent=2))
+        return 0
+    print("not running", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("up", "down", "status", "_serve"):
+        sp = sub.add_parser(name)
+        sp.add_argument("--state-dir", default=str(_default_state_dir()))
+        if name in ("up", "_serve"):
+            sp.add_argument("--crds", default="", help="comma-separated CRD set names")
+        if name == "up":
+            sp.add_argument("--timeout", type=float, default=900.0,
+                            help="seconds to wait for the plane (includes a cold build)")
+    args = p.parse_args(argv)
+    return {"up": _up, "down": _down, "status": _status, "_serve": _serve}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

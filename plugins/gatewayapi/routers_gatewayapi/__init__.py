@@ -1,0 +1,1 @@
+"""canary-routers gatewayapi plugin (being implemented)."""

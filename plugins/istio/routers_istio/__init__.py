@@ -1,0 +1,1 @@
+"""canary-routers istio plugin (being implemented)."""

@@ -1,0 +1,1 @@
+"""canary-routers nginx plugin (being implemented)."""

@@ -1,0 +1,1 @@
+"""canary-routers smi plugin (being implemented)."""

@@ -1,0 +1,210 @@
+"""The plugin contract: what a target plugin is, declares and returns.
+
+A plugin is pure: live objects in, a :class:`~routers.planning.plan.Plan` out. It never performs
+I/O; whatever it needs to know about the cluster (served API versions, CRD bundle versions and
+channels) arrives as :class:`ClusterFacts`, gathered by the core. Plugins are found through the
+``routers.plugins`` entry-point group; built-in ones take exactly the same path.
+
+Bump :data:`API_VERSION` on any breaking change to this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from routers.model import Desired, MatchType, RoutingConfig
+from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.plan import Plan
+
+__all__ = [
+    "API_VERSION",
+    "SUPPORTED_API_VERSIONS",
+    "Capabilities",
+    "ClusterFacts",
+    "Condition",
+    "CrdFacts",
+    "MirrorSupport",
+    "Observation",
+    "ObservedWeights",
+    "Permission",
+    "RouterPlugin",
+]
+
+API_VERSION = 1
+SUPPORTED_API_VERSIONS = frozenset({1})
+
+ALL_MATCH_TYPES: frozenset[MatchType] = frozenset({"exact", "prefix", "regex"})
+
+
+class MirrorSupport(StrEnum):
+    NONE = "none"
+    FULL_ONLY = "full-only"
+    """Mirrors 100% of matching traffic, nothing less (ingress-nginx)."""
+    PERCENT = "percent"
+    """Whole percentages."""
+    FRACTION = "fraction"
+    """Any percentage, decimals included."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a plugin can express. The core refuses anything outside it before planning."""
+
+    weight: bool = True
+    additional_destinations: bool = True
+    header_routes: bool = False
+    mirror: MirrorSupport = MirrorSupport.NONE
+    header_match: frozenset[MatchType] = frozenset()
+    path_match: frozenset[MatchType] = frozenset()
+    query_match: frozenset[MatchType] = frozenset()
+    method_match: bool = False
+    max_routes: int | None = None
+    """Most managed (header + mirror) routes at once."""
+    max_matches_per_route: int | None = None
+    max_headers_per_match: int | None = None
+    max_total: int | None = None
+    """Largest weight total expressed exactly; ``None`` = any. Coarser targets report rounding."""
+    readiness: bool = False
+    """Whether observe() reports data-plane readiness (status conditions)."""
+    notes: tuple[str, ...] = ()
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "additionalDestinations": self.additional_destinations,
+            "headerRoutes": self.header_routes,
+            "mirror": self.mirror.value,
+            "headerMatch": sorted(self.header_match),
+            "pathMatch": sorted(self.path_match),
+            "queryMatch": sorted(self.query_match),
+            "methodMatch": self.method_match,
+            "maxRoutes": self.max_routes,
+            "maxMatchesPerRoute": self.max_matches_per_route,
+            "maxHeadersPerMatch": self.max_headers_per_match,
+            "maxTotal": self.max_total,
+            "readiness": self.readiness,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class CrdFacts:
+    name: str
+    served_versions: tuple[str, ...] = ()
+    bundle_version: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the core learned about the cluster, so plugins never need to ask."""
+
+    served: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """API group -> served versions, preferred first. A missing group means unknown."""
+    crds: Mapping[str, CrdFacts] = field(default_factory=dict)
+    server_version: str | None = None
+    source: Literal["cluster", "offline"] = "offline"
+
+    def served_versions(self, group: str) -> tuple[str, ...] | None:
+        return self.served.get(group)
+
+    def crd(self, name: str) -> CrdFacts | None:
+        return self.crds.get(name)
+
+
+@dataclass(frozen=True)
+class Permission:
+    """An RBAC rule a plugin needs (resource is the plural, as in a Role)."""
+
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ObservedWeights:
+    """The weights one location (a route of an object) expresses now."""
+
+    location: str
+    stable: int
+    canary: int
+    additional: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.stable + self.canary + sum(w for _, w in self.additional)
+
+    def shares(self) -> dict[str, Fraction]:
+        total = self.total
+        if total == 0:
+            return {}
+        out = {"stable": Fraction(self.stable, total), "canary": Fraction(self.canary, total)}
+        out.update({name: Fraction(w, total) for name, w in self.additional})
+        return out
+
+
+@dataclass(frozen=True)
+class Condition:
+    obj: str
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    current: bool = True
+    """False when the condition describes an older generation of the object."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the live objects express now (for verify and status)."""
+
+    plugin: str
+    weights: tuple[ObservedWeights, ...] = ()
+    header_routes: tuple[str, ...] = ()
+    mirror_routes: Mapping[str, float] = field(default_factory=dict)
+    ready: bool | None = None
+    """``None`` when the target reports no readiness."""
+    conditions: tuple[Condition, ...] = ()
+    problems: tuple[str, ...] = ()
+    """Inconsistencies worth reporting (e.g. a managed route someone edited)."""
+
+
+@runtime_checkable
+class RouterPlugin(Protocol):
+    """A traffic target. All methods are pure functions of their arguments."""
+
+    name: str
+    """The entry-point name, e.g. ``istio``."""
+    api_version: int
+    """The contract version the plugin implements (see :data:`API_VERSION`)."""
+    crds: tuple[str, ...]
+    """CRD names whose facts (served versions, bundle version, channel) the plugin reads."""
+
+    def capabilities(
+        self, config: Any | None = None, facts: ClusterFacts | None = None
+    ) -> Capabilities:
+        """The envelope with no arguments; the precise set for a config and cluster otherwise."""
+        ...
+
+    def parse_config(self, section: Mapping[str, Any], routing: RoutingConfig) -> Any:
+        """Validate the plugin's own config section; raise ConfigError with relative paths."""
+        ...
+
+    def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef]:
+        """Objects to read. Called again with what was read until it asks for nothing new
+        (so a delegate VirtualService named inside a root one can be followed)."""
+        ...
+
+    def plan(self, config: Any, live: LiveObjects, desired: Desired, facts: ClusterFacts) -> Plan:
+        """Operations that make the live objects express ``desired``; empty when they do."""
+        ...
+
+    def observe(self, config: Any, live: LiveObjects, facts: ClusterFacts) -> Observation: ...
+
+    def permissions(self, config: Any) -> Sequence[Permission]:
+        """RBAC rules needed to plan and apply this config."""
+        ...

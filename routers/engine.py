@@ -1,0 +1,380 @@
+"""Orchestration shared by the offline CLI, the cluster layer and the library API.
+
+bind sections to plugins -> check capabilities -> gather targets -> plan every plugin. All of it
+happens before the first write, so an unsupported instruction or a missing object anywhere in a
+multi-target config stops everything, not half of it. Reading is injected (``read``), which keeps
+this module free of I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from routers.contract import (
+    Capabilities,
+    ClusterFacts,
+    CrdFacts,
+    MirrorSupport,
+    Observation,
+    RouterPlugin,
+)
+from routers.errors import ConfigError, PluginError, Problem, UnsupportedError
+from routers.model import Cleanup, Desired, RequestMatch, RoutingConfig, Section, TrafficState
+from routers.planning import weights
+from routers.planning.objects import JSON, LiveObjects, ObjectRef, resource_version
+from routers.planning.offline import apply_plans
+from routers.planning.plan import Create, Delete, Patch, Plan
+from routers.registry import Registry, default_registry
+
+__all__ = [
+    "Binding",
+    "OfflineResult",
+    "VerifyReport",
+    "bind",
+    "check_capabilities",
+    "facts_from_manifests",
+    "gather",
+    "observe_all",
+    "plan_all",
+    "plan_offline",
+    "verify",
+]
+
+Reader = Callable[[ObjectRef], JSON | None]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One configured target: the plugin, its raw section and its validated config."""
+
+    plugin: RouterPlugin
+    section: Section
+    config: Any
+
+    @property
+    def name(self) -> str:
+        return self.plugin.name
+
+
+def bind(config: RoutingConfig, registry: Registry | None = None) -> list[Binding]:
+    """Resolve every section to its plugin and let the plugin validate it.
+
+    All config problems of all sections are reported together, each under its section path.
+    """
+    registry = registry or default_registry()
+    if not config.sections:
+        raise ConfigError(
+            [
+                Problem(
+                    "trafficRouting",
+                    "no target configured (add istio, nginx, smi or plugins.<name>)",
+                )
+            ]
+        )
+    problems: list[Problem] = []
+    bindings: list[Binding] = []
+    for section in config.sections:
+        if section.plugin not in registry.names():
+            installed = ", ".join(registry.names()) or "none"
+            problems.append(
+                Problem(
+                    section.path,
+                    f"no installed plugin handles this section (installed plugins: {installed})",
+                )
+            )
+            continue
+        plugin = registry.load(section.plugin)  # PluginError propagates: broken, not misconfigured
+        try:
+            parsed = plugin.parse_config(section.body, config)
+        except ConfigError as exc:
+            problems.extend(exc.within(section.path).problems)
+            continue
+        bindings.append(Binding(plugin, section, parsed))
+    if problems:
+        raise ConfigError(problems)
+    return bindings
+
+
+# -- capabilities ---------------------------------------------------------------------------
+
+
+def check_capabilities(binding: Binding, desired: Desired, facts: ClusterFacts) -> None:
+    """Refuse, with a reason, anything the plugin declared it cannot express."""
+    if isinstance(desired, Cleanup):
+        return
+    caps = binding.plugin.capabilities(binding.config, facts)
+    name = binding.name
+
+    def refuse(instruction: str, reason: str, hint: str | None = None) -> None:
+        raise UnsupportedError(name, instruction, reason, hint=hint)
+
+    if not caps.weight and desired.weight:
+        refuse("setWeight", "this target does not split traffic by weight")
+    if desired.additional_destinations and not caps.additional_destinations:
+        refuse("setWeight", "additional (experiment) destinations are not supported")
+    routes = len(desired.header_routes) + len(desired.mirror_routes)
+    if caps.max_routes is not None and routes > caps.max_routes:
+        refuse(
+            "setHeaderRoute/setMirrorRoute",
+            f"at most {caps.max_routes} managed route(s) can be active at once, {routes} requested",
+        )
+    for route in desired.header_routes:
+        instruction = f"setHeaderRoute {route.name!r}"
+        if not caps.header_routes:
+            refuse(instruction, "header-based routing is not supported")
+        _check_matches(caps, route.matches, instruction, refuse)
+    for mirror in desired.mirror_routes:
+        instruction = f"setMirrorRoute {mirror.name!r}"
+        if caps.mirror is MirrorSupport.NONE:
+            refuse(instruction, "traffic mirroring is not supported")
+        if caps.mirror is MirrorSupport.FULL_ONLY and mirror.percentage != 100:
+            refuse(
+                instruction, f"only 100% mirroring can be expressed, {mirror.percentage}% requested"
+            )
+        if caps.mirror is MirrorSupport.PERCENT and mirror.percentage != int(mirror.percentage):
+            refuse(
+                instruction,
+                f"only whole percentages can be mirrored, {mirror.percentage}% requested",
+            )
+        _check_matches(caps, mirror.matches, instruction, refuse)
+
+
+def _check_matches(
+    caps: Capabilities,
+    matches: Sequence[RequestMatch],
+    instruction: str,
+    refuse: Callable[[str, str], None],
+) -> None:
+    if caps.max_matches_per_route is not None and len(matches) > caps.max_matches_per_route:
+        refuse(
+            instruction,
+            f"at most {caps.max_matches_per_route} match(es) per route, {len(matches)} given",
+        )
+    for i, match in enumerate(matches):
+        where = f"matches[{i}]"
+        if (
+            caps.max_headers_per_match is not None
+            and len(match.headers) > caps.max_headers_per_match
+        ):
+            refuse(
+                instruction,
+                f"{where}: at most {caps.max_headers_per_match} header condition(s) per match, "
+                f"{len(match.headers)} given",
+            )
+        for h in match.headers:
+            if h.kind not in caps.header_match:
+                refuse(instruction, f"{where}: header {h.kind} matches are not supported")
+        if match.path is not None and match.path.kind not in caps.path_match:
+            refuse(instruction, f"{where}: path {match.path.kind} matches are not supported")
+        if match.method is not None and not caps.method_match:
+            refuse(instruction, f"{where}: method matches are not supported")
+        for q in match.query_params:
+            if q.kind not in caps.query_match:
+                refuse(instruction, f"{where}: query parameter {q.kind} matches are not supported")
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def gather(
+    bindings: Sequence[Binding],
+    read: Reader,
+    known: Mapping[ObjectRef, JSON] | None = None,
+    *,
+    max_rounds: int = 4,
+) -> LiveObjects:
+    """Read every target, following targets that only become known from other objects."""
+    live: dict[ObjectRef, JSON] = dict(known or {})
+    absent: set[ObjectRef] = set()
+    for _ in range(max_rounds):
+        wanted: list[ObjectRef] = []
+        view = LiveObjects(live.items())
+        for b in bindings:
+            for ref in b.plugin.targets(b.config, view):
+                if ref not in live and ref not in absent and ref not in wanted:
+                    wanted.append(ref)
+        if not wanted:
+            break
+        for ref in wanted:
+            obj = read(ref)
+            if obj is None:
+                absent.add(ref)
+            else:
+                live[ref] = obj
+    return LiveObjects(live.items())
+
+
+# -- planning -------------------------------------------------------------------------------
+
+
+def plan_all(
+    bindings: Sequence[Binding],
+    live: LiveObjects,
+    desired: Desired,
+    facts: ClusterFacts,
+    routing: RoutingConfig | None = None,
+) -> list[Plan]:
+    """Check every plugin, then plan every plugin; raise before returning anything partial."""
+    if routing is not None and isinstance(desired, TrafficState):
+        routing.check_state(desired)
+    for b in bindings:
+        check_capabilities(b, desired, facts)
+    plans = [b.plugin.plan(b.config, live, desired, facts) for b in bindings]
+    for b, plan in zip(bindings, plans, strict=True):
+        _check_plan(b.name, plan, live)
+    touched: dict[ObjectRef, str] = {}
+    for plan in plans:
+        for op in plan:
+            other = touched.setdefault(op.ref, plan.plugin)
+            if other != plan.plugin:
+                raise PluginError(
+                    plan.plugin, f"plans to change {op.ref}, which plugin {other!r} also changes"
+                )
+    return plans
+
+
+def _check_plan(name: str, plan: Plan, live: LiveObjects) -> None:
+    """Hold plugins to the contract: only read objects are patched, and every patch is guarded."""
+    if plan.plugin != name:
+        raise PluginError(name, f"returned a plan labelled {plan.plugin!r}")
+    for op in plan:
+        current = live.get(op.ref)
+        if isinstance(op, Create) and current is not None:
+            raise PluginError(name, f"plans to create {op.ref}, which exists")
+        if isinstance(op, (Patch, Delete)) and current is None:
+            raise PluginError(name, f"plans to {op.verb} {op.ref}, which it did not read")
+        if isinstance(op, Patch):
+            rv = resource_version(current or {})
+            first = op.ops[0] if op.ops else None
+            if rv and first != {"op": "test", "path": "/metadata/resourceVersion", "value": rv}:
+                raise PluginError(name, f"patch of {op.ref} lacks the resourceVersion guard")
+
+
+# -- observing and verifying ----------------------------------------------------------------
+
+
+def observe_all(
+    bindings: Sequence[Binding], live: LiveObjects, facts: ClusterFacts
+) -> list[Observation]:
+    return [b.plugin.observe(b.config, live, facts) for b in bindings]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    mismatches: tuple[str, ...] = ()
+    observations: tuple[Observation, ...] = field(default=())
+
+
+def verify(
+    bindings: Sequence[Binding],
+    observations: Sequence[Observation],
+    desired: TrafficState,
+    facts: ClusterFacts,
+    *,
+    require_ready: bool = False,
+) -> VerifyReport:
+    """Compare what the objects express with the desired state, within each target's precision."""
+    out: list[str] = []
+    wanted = weights.split(desired)
+    for b, obs in zip(bindings, observations, strict=True):
+        caps = b.plugin.capabilities(b.config, facts)
+        expressed_total = min(wanted.total, caps.max_total) if caps.max_total else wanted.total
+        tolerance = Fraction(1, expressed_total) if expressed_total != wanted.total else Fraction(0)
+        want = {
+            "stable": Fraction(wanted.stable, wanted.total),
+            "canary": Fraction(wanted.canary, wanted.total),
+        }
+        want.update({n: Fraction(w, wanted.total) for n, w in wanted.additional})
+        if not obs.weights and caps.weight:
+            out.append(f"{b.name}: no weighted route found")
+        for w in obs.weights:
+            if not weights.shares_close(w.shares(), want, tolerance):
+                out.append(
+                    f"{b.name}: {w.location}: canary {w.canary}/{w.total}, want {wanted.canary}/{wanted.total}"
+                )
+        want_headers = {r.name for r in desired.header_routes}
+        if set(obs.header_routes) != want_headers:
+            out.append(
+                f"{b.name}: header routes {sorted(obs.header_routes)}, want {sorted(want_headers)}"
+            )
+        want_mirrors = {r.name: r.percentage for r in desired.mirror_routes}
+        if set(obs.mirror_routes) != set(want_mirrors):
+            out.append(
+                f"{b.name}: mirror routes {sorted(obs.mirror_routes)}, want {sorted(want_mirrors)}"
+            )
+        else:
+            for name, pct in want_mirrors.items():
+                if abs(obs.mirror_routes[name] - pct) > 1e-9:
+                    out.append(
+                        f"{b.name}: mirror {name!r} at {obs.mirror_routes[name]}%, want {pct}%"
+                    )
+        out.extend(f"{b.name}: {p}" for p in obs.problems)
+        if require_ready and obs.ready is False:
+            out.append(f"{b.name}: not ready")
+    return VerifyReport(not out, tuple(out), tuple(observations))
+
+
+# -- offline --------------------------------------------------------------------------------
+
+
+def facts_from_manifests(docs: Iterable[JSON], base: ClusterFacts | None = None) -> ClusterFacts:
+    """Offline facts: CRD manifests among the inputs tell versions, bundle version and channel."""
+    served = dict(base.served) if base else {}
+    crds = dict(base.crds) if base else {}
+    for doc in docs:
+        if doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc.get("spec") or {}
+        meta = doc.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        versions = tuple(v["name"] for v in spec.get("versions") or [] if v.get("served"))
+        storage = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
+        ordered = tuple(storage) + tuple(v for v in versions if v not in storage)
+        name = str(meta.get("name", ""))
+        crds[name] = CrdFacts(
+            name=name,
+            served_versions=ordered,
+            bundle_version=ann.get("gateway.networking.k8s.io/bundle-version"),
+            channel=ann.get("gateway.networking.k8s.io/channel"),
+        )
+        group = spec.get("group")
+        if group:
+            merged = list(served.get(group, ()))
+            merged.extend(v for v in ordered if v not in merged)
+            served[group] = tuple(merged)
+    return ClusterFacts(served=served, crds=crds, source=base.source if base else "offline")
+
+
+@dataclass(frozen=True)
+class OfflineResult:
+    plans: tuple[Plan, ...]
+    before: LiveObjects
+    after: Mapping[ObjectRef, JSON | None]
+
+    @property
+    def changed(self) -> list[ObjectRef]:
+        touched = {op.ref for plan in self.plans for op in plan}
+        return sorted(touched)
+
+
+def plan_offline(
+    config: RoutingConfig,
+    desired: Desired,
+    manifests: Sequence[JSON],
+    *,
+    registry: Registry | None = None,
+    facts: ClusterFacts | None = None,
+) -> OfflineResult:
+    """The offline main job: plan against manifest files and apply the plan in memory."""
+    namespace = config.namespace or "default"
+    objects = [d for d in manifests if d.get("kind") != "CustomResourceDefinition"]
+    pool = LiveObjects.from_manifests(objects, namespace)
+    bindings = bind(config, registry)
+    live = gather(bindings, pool.get)
+    facts = facts_from_manifests(manifests, facts)
+    plans = plan_all(bindings, live, desired, facts, routing=config)
+    return OfflineResult(tuple(plans), live, apply_plans(plans, live))

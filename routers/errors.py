@@ -1,0 +1,188 @@
+"""The exception tree of canary-routers.
+
+Every error we raise derives from :class:`RoutersError`, so a controller can catch one type and
+still branch on the precise cause::
+
+    RoutersError
+    ├── ConfigError            invalid input: routing config, traffic state, manifest files
+    ├── UnsupportedError       a plugin cannot express the request (plugin, instruction, reason)
+    ├── PlanError              the live objects do not allow a plan
+    │   ├── TargetNotFoundError    an object the config names does not exist
+    │   └── LimitExceededError     the result would break a CRD limit (rule count, matches, ...)
+    ├── PluginError            discovery, loading or contract failure of one plugin
+    ├── ConflictError          an object kept changing under us; retries exhausted
+    └── ApplyError             the API server refused a write (carries the API status)
+        └── ForbiddenError         ... because RBAC denied a verb on a resource
+
+All of them are raised before any write, except ``ConflictError`` and ``ApplyError``, which the
+cluster layer raises after reverting what it had applied (see ``ApplyError.applied`` and
+``ApplyError.reverted``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ApplyError",
+    "ConfigError",
+    "ConflictError",
+    "ForbiddenError",
+    "LimitExceededError",
+    "PlanError",
+    "PluginError",
+    "Problem",
+    "RoutersError",
+    "TargetNotFoundError",
+    "UnsupportedError",
+]
+
+
+class RoutersError(Exception):
+    """Root of every error canary-routers raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located by a dotted/indexed path such as ``headerRoutes[0].name``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(RoutersError):
+    """Invalid input. ``problems`` lists every defect found, each with its field path."""
+
+    def __init__(self, problems: Sequence[Problem] | str, *, source: str | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        prefix = f"{self.source}: " if self.source else ""
+        body = "; ".join(str(p) for p in self.problems)
+        return f"{prefix}{body}"
+
+    def within(self, prefix: str, *, source: str | None = None) -> ConfigError:
+        """Re-root every problem under ``prefix`` (used when a plugin validates its own section)."""
+        joined = [Problem(_join_path(prefix, p.path), p.message) for p in self.problems]
+        return ConfigError(joined, source=source or self.source)
+
+
+def _join_path(prefix: str, path: str) -> str:
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+
+
+class UnsupportedError(RoutersError):
+    """A plugin cannot express an instruction. Never turned into a silent no-op."""
+
+    def __init__(
+        self, plugin: str, instruction: str, reason: str, *, hint: str | None = None
+    ) -> None:
+        self.plugin = plugin
+        self.instruction = instruction
+        self.reason = reason
+        self.hint = hint
+        message = f"{plugin}: {instruction} is not supported: {reason}"
+        if hint:
+            message += f" (hint: {hint})"
+        super().__init__(message)
+
+
+class PlanError(RoutersError):
+    """The live objects do not allow the requested state to be planned."""
+
+    def __init__(self, message: str, *, plugin: str | None = None, obj: str | None = None) -> None:
+        self.plugin = plugin
+        self.obj = obj
+        parts = [p for p in (plugin, obj) if p]
+        super().__init__(f"{': '.join(parts)}: {message}" if parts else message)
+
+
+class TargetNotFoundError(PlanError):
+    """An object the configuration names does not exist."""
+
+
+class LimitExceededError(PlanError):
+    """The planned object would exceed a limit of the target's schema."""
+
+
+class PluginError(RoutersError):
+    """A plugin could not be discovered, loaded, or does not honour the contract."""
+
+    def __init__(self, name: str, cause: str, *, distribution: str | None = None) -> None:
+        self.name = name
+        self.cause = cause
+        self.distribution = distribution
+        where = f" (from {distribution})" if distribution else ""
+        super().__init__(f"plugin {name!r}{where}: {cause}")
+
+
+class ConflictError(RoutersError):
+    """An object changed between our read and our write more often than we retry."""
+
+    def __init__(self, obj: str, attempts: int, last_cause: str) -> None:
+        self.obj = obj
+        self.attempts = attempts
+        self.last_cause = last_cause
+        super().__init__(
+            f"{obj}: still conflicting after {attempts} attempts ({last_cause}); "
+            "another writer keeps changing the fields we edit"
+        )
+
+
+class ApplyError(RoutersError):
+    """The API server refused an operation; carries the API status and what was undone."""
+
+    def __init__(
+        self,
+        obj: str,
+        *,
+        code: int | None,
+        reason: str | None,
+        message: str,
+        operation: str = "",
+        applied: Sequence[str] = (),
+        reverted: Sequence[str] = (),
+        revert_failed: Sequence[str] = (),
+    ) -> None:
+        self.obj = obj
+        self.code = code
+        self.reason = reason
+        self.api_message = message
+        self.operation = operation
+        self.applied = tuple(applied)
+        self.reverted = tuple(reverted)
+        self.revert_failed = tuple(revert_failed)
+        status = " ".join(str(x) for x in (code, reason) if x)
+        text = f"{operation + ' ' if operation else ''}{obj}: {status}: {message}"
+        if self.reverted:
+            text += f"; reverted: {', '.join(self.reverted)}"
+        if self.revert_failed:
+            text += f"; COULD NOT REVERT: {', '.join(self.revert_failed)}"
+        super().__init__(text)
+
+
+class ForbiddenError(ApplyError):
+    """RBAC denied a verb; ``verb`` and ``resource`` say which permission is missing."""
+
+    def __init__(self, obj: str, *, verb: str, resource: str, message: str, **kw: object) -> None:
+        self.verb = verb
+        self.resource = resource
+        super().__init__(
+            obj,
+            code=403,
+            reason="Forbidden",
+            message=f"missing permission {verb} on {resource}: {message}",
+            **kw,  # type: ignore[arg-type]
+        )

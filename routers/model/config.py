@@ -1,0 +1,161 @@
+"""Routing configuration: which Services to shift between and one section per target.
+
+The format is a superset of Argo Rollouts' ``spec.strategy.canary`` routing fields, so users can
+point the tool at the config they already have: ``stableService``, ``canaryService`` and either a
+``trafficRouting`` block or its fields at top level (``istio``, ``nginx``, ``smi``,
+``plugins: {"argoproj-labs/gatewayAPI": ...}``, ``managedRoutes``, ``maxTrafficWeight``). A whole
+Rollout manifest is accepted too. Each target section is validated by the plugin that owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from routers.errors import ConfigError, Problem
+from routers.model._base import Model, require_mapping
+from routers.model._validators import ObjectName, RouteName
+from routers.model.state import MAX_TOTAL, TrafficState
+
+__all__ = ["ManagedRouteRef", "RoutingConfig", "Section"]
+
+_COMMON = frozenset(
+    {"stableService", "canaryService", "namespace", "managedRoutes", "maxTrafficWeight"}
+)
+_COMMON_SNAKE = frozenset(
+    {"stable_service", "canary_service", "namespace", "managed_routes", "max_traffic_weight"}
+)
+
+
+class ManagedRouteRef(Model):
+    name: RouteName
+
+
+class Section(Model):
+    """One target's raw configuration, validated later by the plugin named ``plugin``."""
+
+    plugin: str
+    path: str
+    body: dict[str, Any]
+
+
+class RoutingConfig(Model):
+    stable_service: ObjectName
+    canary_service: ObjectName
+    namespace: ObjectName | None = None
+    managed_routes: Annotated[tuple[ManagedRouteRef, ...], Field(strict=False)] = ()
+    max_traffic_weight: Annotated[int, Field(ge=1, le=MAX_TOTAL)] | None = None
+    sections: Annotated[tuple[Section, ...], Field(strict=False)] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_sections(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "sections" in data:
+            return data
+        data = dict(data)
+        routing = data.pop("trafficRouting", None)
+        if routing is not None:
+            routing = require_mapping(routing, "trafficRouting")
+            for key, value in routing.items():
+                if key in data:
+                    raise ConfigError([Problem(f"trafficRouting.{key}", "also given at top level")])
+                data[key] = value
+        common = {k: v for k, v in data.items() if k in _COMMON or k in _COMMON_SNAKE}
+        sections: list[dict[str, Any]] = []
+        for key, value in data.items():
+            if key in common:
+                continue
+            if key == "plugins":
+                plugins = require_mapping(value, "plugins")
+                for name, body in plugins.items():
+                    sections.append(_section(plugin_name(str(name)), f"plugins.{name}", body))
+            else:
+                sections.append(_section(str(key), str(key), value))
+        common["sections"] = sections
+        return common
+
+    @model_validator(mode="after")
+    def _sane(self) -> RoutingConfig:
+        if self.stable_service == self.canary_service:
+            raise ValueError("stableService and canaryService must differ")
+        names = [r.name for r in self.managed_routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"managedRoutes: {dupes[0]!r} is listed twice")
+        plugins = [s.plugin for s in self.sections]
+        dupes = sorted({p for p in plugins if plugins.count(p) > 1})
+        if dupes:
+            raise ValueError(f"plugin {dupes[0]!r} is configured by more than one section")
+        return self
+
+    @classmethod
+    def from_document(cls, doc: Any, *, source: str | None = None) -> RoutingConfig:
+        """Accept our own file, an Argo ``trafficRouting``-style file, or a whole Rollout."""
+        doc = require_mapping(doc, "config")
+        if doc.get("kind") == "Rollout":
+            canary = (((doc.get("spec") or {}).get("strategy") or {}).get("canary")) or {}
+            if not canary.get("trafficRouting"):
+                raise ConfigError(
+                    [
+                        Problem(
+                            "spec.strategy.canary.trafficRouting",
+                            "missing: the Rollout has no traffic routing",
+                        )
+                    ],
+                    source=source,
+                )
+            picked = {
+                k: canary[k]
+                for k in ("stableService", "canaryService", "trafficRouting")
+                if k in canary
+            }
+            ns = (doc.get("metadata") or {}).get("namespace")
+            if ns:
+                picked["namespace"] = ns
+            return cls.parse(picked, source=source)
+        return cls.parse(doc, source=source)
+
+    def section(self, plugin: str) -> Section | None:
+        return next((s for s in self.sections if s.plugin == plugin), None)
+
+    def check_state(self, state: TrafficState) -> None:
+        """Rules that need both config and state (Argo's managedRoutes rule, weight ceiling)."""
+        problems: list[Problem] = []
+        if self.managed_routes:
+            listed = {r.name for r in self.managed_routes}
+            for i, name in enumerate(state.route_names):
+                if name not in listed:
+                    problems.append(
+                        Problem(
+                            f"routes[{i}]",
+                            f"route {name!r} is not listed in managedRoutes "
+                            f"({', '.join(sorted(listed))}); list it so cleanup can find it",
+                        )
+                    )
+        if self.max_traffic_weight is not None and state.total != self.max_traffic_weight:
+            problems.append(
+                Problem(
+                    "total",
+                    f"state total {state.total} differs from maxTrafficWeight {self.max_traffic_weight}",
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+def plugin_name(key: str) -> str:
+    """Map a ``plugins`` key to an entry-point name.
+
+    Argo Rollouts names traffic-router plugins ``<org>/<name>`` (``argoproj-labs/gatewayAPI``);
+    entry-point names cannot contain ``/``, so the part after the last slash, lower-cased, is the
+    plugin's name. This rule is the same for built-in and third-party plugins.
+    """
+    return key.rsplit("/", 1)[-1].lower()
+
+
+def _section(plugin: str, path: str, body: Any) -> dict[str, Any]:
+    if body is None:
+        body = {}
+    return {"plugin": plugin, "path": path, "body": dict(require_mapping(body, path))}

@@ -1,0 +1,109 @@
+"""References to Kubernetes objects and read-only access to live ones.
+
+Live objects are plain dicts (never partial models) so that every field we do not know survives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LiveObjects", "ObjectRef", "get_annotations", "get_labels", "resource_version", "uid"]
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """Identity of an object: group, kind, namespace, name. ``version`` is a preference only.
+
+    Two refs that differ only in version name the same object (the API server converts), so
+    equality and hashing ignore it.
+    """
+
+    group: str
+    kind: str
+    namespace: str | None
+    name: str
+    version: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any], default_namespace: str | None = None) -> ObjectRef:
+        api_version = str(obj.get("apiVersion", ""))
+        group, _, version = api_version.rpartition("/")
+        meta = obj.get("metadata") or {}
+        return cls(
+            group=group,
+            kind=str(obj.get("kind", "")),
+            namespace=meta.get("namespace") or default_namespace,
+            name=str(meta.get("name", "")),
+            version=version or None,
+        )
+
+    @property
+    def api_version(self) -> str | None:
+        if self.version is None:
+            return None
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def with_version(self, version: str) -> ObjectRef:
+        return ObjectRef(self.group, self.kind, self.namespace, self.name, version)
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{kind} {ns}{self.name}"
+
+
+class LiveObjects(Mapping[ObjectRef, JSON]):
+    """What the core read for a plan. Absent refs are objects that do not exist (yet)."""
+
+    def __init__(self, objects: Iterable[tuple[ObjectRef, JSON]] = ()) -> None:
+        self._objects: dict[ObjectRef, JSON] = dict(objects)
+
+    @classmethod
+    def from_manifests(
+        cls, docs: Iterable[JSON], default_namespace: str | None = None
+    ) -> LiveObjects:
+        return cls((ObjectRef.of(d, default_namespace), d) for d in docs)
+
+    def __getitem__(self, ref: ObjectRef) -> JSON:
+        return self._objects[ref]
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return iter(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def of_kind(self, group: str, kind: str) -> list[tuple[ObjectRef, JSON]]:
+        return [(r, o) for r, o in self._objects.items() if r.group == group and r.kind == kind]
+
+    def merged(self, more: Mapping[ObjectRef, JSON]) -> LiveObjects:
+        combined = dict(self._objects)
+        combined.update(more)
+        return LiveObjects(combined.items())
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def get_annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return _meta(obj).get("annotations") or {}
+
+
+def get_labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return _meta(obj).get("labels") or {}
+
+
+def resource_version(obj: Mapping[str, Any]) -> str | None:
+    rv = _meta(obj).get("resourceVersion")
+    return str(rv) if rv else None
+
+
+def uid(obj: Mapping[str, Any]) -> str | None:
+    value = _meta(obj).get("uid")
+    return str(value) if value else None

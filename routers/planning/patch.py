@@ -1,0 +1,164 @@
+"""The one JSON-patch builder: explicit ops, JSON-pointer escaping, guards, no-op detection.
+
+Plugins do not diff whole objects (list diffs of atomic lists such as ``spec.http`` or
+``rules`` produce index-shifting edits that clobber concurrent writers). They state each edit
+explicitly against a working copy; the builder
+
+* drops edits that would not change anything, so an unchanged state yields an empty patch;
+* inserts ``test`` guards inline, so each edit is checked against exactly what we read
+  (RFC 6902 applies ops in order, and the working copy mirrors the server's doc at that point);
+* prefixes a ``test`` on ``/metadata/resourceVersion``, the optimistic-concurrency token.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jsonpatch
+
+from routers.planning.objects import JSON, ObjectRef, resource_version
+from routers.planning.plan import Patch
+
+__all__ = ["PatchBuilder", "escape", "json_equal", "pointer"]
+
+_MISSING: Any = object()
+
+
+def escape(token: str | int) -> str:
+    """Escape one reference token (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*tokens: str | int) -> str:
+    """Build a JSON pointer from unescaped tokens: ``pointer("metadata", "annotations", "a/b")``."""
+    return "".join("/" + escape(t) for t in tokens)
+
+
+def _split(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise ValueError(f"JSON pointer must start with '/': {path!r}")
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality that keeps JSON types apart (``True != 1``, ``1 != 1.5``; ``1 == 1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+class PatchBuilder:
+    """Accumulates a guarded, minimal JSON patch against one live object."""
+
+    def __init__(self, live: Mapping[str, Any], *, guard_resource_version: bool = True) -> None:
+        self._doc: JSON = copy.deepcopy(dict(live))
+        self._ops: list[JSON] = []
+        self._edits = 0
+        rv = resource_version(live) if guard_resource_version else None
+        if rv is not None:
+            self._ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": rv})
+
+    # -- reading the working copy ---------------------------------------------------------
+
+    @property
+    def doc(self) -> JSON:
+        """The object as it will be after the edits so far (treat as read-only)."""
+        return self._doc
+
+    def get(self, path: str, default: Any = _MISSING) -> Any:
+        node: Any = self._doc
+        for token in _split(path):
+            if isinstance(node, Mapping) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                if default is _MISSING:
+                    raise KeyError(path)
+                return default
+        return node
+
+    def exists(self, path: str) -> bool:
+        return self.get(path, _MISSING) is not _MISSING
+
+    # -- guards -----------------------------------------------------------------------------
+
+    def test(self, path: str) -> None:
+        """Guard: the value at ``path`` must still be what we read."""
+        self._ops.append({"op": "test", "path": path, "value": copy.deepcopy(self.get(path))})
+
+    # -- edits ------------------------------------------------------------------------------
+
+    def replace(self, path: str, value: Any) -> bool:
+        current = self.get(path)
+        if json_equal(current, value):
+            return False
+        self._emit({"op": "replace", "path": path, "value": copy.deepcopy(value)})
+        return True
+
+    def set(self, path: str, value: Any) -> bool:
+        """Replace or add, creating missing parent objects; no-op when already equal."""
+        if self.exists(path):
+            return self.replace(path, value)
+        tokens = _split(path)
+        for depth in range(1, len(tokens)):
+            parent = "".join("/" + escape(t) for t in tokens[:depth])
+            if not self.exists(parent) or self.get(parent) is None:
+                rest = tokens[depth:]
+                nested: Any = copy.deepcopy(value)
+                for token in reversed(rest):
+                    nested = {token: nested}
+                op = "replace" if self.exists(parent) else "add"
+                self._emit({"op": op, "path": parent, "value": nested})
+                return True
+        self._emit({"op": "add", "path": path, "value": copy.deepcopy(value)})
+        return True
+
+    def add(self, path: str, value: Any) -> None:
+        """Insert into a list (``.../3`` or ``.../-``) or add a new key."""
+        self._emit({"op": "add", "path": path, "value": copy.deepcopy(value)})
+
+    def remove(self, path: str) -> bool:
+        if not self.exists(path):
+            return False
+        self._emit({"op": "remove", "path": path})
+        return True
+
+    def _emit(self, op: JSON) -> None:
+        jsonpatch.JsonPatch([op]).apply(self._doc, in_place=True)
+        self._ops.append(op)
+        if op["op"] != "test":
+            self._edits += 1
+
+    # -- result -----------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        return self._edits > 0
+
+    def ops(self) -> tuple[JSON, ...]:
+        if not self._edits:
+            return ()
+        # Guards after the last edit protect nothing; keep the patch minimal.
+        last = max(i for i, op in enumerate(self._ops) if op["op"] != "test")
+        return tuple(self._ops[: last + 1])
+
+    def patch(self, ref: ObjectRef, reason: str) -> Patch | None:
+        ops = self.ops()
+        return Patch(ref, ops, reason) if ops else None
+
+
+def apply_ops(doc: Mapping[str, Any], ops: Sequence[JSON]) -> JSON:
+    """Apply ops to a copy with RFC 6902 semantics (``test`` failures raise)."""
+    result: JSON = jsonpatch.JsonPatch(list(ops)).apply(copy.deepcopy(dict(doc)))
+    return result

@@ -1,0 +1,109 @@
+"""Weight arithmetic: the only place that splits, scales and compares traffic weights.
+
+Every split is a list of non-negative integers summing exactly to the requested total
+(stable receives ``total - canary - sum(additional)``), so no target ever sees a negative
+weight (Argo #4424) or an all-zero list (Envoy NACKs it), and scaling to a coarser total
+reports the rounding instead of hiding it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from routers.model.state import TrafficState
+
+__all__ = ["Split", "largest_remainder", "share", "shares_close", "split"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Integer weights of one weighted route, in a given total."""
+
+    stable: int
+    canary: int
+    additional: tuple[tuple[str, int], ...]
+    total: int
+    max_error: Fraction = Fraction(0)
+    """Largest deviation of any share from the requested one (0 when exact)."""
+
+    @property
+    def weights(self) -> list[int]:
+        return [self.stable, self.canary, *(w for _, w in self.additional)]
+
+    @property
+    def rounded(self) -> bool:
+        return self.max_error != 0
+
+    def scaled(self, total: int) -> Split:
+        """The same split in another total, by largest remainder (sum stays exact)."""
+        if total == self.total:
+            return self
+        new = largest_remainder(self.weights, total)
+        error = max(
+            abs(Fraction(n, total) - Fraction(o, self.total))
+            for n, o in zip(new, self.weights, strict=True)
+        )
+        return Split(
+            stable=new[0],
+            canary=new[1],
+            additional=tuple(
+                (name, w) for (name, _), w in zip(self.additional, new[2:], strict=True)
+            ),
+            total=total,
+            max_error=max(error, self.max_error),
+        )
+
+    def describe_rounding(self, requested: Split) -> str:
+        pct = float(self.max_error * 100)
+        return (
+            f"canary weight {requested.canary}/{requested.total} is expressed as "
+            f"{self.canary}/{self.total} (rounding error up to {pct:.4g} percentage points)"
+        )
+
+
+def split(state: TrafficState) -> Split:
+    """The exact split a state asks for, in the state's own total."""
+    return Split(
+        stable=state.stable_weight,
+        canary=state.weight,
+        additional=tuple((d.service, d.weight) for d in state.additional_destinations),
+        total=state.total,
+    )
+
+
+def largest_remainder(weights: Sequence[int], total: int) -> list[int]:
+    """Scale non-negative ``weights`` to integers summing exactly to ``total``.
+
+    Hamilton's method: floor every share, then hand the missing units to the largest
+    remainders (ties to the earlier entry, so results are deterministic).
+    """
+    if total < 0 or any(w < 0 for w in weights):
+        raise ValueError("weights and total must be non-negative")
+    current = sum(weights)
+    if current == 0:
+        raise ValueError("cannot scale an all-zero weight list")
+    exact = [Fraction(w * total, current) for w in weights]
+    floors = [int(x) for x in exact]
+    missing = total - sum(floors)
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - floors[i]), i))
+    for i in order[:missing]:
+        floors[i] += 1
+    return floors
+
+
+def share(part: int, weights: Sequence[int]) -> Fraction:
+    """``part``'s share of a relative weight list (0 when the list is empty or all zero)."""
+    total = sum(weights)
+    return Fraction(part, total) if total else Fraction(0)
+
+
+def shares_close(
+    observed: Mapping[str, Fraction], wanted: Mapping[str, Fraction], tolerance: Fraction
+) -> bool:
+    """Every destination's observed share is within ``tolerance`` of the wanted share."""
+    keys = set(observed) | set(wanted)
+    return all(
+        abs(observed.get(k, Fraction(0)) - wanted.get(k, Fraction(0))) <= tolerance for k in keys
+    )
