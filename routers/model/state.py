@@ -39,11 +39,15 @@ MAX_TOTAL = 1_000_000
 Matches = Annotated[tuple[RequestMatch, ...], Field(strict=False, max_length=64)]
 
 
+PodTemplateHash = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
+
+
 class AdditionalDestination(Model):
     """An extra weighted destination, e.g. an experiment Service; stable receives the rest."""
 
     service: ObjectName
     weight: Annotated[int, Field(ge=0, le=MAX_TOTAL)]
+    pod_template_hash: PodTemplateHash | None = None
 
 
 class _Route(Model):
@@ -84,6 +88,9 @@ class TrafficState(Model):
     ] = ()
     header_routes: Annotated[tuple[HeaderRoute, ...], Field(strict=False)] = ()
     mirror_routes: Annotated[tuple[MirrorRoute, ...], Field(strict=False)] = ()
+    stable_hash: PodTemplateHash | None = None
+    """Pod-template hash of the stable ReplicaSet, for label-selected subsets (Istio DestinationRule)."""
+    canary_hash: PodTemplateHash | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TrafficState:
