@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from routers.engine import OfflineResult
 from routers.io import dump_yaml
@@ -42,20 +41,18 @@ def plan_result(result: OfflineResult, output: str) -> None:
         click.echo("no changes: the live objects already express this state", err=True)
 
 
+def columns(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """kubectl-style plain table: greppable, never truncated, no box drawing."""
+    data = [list(headers), *([str(c) for c in row] for row in rows)]
+    widths = [max(len(r[i]) for r in data) for i in range(len(headers))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in data)
+
+
 def plugin_table(rows: Sequence[dict[str, Any]]) -> None:
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HEADER", "MIRROR", "NOTE"):
-        table.add_column(col)
+    out = []
     for row in rows:
         caps = row.get("capabilities") or {}
         header = ",".join(caps.get("headerMatch", [])) if caps.get("headerRoutes") else "-"
-        table.add_row(
-            row["name"],
-            row["distribution"],
-            row["version"],
-            row["status"],
-            header or "-",
-            caps.get("mirror", "?"),
-            row.get("error") or "",
-        )
-    Console(highlight=False, soft_wrap=True).print(table)
+        out.append((row["name"], row["distribution"], row["version"], row["status"], header or "-",
+                    caps.get("mirror", "?"), row.get("error") or ""))
+    click.echo(columns(("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HEADER-MATCH", "MIRROR", "ERROR"), out))

@@ -89,7 +89,8 @@ class PatchBuilder:
         return node
 
     def exists(self, path: str) -> bool:
-        return self.get(path, _MISSING) is not _MISSING
+        absent = object()
+        return self.get(path, absent) is not absent
 
     # -- guards -----------------------------------------------------------------------------
 

@@ -1,0 +1,3 @@
+from routers.cli import entrypoint
+
+entrypoint()

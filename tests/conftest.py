@@ -1,0 +1,70 @@
+"""Shared fixtures: a registry with the example third-party plugin injected (no install needed)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routers import registry as registry_mod
+from routers.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+THIRDPARTY = ROOT / "tests" / "fixtures" / "thirdparty"
+
+
+@dataclass(frozen=True)
+class FakeDist:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class FakeEntryPoint:
+    """Duck-typed importlib.metadata.EntryPoint, so tests can inject plugins without installs."""
+
+    name: str
+    value: str
+    dist: FakeDist | None = None
+    group: str = "routers.plugins"
+
+    def load(self) -> Any:
+        module, _, attr = self.value.partition(":")
+        mod = __import__(module, fromlist=[attr] if attr else [])
+        return getattr(mod, attr) if attr else mod
+
+
+def entry(name: str, value: str, dist: str = "some-dist", version: str = "1.0") -> FakeEntryPoint:
+    return FakeEntryPoint(name, value, FakeDist(dist, version))
+
+
+@pytest.fixture
+def thirdparty_path() -> Iterator[None]:
+    sys.path.insert(0, str(THIRDPARTY))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(THIRDPARTY))
+
+
+@pytest.fixture
+def cm_registry(thirdparty_path: None) -> Registry:
+    """Only the example ConfigMap plugin."""
+    return Registry(
+        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin", "routers-example-configmap", "0.3.0")],  # type: ignore[list-item]
+        disabled=(),
+    )
+
+
+@pytest.fixture
+def default_registry_is(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Replace the process-wide registry the CLI uses."""
+
+    def set_registry(reg: Registry) -> None:
+        monkeypatch.setattr(registry_mod, "_default", reg)
+
+    return set_registry

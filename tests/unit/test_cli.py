@@ -1,0 +1,119 @@
+"""The offline main job through the real CLI entry (exit codes, stdout/stderr split)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from routers.cli import main
+from routers.registry import Registry
+from tests.conftest import THIRDPARTY
+
+EX = THIRDPARTY / "example"
+BASE = ["plan", "--config", str(EX / "routing.yaml"), "-f", str(EX / "live.yaml")]
+
+
+@pytest.fixture(autouse=True)
+def _registry(cm_registry: Registry, default_registry_is: Callable[[Registry], None]) -> None:
+    default_registry_is(cm_registry)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_plan_yaml_prints_resulting_objects(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--state", str(EX / "state.yaml")]) == 0
+    out = capsys.readouterr()
+    (obj,) = list(yaml.safe_load_all(out.out))
+    assert json.loads(obj["data"]["weights.json"]) == {"web-canary": 20, "web-stable": 80}
+    assert out.err == ""
+
+
+def test_plan_patch_prints_guarded_operations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--state", str(EX / "state.yaml"), "-o", "patch"]) == 0
+    (op,) = json.loads(capsys.readouterr().out)
+    assert op["verb"] == "patch"
+    assert op["patch"][0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "41"}
+
+
+def test_plan_json_is_a_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--state", str(EX / "state.yaml"), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "List"
+
+
+def test_no_change_says_so_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main([*BASE, "--state", str(EX / "state.yaml")])
+    after = write(tmp_path, "after.yaml", capsys.readouterr().out)
+    args = ["plan", "--config", str(EX / "routing.yaml"), "-f", after, "--state", str(EX / "state.yaml")]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "no changes" in out.err
+
+
+def test_config_error_exit_1_one_line_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = write(tmp_path, "s.yaml", "weight: 120\n")
+    assert main([*BASE, "--state", state]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {state}: weight 120 is above total 100\n")
+    assert "Traceback" not in err
+
+
+def test_unsupported_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = write(tmp_path, "s.yaml", "headerRoutes: [{name: h, matches: [{method: GET}]}]\n")
+    assert main([*BASE, "--state", state]) == 2
+    assert "not supported" in capsys.readouterr().err
+
+
+def test_usage_error_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--config", str(EX / "routing.yaml")]) == 1
+    assert "Missing option" in capsys.readouterr().err
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = write(tmp_path, "s.yaml", "weight: 10\nweight: 90\n")
+    assert main([*BASE, "--state", state]) == 1
+    assert "duplicate key 'weight'" in capsys.readouterr().err
+
+
+def test_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--state", "/nonexistent/state.yaml"]) == 1
+    assert "cannot read file" in capsys.readouterr().err
+
+
+def test_plugins_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "list", "-o", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["distribution"], row["status"]) == ("configmap", "routers-example-configmap", "loaded")
+    assert row["capabilities"]["headerRoutes"] is False
+
+
+def test_plugins_list_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "list"]) == 0
+    assert "routers-example-configmap" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("what", ["state", "config", "instruction"])
+def test_schema(what: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", what]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema
+
+
+def test_schema_state_uses_wire_names(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["schema", "state"])
+    props = json.loads(capsys.readouterr().out)["properties"]
+    assert {"weight", "total", "headerRoutes", "mirrorRoutes", "additionalDestinations"} <= set(props)
+
+
+def test_cleanup_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--cleanup", "-o", "patch"]) == 0
+    (op,) = json.loads(capsys.readouterr().out)
+    assert op["verb"] == "patch"  # not ours: restore 100% to stable, never delete

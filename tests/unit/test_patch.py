@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from routers.planning.objects import ObjectRef
+from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer
+
+LIVE = {
+    "apiVersion": "v1", "kind": "ConfigMap",
+    "metadata": {"name": "x", "resourceVersion": "7", "annotations": {"a/b": "1"}},
+    "spec": {"list": [{"name": "a", "w": 1}, {"name": "b", "w": 2}], "flag": True},
+}
+
+
+def test_pointer_escaping() -> None:
+    assert escape("a/b~c") == "a~1b~0c"
+    assert pointer("metadata", "annotations", "canary-routers.io/managed") == "/metadata/annotations/canary-routers.io~1managed"
+
+
+def test_unchanged_edits_give_an_empty_patch() -> None:
+    b = PatchBuilder(LIVE)
+    b.test("/spec/list/0/name")
+    assert not b.replace("/spec/list/0/w", 1)
+    assert not b.set(pointer("metadata", "annotations", "a/b"), "1")
+    assert b.ops() == ()
+    assert b.patch(ObjectRef("", "ConfigMap", None, "x"), "noop") is None
+
+
+def test_guards_are_inline_and_resource_version_first() -> None:
+    b = PatchBuilder(LIVE)
+    b.test("/spec/list/1/name")
+    b.replace("/spec/list/1/w", 5)
+    ops = b.ops()
+    assert ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+    assert ops[1] == {"op": "test", "path": "/spec/list/1/name", "value": "b"}
+    assert ops[2] == {"op": "replace", "path": "/spec/list/1/w", "value": 5}
+    assert apply_ops(LIVE, ops)["spec"]["list"][1]["w"] == 5
+
+
+def test_guards_follow_index_shifts() -> None:
+    b = PatchBuilder(LIVE)
+    b.add("/spec/list/0", {"name": "new"})
+    b.test("/spec/list/2/name")  # "b" moved from 1 to 2
+    b.remove("/spec/list/2")
+    result = apply_ops(LIVE, b.ops())
+    assert [e["name"] for e in result["spec"]["list"]] == ["new", "a"]
+
+
+def test_set_creates_missing_parents_once() -> None:
+    b = PatchBuilder({"metadata": {"name": "x"}})
+    b.set(pointer("metadata", "annotations", "k/1"), "v")
+    b.set(pointer("metadata", "annotations", "k/2"), "w")
+    assert b.ops() == (
+        {"op": "add", "path": "/metadata/annotations", "value": {"k/1": "v"}},
+        {"op": "add", "path": "/metadata/annotations/k~12", "value": "w"},
+    )
+
+
+def test_stale_guard_fails_when_applied() -> None:
+    b = PatchBuilder(LIVE)
+    b.test("/spec/list/0/name")
+    b.replace("/spec/list/0/w", 9)
+    moved = {**LIVE, "metadata": {**LIVE["metadata"], "resourceVersion": "8"}}  # type: ignore[dict-item]
+    import jsonpatch
+
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        apply_ops(moved, b.ops())
+
+
+def test_trailing_guards_are_dropped() -> None:
+    b = PatchBuilder(LIVE)
+    b.replace("/spec/flag", False)
+    b.test("/spec/list/0/name")
+    assert b.ops()[-1]["op"] == "replace"
+
+
+@pytest.mark.parametrize(("a", "b", "eq"), [(True, 1, False), (1, 1.0, True), ({"a": [1]}, {"a": [1]}, True), ("1", 1, False), (None, None, True)])
+def test_json_equal(a: object, b: object, eq: bool) -> None:
+    assert json_equal(a, b) is eq
