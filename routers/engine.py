@@ -35,6 +35,7 @@ __all__ = [
     "VerifyReport",
     "bind",
     "check_capabilities",
+    "crd_facts",
     "facts_from_manifests",
     "gather",
     "observe_all",
@@ -321,6 +322,25 @@ def verify(
 # -- offline --------------------------------------------------------------------------------
 
 
+def crd_facts(doc: Mapping[str, Any]) -> tuple[str, CrdFacts]:
+    """Facts of one CRD object (from a manifest file or the API server): its group and facts."""
+    spec = doc.get("spec") or {}
+    meta = doc.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    versions = spec.get("versions") or []
+    served = [v["name"] for v in versions if v.get("served")]
+    storage = [v["name"] for v in versions if v.get("storage") and v.get("served")]
+    ordered = tuple(storage) + tuple(v for v in served if v not in storage)
+    name = str(meta.get("name", ""))
+    facts = CrdFacts(
+        name=name,
+        served_versions=ordered,
+        bundle_version=ann.get("gateway.networking.k8s.io/bundle-version"),
+        channel=ann.get("gateway.networking.k8s.io/channel"),
+    )
+    return str(spec.get("group") or ""), facts
+
+
 def facts_from_manifests(docs: Iterable[JSON], base: ClusterFacts | None = None) -> ClusterFacts:
     """Offline facts: CRD manifests among the inputs tell versions, bundle version and channel."""
     served = dict(base.served) if base else {}
@@ -328,23 +348,11 @@ def facts_from_manifests(docs: Iterable[JSON], base: ClusterFacts | None = None)
     for doc in docs:
         if doc.get("kind") != "CustomResourceDefinition":
             continue
-        spec = doc.get("spec") or {}
-        meta = doc.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        versions = tuple(v["name"] for v in spec.get("versions") or [] if v.get("served"))
-        storage = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
-        ordered = tuple(storage) + tuple(v for v in versions if v not in storage)
-        name = str(meta.get("name", ""))
-        crds[name] = CrdFacts(
-            name=name,
-            served_versions=ordered,
-            bundle_version=ann.get("gateway.networking.k8s.io/bundle-version"),
-            channel=ann.get("gateway.networking.k8s.io/channel"),
-        )
-        group = spec.get("group")
+        group, facts = crd_facts(doc)
+        crds[facts.name] = facts
         if group:
             merged = list(served.get(group, ()))
-            merged.extend(v for v in ordered if v not in merged)
+            merged.extend(v for v in facts.served_versions if v not in merged)
             served[group] = tuple(merged)
     return ClusterFacts(served=served, crds=crds, source=base.source if base else "offline")
 

@@ -39,14 +39,18 @@ class Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
-    routing = RoutingConfig.from_document(load_one(str(p / "routing.yaml")), source=str(p / "routing.yaml"))
+    routing = RoutingConfig.from_document(
+        load_one(str(p / "routing.yaml")), source=str(p / "routing.yaml")
+    )
     desired: Desired
     if (p / "cleanup.yaml").exists():
         desired = Cleanup.parse(load_one(str(p / "cleanup.yaml")) or {})
     else:
         desired = TrafficState.parse(load_one(str(p / "state.yaml")), source=str(p / "state.yaml"))
     live = load_documents([str(p / "live.yaml")])
-    expected = load_documents([str(p / "expected.yaml")]) if (p / "expected.yaml").exists() else None
+    expected = (
+        load_documents([str(p / "expected.yaml")]) if (p / "expected.yaml").exists() else None
+    )
     meta = load_one(str(p / "meta.yaml")) if (p / "meta.yaml").exists() else {}
     return Scenario(p, routing, desired, live, expected, dict(meta or {}))
 
@@ -63,17 +67,27 @@ def run_scenario(path: str | Path, *, registry: Registry | None = None) -> Offli
         (scenario.path / "expected.yaml").write_text(dump_yaml(actual), encoding="utf-8")
     else:
         assert scenario.expected is not None, f"{scenario.path}: expected.yaml is missing"
-        want = {ObjectRef.of(o, scenario.routing.namespace or "default"): o for o in scenario.expected}
+        want = {
+            ObjectRef.of(o, scenario.routing.namespace or "default"): o for o in scenario.expected
+        }
         got = {ObjectRef.of(o, scenario.routing.namespace or "default"): o for o in actual}
-        assert sorted(got) == sorted(want), f"objects differ: got {sorted(map(str, got))}, want {sorted(map(str, want))}"
+        assert sorted(got) == sorted(want), (
+            f"objects differ: got {sorted(map(str, got))}, want {sorted(map(str, want))}"
+        )
         for ref, obj in want.items():
-            assert got[ref] == obj, f"{scenario.name}: {ref} differs from expected.yaml:\n{dump_yaml([got[ref]])}"
+            assert got[ref] == obj, (
+                f"{scenario.name}: {ref} differs from expected.yaml:\n{dump_yaml([got[ref]])}"
+            )
     assert_idempotent(scenario.routing, scenario.desired, actual, registry=registry)
     return result
 
 
 def assert_idempotent(
-    routing: RoutingConfig, desired: Desired, objects: list[JSON], *, registry: Registry | None = None
+    routing: RoutingConfig,
+    desired: Desired,
+    objects: list[JSON],
+    *,
+    registry: Registry | None = None,
 ) -> None:
     """Planning the same desired state against its own result must be a no-op."""
     again = plan_offline(routing, desired, objects, registry=registry)

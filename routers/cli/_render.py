@@ -45,7 +45,9 @@ def columns(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """kubectl-style plain table: greppable, never truncated, no box drawing."""
     data = [list(headers), *([str(c) for c in row] for row in rows)]
     widths = [max(len(r[i]) for r in data) for i in range(len(headers))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in data)
+    return "\n".join(
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in data
+    )
 
 
 def plugin_table(rows: Sequence[dict[str, Any]]) -> None:
@@ -53,6 +55,19 @@ def plugin_table(rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         caps = row.get("capabilities") or {}
         header = ",".join(caps.get("headerMatch", [])) if caps.get("headerRoutes") else "-"
-        out.append((row["name"], row["distribution"], row["version"], row["status"], header or "-",
-                    caps.get("mirror", "?"), row.get("error") or ""))
-    click.echo(columns(("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HEADER-MATCH", "MIRROR", "ERROR"), out))
+        out.append(
+            (
+                row["name"],
+                row["distribution"],
+                row["version"],
+                row["status"],
+                header or "-",
+                caps.get("mirror", "?"),
+                row.get("error") or "",
+            )
+        )
+    click.echo(
+        columns(
+            ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HEADER-MATCH", "MIRROR", "ERROR"), out
+        )
+    )

@@ -1,1 +1,29 @@
-"""Cluster layer: the only code that talks to the API server (official kubernetes client)."""
+"""Cluster layer: the only code that talks to the API server (through the official client).
+
+* :class:`Router` -- the controller-facing API (threads welcome);
+* :func:`reconcile` -- read, plan, apply with guards, retry conflicts, revert partial applies;
+* :func:`rbac_manifests` -- the minimal Role a config needs.
+"""
+
+from routers.cluster._apply import Applied, Outcome, execute, gather_facts, reader, reconcile
+from routers.cluster._kube import FIELD_MANAGER, Kube, ResourceInfo
+from routers.cluster._transport import ApiStatus, RequestRecord, Transport
+from routers.cluster.rbac import rbac_manifests
+from routers.cluster.router import Router
+
+__all__ = [
+    "FIELD_MANAGER",
+    "ApiStatus",
+    "Applied",
+    "Kube",
+    "Outcome",
+    "RequestRecord",
+    "ResourceInfo",
+    "Router",
+    "Transport",
+    "execute",
+    "gather_facts",
+    "rbac_manifests",
+    "reader",
+    "reconcile",
+]

@@ -39,7 +39,9 @@ MAX_TOTAL = 1_000_000
 Matches = Annotated[tuple[RequestMatch, ...], Field(strict=False, max_length=64)]
 
 
-PodTemplateHash = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
+PodTemplateHash = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+]
 
 
 class AdditionalDestination(Model):

@@ -1,0 +1,263 @@
+"""Applying plans: guarded writes, conflict-safe retries, and rollback of partial applies.
+
+One attempt = read -> plan -> execute every operation of every plugin in order. When an
+operation fails, the operations already applied in this attempt are reverted with guarded
+inverse operations (a patch back to what we read, tested against the resourceVersion our own
+write produced; a delete of what we created, by uid; a re-create of what we deleted). A
+conflict (409, a failed ``test`` guard, an object gone in between) then triggers a fresh read and
+re-plan with jittered backoff; anything else raises with exactly what was applied and reverted.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+
+from routers.cluster._kube import Kube
+from routers.cluster._transport import ApiStatus
+from routers.contract import ClusterFacts
+from routers.engine import Binding, bind, crd_facts, gather, plan_all
+from routers.errors import ApplyError, ConflictError, ForbiddenError, RoutersError
+from routers.model import Desired, RoutingConfig
+from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.plan import Create, Operation, Patch, Plan
+from routers.registry import Registry
+
+__all__ = ["Applied", "Outcome", "execute", "gather_facts", "reader", "reconcile"]
+
+_SERVER_FIELDS = (
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    op: Operation
+    before: JSON | None
+    after: JSON | None
+
+    def describe(self) -> str:
+        return f"{self.op.verb} {self.op.ref}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plans: tuple[Plan, ...]
+    applied: tuple[Applied, ...]
+    attempts: int
+    dry_run: bool
+    live: LiveObjects
+
+    @property
+    def writes(self) -> int:
+        return len(self.applied)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+class _Retry(Exception):
+    def __init__(self, op: Operation, cause: ApiStatus) -> None:
+        self.op = op
+        self.cause = cause
+        super().__init__(str(cause))
+
+
+def _api_error(
+    exc: ApiStatus, op_verb: str, ref: ObjectRef, resource: str, **kw: Any
+) -> ApplyError:
+    if exc.code == 403:
+        return ForbiddenError(str(ref), verb=op_verb, resource=resource, message=exc.message, **kw)
+    return ApplyError(
+        str(ref), code=exc.code, reason=exc.reason, message=exc.message, operation=op_verb, **kw
+    )
+
+
+def is_conflict(exc: ApiStatus, verb: str) -> bool:
+    """Worth a re-read and re-plan: someone else changed the object between our read and write."""
+    if exc.code == 409:
+        return True
+    # A JSON patch whose `test` guard fails -- or whose paths no longer exist -- comes back as a
+    # bare 422 with no field causes; schema rejections always name their causes.
+    if exc.code == 422 and verb == "patch" and not (exc.details or {}).get("causes"):
+        return True
+    return exc.code == 404 and verb in ("patch", "delete")
+
+
+def reader(kube: Kube) -> Callable[[ObjectRef], JSON | None]:
+    def read(ref: ObjectRef) -> JSON | None:
+        try:
+            return kube.get(ref)
+        except ApiStatus as exc:
+            resource = _resource_name(kube, ref)
+            raise _api_error(exc, "get", ref, resource) from None
+
+    return read
+
+
+def _resource_name(kube: Kube, ref: ObjectRef) -> str:
+    try:
+        return kube.resource(ref).resource
+    except (ApiStatus, RoutersError):
+        return f"{ref.kind}.{ref.group}" if ref.group else ref.kind
+
+
+def gather_facts(kube: Kube, bindings: Sequence[Binding]) -> ClusterFacts:
+    """Served versions (one discovery request) and the facts of every CRD a plugin asked for.
+
+    A CRD we may not read (RBAC) is simply unknown; plugins then fall back to their config.
+    """
+    try:
+        served = kube.served_groups()
+    except ApiStatus as exc:
+        raise ApplyError(
+            "API discovery", code=exc.code, reason=exc.reason, message=exc.message, operation="get"
+        ) from None
+    crds = {}
+    for name in sorted({n for b in bindings for n in b.plugin.crds}):
+        try:
+            obj = kube.crd(name)
+        except ApiStatus as exc:
+            if exc.code == 403:
+                continue
+            raise ApplyError(
+                f"CustomResourceDefinition {name}",
+                code=exc.code,
+                reason=exc.reason,
+                message=exc.message,
+                operation="get",
+            ) from None
+        if obj is not None:
+            crds[name] = crd_facts(obj)[1]
+    return ClusterFacts(served=served, crds=crds, source="cluster")
+
+
+def _strip(obj: Mapping[str, Any]) -> JSON:
+    out = copy.deepcopy(dict(obj))
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for key in _SERVER_FIELDS:
+            meta.pop(key, None)
+    out.pop("status", None)
+    return out
+
+
+def _do(kube: Kube, op: Operation, live: LiveObjects, dry_run: bool) -> Applied:
+    before = live.get(op.ref)
+    if isinstance(op, Create):
+        return Applied(op, None, kube.create(op.ref, op.body, dry_run=dry_run))
+    if isinstance(op, Patch):
+        return Applied(op, before, kube.json_patch(op.ref, op.ops, dry_run=dry_run))
+    kube.delete(op.ref, uid=op.uid, resource_version=op.resource_version, dry_run=dry_run)
+    return Applied(op, before, None)
+
+
+def _revert_one(kube: Kube, done: Applied) -> None:
+    op = done.op
+    if isinstance(op, Create):
+        after = done.after or {}
+        meta = after.get("metadata") or {}
+        kube.delete(op.ref, uid=meta.get("uid"), resource_version=meta.get("resourceVersion"))
+    elif isinstance(op, Patch):
+        assert done.before is not None
+        assert done.after is not None
+        inverse = jsonpatch.make_patch(_strip(done.after), _strip(done.before)).patch
+        if inverse:
+            rv = (done.after.get("metadata") or {}).get("resourceVersion")
+            guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []
+            kube.json_patch(op.ref, [*guard, *inverse])
+    elif done.before is not None:
+        kube.create(op.ref, _strip(done.before))
+
+
+def _revert(kube: Kube, journal: Sequence[Applied]) -> tuple[list[str], list[str]]:
+    reverted: list[str] = []
+    failed: list[str] = []
+    for done in reversed(journal):
+        try:
+            _revert_one(kube, done)
+        except ApiStatus as exc:
+            failed.append(f"{done.describe()} ({exc.code} {exc.reason}: {exc.message})")
+        else:
+            reverted.append(done.describe())
+    return reverted, failed
+
+
+def execute(
+    kube: Kube, plans: Sequence[Plan], live: LiveObjects, *, dry_run: bool = False
+) -> list[Applied]:
+    """Run every operation in order; on failure revert this attempt's writes, then raise."""
+    journal: list[Applied] = []
+    for plan in plans:
+        for op in plan:
+            try:
+                journal.append(_do(kube, op, live, dry_run))
+            except ApiStatus as exc:
+                reverted, failed = ([], []) if dry_run else _revert(kube, journal)
+                if is_conflict(exc, op.verb) and not failed:
+                    raise _Retry(op, exc) from None
+                raise _api_error(
+                    exc,
+                    op.verb,
+                    op.ref,
+                    _resource_name(kube, op.ref),
+                    applied=[d.describe() for d in journal],
+                    reverted=reverted,
+                    revert_failed=failed,
+                ) from None
+    return journal
+
+
+def reconcile(
+    kube: Kube,
+    config: RoutingConfig,
+    desired: Desired,
+    *,
+    registry: Registry | None = None,
+    bindings: Sequence[Binding] | None = None,
+    live: Mapping[ObjectRef, JSON] | None = None,
+    facts: ClusterFacts | None = None,
+    dry_run: bool = False,
+    max_attempts: int = 8,
+    backoff: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> Outcome:
+    """Make the cluster express ``desired``. Writes nothing when it already does."""
+    bindings = list(bindings) if bindings is not None else bind(config, registry)
+    facts = facts or gather_facts(kube, bindings)
+    known = live
+    last: _Retry | None = None
+    for attempt in range(1, max_attempts + 1):
+        snapshot = gather(bindings, reader(kube), known)
+        plans = plan_all(bindings, snapshot, desired, facts, routing=config)
+        if all(p.empty for p in plans):
+            return Outcome(tuple(plans), (), attempt, dry_run, snapshot)
+        try:
+            journal = execute(kube, plans, snapshot, dry_run=dry_run)
+        except _Retry as retry:
+            last = retry
+            known = None  # the cache was stale: read from the server
+            sleep(min(backoff * 2 ** (attempt - 1), 2.0) * jitter())
+            continue
+        return Outcome(tuple(plans), tuple(journal), attempt, dry_run, snapshot)
+    assert last is not None
+    raise ConflictError(
+        str(last.op.ref),
+        max_attempts,
+        f"{last.cause.code} {last.cause.reason}: {last.cause.message}",
+    )

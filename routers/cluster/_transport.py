@@ -1,0 +1,125 @@
+"""HTTP to the API server through the official client's transport (``ApiClient``).
+
+We use the client's low-level path (``param_serialize`` + ``call_api``): its auth, TLS and proxy
+handling, but our own JSON in and out, so live objects stay plain dicts (the generated pydantic
+models of kubernetes 37.x reject fields they do not know). Every request passes one hook, which
+is how tests and benchmarks count requests and bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+__all__ = ["ApiStatus", "RequestRecord", "Transport"]
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    status: int
+    request_bytes: int
+    response_bytes: int
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+class ApiStatus(Exception):
+    """A non-2xx answer, with the Kubernetes Status fields."""
+
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+        super().__init__(f"{code} {reason}: {message}")
+
+
+class Transport:
+    def __init__(
+        self,
+        api_client: ApiClient,
+        *,
+        timeout: float = 30.0,
+        on_request: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        self.api_client = api_client
+        self.timeout = timeout
+        self._hooks: list[Callable[[RequestRecord], None]] = [on_request] if on_request else []
+        self._lock = threading.Lock()
+
+    def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+
+    def remove_hook(self, hook: Callable[[RequestRecord], None]) -> None:
+        with self._lock:
+            self._hooks.remove(hook)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        # The client serialises the body itself (json.dumps); a JSON patch must stay a list, or
+        # the client silently switches the content type to strategic merge.
+        sent = 0 if body is None else len(json.dumps(body).encode())
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method_, url, header_params, serialized, _ = self.api_client.param_serialize(
+            method,
+            path,
+            query_params=list(query),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api_client.call_api(
+                method_, url, header_params, serialized, _request_timeout=self.timeout
+            )
+            data = resp.read() or b""  # type: ignore[no-untyped-call]
+            status = int(resp.status)
+        except ApiException as exc:  # raised for e.g. 429 with Retry-After, or connection errors
+            data = (exc.body or "").encode() if isinstance(exc.body, str) else (exc.body or b"")
+            status = int(exc.status or 0)
+        self._record(RequestRecord(method, path, status, sent, len(data)))
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        if not 200 <= status <= 299:
+            raise _status_error(status, text)
+        return json.loads(text) if text else None
+
+    def _record(self, rec: RequestRecord) -> None:
+        with self._lock:
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook(rec)
+
+
+def _status_error(code: int, text: str) -> ApiStatus:
+    try:
+        status = json.loads(text)
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("kind") == "Status":
+        return ApiStatus(
+            code,
+            str(status.get("reason") or ""),
+            str(status.get("message") or ""),
+            status.get("details"),
+        )
+    return ApiStatus(code, "", text.strip()[:500] or "no response body (connection failed?)")

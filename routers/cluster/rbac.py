@@ -1,0 +1,60 @@
+"""Minimal RBAC for a routing config: exactly the verbs each plugin declares, per resource."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from routers.engine import bind
+from routers.model import RoutingConfig
+from routers.registry import Registry
+
+__all__ = ["rbac_manifests"]
+
+
+def rbac_manifests(
+    config: RoutingConfig,
+    *,
+    registry: Registry | None = None,
+    name: str = "canary-routers",
+    namespace: str | None = None,
+) -> list[dict[str, Any]]:
+    """A namespaced Role with the plugins' permissions, and a ClusterRole that may read the CRDs
+    whose facts the plugins use (optional: without it, plugins fall back to their config)."""
+    bindings = bind(config, registry)
+    verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    crds: set[str] = set()
+    for b in bindings:
+        for perm in b.plugin.permissions(b.config):
+            verbs[(perm.group, perm.resource)].update(perm.verbs)
+        crds.update(b.plugin.crds)
+    rules = [
+        {"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
+        for (group, resource), v in sorted(verbs.items())
+    ]
+    ns = namespace or config.namespace or "default"
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": ns},
+            "rules": rules,
+        }
+    ]
+    if crds:
+        out.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": f"{name}-crd-facts"},
+                "rules": [
+                    {
+                        "apiGroups": ["apiextensions.k8s.io"],
+                        "resources": ["customresourcedefinitions"],
+                        "resourceNames": sorted(crds),
+                        "verbs": ["get"],
+                    }
+                ],
+            }
+        )
+    return out

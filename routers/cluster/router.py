@@ -1,0 +1,169 @@
+"""The controller-facing API: one object per routing config, safe to share between threads.
+
+    router = Router.from_kubeconfig(config)
+    router.set_weight(20)                    # imperative verbs, Argo Rollouts' vocabulary
+    router.apply_state(state)                # or declarative: same state twice = zero writes
+    report = router.verify()                 # is it really applied (and ready)?
+
+Pass ``live=`` (e.g. objects from an informer cache) to skip the reads; a stale cache costs one
+conflict and a fresh read, never a lost write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient
+
+from routers.cluster._apply import Outcome, gather_facts, reader, reconcile
+from routers.cluster._kube import Kube
+from routers.cluster._transport import Transport
+from routers.contract import ClusterFacts, Observation
+from routers.engine import Binding, VerifyReport, bind, gather, observe_all, verify
+from routers.model import (
+    AdditionalDestination,
+    Cleanup,
+    RemoveManagedRoutes,
+    RequestMatch,
+    RoutingConfig,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    SetWeight,
+    TrafficState,
+)
+from routers.planning.objects import JSON, ObjectRef
+from routers.registry import Registry
+
+__all__ = ["Router"]
+
+
+class Router:
+    def __init__(
+        self,
+        config: RoutingConfig,
+        api_client: ApiClient | None = None,
+        *,
+        kube: Kube | None = None,
+        registry: Registry | None = None,
+        state: TrafficState | None = None,
+    ) -> None:
+        if kube is None:
+            if api_client is None:
+                raise TypeError("Router needs an api_client or a kube")
+            kube = Kube(Transport(api_client))
+        self.config = config
+        self.kube = kube
+        self._bindings: list[Binding] = bind(config, registry)
+        self._lock = threading.RLock()
+        self._facts: ClusterFacts | None = None
+        self._state = state or TrafficState(total=config.max_traffic_weight or 100)
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        config: RoutingConfig,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        **kw: Any,
+    ) -> Router:
+        client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        return cls(config, client, **kw)
+
+    @property
+    def state(self) -> TrafficState:
+        """The last desired state this router applied (or was given)."""
+        with self._lock:
+            return self._state
+
+    def facts(self, *, refresh: bool = False) -> ClusterFacts:
+        with self._lock:
+            if self._facts is None or refresh:
+                self._facts = gather_facts(self.kube, self._bindings)
+            return self._facts
+
+    # -- declarative ----------------------------------------------------------------------------
+
+    def apply_state(
+        self,
+        state: TrafficState,
+        *,
+        live: Mapping[ObjectRef, JSON] | None = None,
+        dry_run: bool = False,
+    ) -> Outcome:
+        with self._lock:
+            outcome = reconcile(
+                self.kube,
+                self.config,
+                state,
+                bindings=self._bindings,
+                live=live,
+                facts=self.facts(),
+                dry_run=dry_run,
+            )
+            if not dry_run:
+                self._state = state
+            return outcome
+
+    def cleanup(self, *, restore_stable: bool = True, dry_run: bool = False) -> Outcome:
+        with self._lock:
+            outcome = reconcile(
+                self.kube,
+                self.config,
+                Cleanup(restore_stable=restore_stable),
+                bindings=self._bindings,
+                facts=self.facts(),
+                dry_run=dry_run,
+            )
+            if not dry_run:
+                self._state = TrafficState(total=self._state.total)
+            return outcome
+
+    # -- imperative (each a transition of the state) ------------------------------------------
+
+    def set_weight(
+        self, weight: int, additional: Sequence[AdditionalDestination] | None = None, **kw: Any
+    ) -> Outcome:
+        with self._lock:
+            verb = SetWeight(
+                weight=weight,
+                additional_destinations=None if additional is None else tuple(additional),
+            )
+            return self.apply_state(verb.apply(self._state), **kw)
+
+    def set_header_route(self, name: str, matches: Sequence[RequestMatch], **kw: Any) -> Outcome:
+        with self._lock:
+            return self.apply_state(
+                SetHeaderRoute(name=name, matches=tuple(matches)).apply(self._state), **kw
+            )
+
+    def set_mirror_route(
+        self, name: str, matches: Sequence[RequestMatch], percentage: float = 100.0, **kw: Any
+    ) -> Outcome:
+        with self._lock:
+            verb = SetMirrorRoute(name=name, matches=tuple(matches), percentage=percentage)
+            return self.apply_state(verb.apply(self._state), **kw)
+
+    def remove_managed_routes(self, **kw: Any) -> Outcome:
+        with self._lock:
+            return self.apply_state(RemoveManagedRoutes().apply(self._state), **kw)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def observe(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> list[Observation]:
+        snapshot = gather(self._bindings, reader(self.kube), live)
+        return observe_all(self._bindings, snapshot, self.facts())
+
+    def verify(
+        self,
+        state: TrafficState | None = None,
+        *,
+        live: Mapping[ObjectRef, JSON] | None = None,
+        require_ready: bool = False,
+    ) -> VerifyReport:
+        want = state or self.state
+        return verify(
+            self._bindings, self.observe(live=live), want, self.facts(), require_ready=require_ready
+        )
