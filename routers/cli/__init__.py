@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from routers.cli._app import cli
+from routers.cli._app import DiffError, cli
 from routers.errors import (
     ApplyError,
     ConfigError,
@@ -44,28 +44,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="routers",
             standalone_mode=False,
         )
-    except click.exceptions.Abort:
+    except DiffError as exc:  # `diff` keeps 1 for "differences found", like kubectl diff
+        return max(report(exc.cause), 2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("interrupted")
         return 130
-    except click.ClickException as exc:
+    except (click.ClickException, RoutersError) as exc:
+        return report(exc)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def report(exc: BaseException) -> int:
+    """Print ``exc`` as one line (plus a hint) and return its exit code."""
+    if isinstance(exc, click.ClickException):
         _fail(exc.format_message(), "run with --help for usage")
         return EXIT_ERROR
-    except UnsupportedError as exc:
+    if isinstance(exc, UnsupportedError):
         _fail(str(exc), exc.hint)
         return EXIT_UNSUPPORTED
-    except ConfigError as exc:
+    if isinstance(exc, ConfigError):
         _fail(str(exc), "fix the fields named above; `routers schema` prints the accepted format")
         return EXIT_ERROR
-    except (ConflictError, ApplyError) as exc:
+    if isinstance(exc, (ConflictError, ApplyError)):
         _fail(str(exc))
         return EXIT_API
-    except (PlanError, PluginError, RoutersError) as exc:
+    if isinstance(exc, (PlanError, PluginError, RoutersError)):
         _fail(str(exc))
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        _fail("interrupted")
-        return 130
-    return result if isinstance(result, int) else EXIT_OK
+    _fail(f"{type(exc).__name__}: {exc}")
+    return EXIT_API
 
 
 def entrypoint() -> None:

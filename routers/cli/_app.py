@@ -9,7 +9,7 @@ import click
 
 from routers.cli import _render
 from routers.errors import ConfigError, Problem
-from routers.io import load_documents, load_one
+from routers.io import dump_yaml, load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.registry import default_registry
 
@@ -176,3 +176,245 @@ def _config_schema() -> dict[str, Any]:
 
 def problem(path: str, message: str) -> ConfigError:
     return ConfigError([Problem(path, message)])
+
+
+# -- cluster commands ---------------------------------------------------------------------------
+
+
+def cluster_options(f: Any) -> Any:
+    f = click.option(
+        "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
+    )(f)
+    f = click.option("--context", default=None, help="kubeconfig context.")(f)
+    f = click.option("-n", "--namespace", default=None, help="Namespace (overrides the config).")(f)
+    return click.option(
+        "--config",
+        "config_path",
+        required=True,
+        metavar="FILE",
+        help="Routing config: ours, an Argo trafficRouting block, or a Rollout.",
+    )(f)
+
+
+def state_options(f: Any) -> Any:
+    f = click.option("--state", "state_path", metavar="FILE", help="Desired traffic state.")(f)
+    f = click.option("--cleanup", is_flag=True, help="Remove everything we added.")(f)
+    return click.option(
+        "--keep-weights", is_flag=True, help="With --cleanup: leave weights as they are."
+    )(f)
+
+
+def _router(
+    config_path: str, kubeconfig: str | None, context: str | None, namespace: str | None
+) -> Any:
+    from routers.cluster import Router
+
+    config = load_config(config_path)
+    if namespace:
+        config = config.model_copy(update={"namespace": namespace})
+    return Router.from_kubeconfig(config, kubeconfig, context)
+
+
+@cli.command()
+@cluster_options
+@state_options
+@click.option(
+    "--dry-run",
+    "dry_run",
+    type=click.Choice(["none", "client", "server"]),
+    default="none",
+    show_default=True,
+    help="client: print the plan, send nothing; server: send with dryRun=All.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=OUTPUT_PLAN,
+    help="Also print the result (yaml/json) or the operations (patch).",
+)
+def apply(
+    config_path: str,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_path: str | None,
+    cleanup: bool,
+    keep_weights: bool,
+    dry_run: str,
+    output: str | None,
+) -> None:
+    """Make the cluster express a state. Same state twice: zero writes."""
+    from routers.cluster import reconcile
+
+    router = _router(config_path, kubeconfig, context, namespace)
+    desired = load_desired(state_path, cleanup, keep_weights)
+    if dry_run == "client":
+        result = _plan_against_cluster(router, desired)
+        _render.notes(result.plans)
+        _render.plan_result(result, output or "patch")
+        return
+    outcome = reconcile(
+        router.kube,
+        router.config,
+        desired,
+        bindings=router._bindings,
+        facts=router.facts(),
+        dry_run=dry_run == "server",
+    )
+    _render.notes(outcome.plans)
+    _render.applied(outcome)
+    if output:
+        from routers.engine import OfflineResult
+        from routers.planning.offline import apply_plans
+
+        _render.plan_result(
+            OfflineResult(outcome.plans, outcome.live, apply_plans(outcome.plans, outcome.live)),
+            output,
+        )
+
+
+def _plan_against_cluster(router: Any, desired: Desired) -> Any:
+    from routers.cluster import reader
+    from routers.engine import OfflineResult, gather, plan_all
+    from routers.planning.offline import apply_plans
+
+    live = gather(router._bindings, reader(router.kube))
+    plans = plan_all(router._bindings, live, desired, router.facts(), routing=router.config)
+    return OfflineResult(tuple(plans), live, apply_plans(plans, live))
+
+
+@cli.command()
+@cluster_options
+@state_options
+def diff(
+    config_path: str,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_path: str | None,
+    cleanup: bool,
+    keep_weights: bool,
+) -> int:
+    """Unified diff of live objects against the result. Exit 0: none, 1: differences, >1: error."""
+    try:
+        router = _router(config_path, kubeconfig, context, namespace)
+        result = _plan_against_cluster(router, load_desired(state_path, cleanup, keep_weights))
+    except Exception as exc:
+        raise DiffError(exc) from exc
+    text = _render.unified_diff(result)
+    if text:
+        click.echo(text, nl=False)
+        return 1
+    return 0
+
+
+class DiffError(Exception):
+    """Wraps any error of `diff` so that it exits above 1, as `kubectl diff` does."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+        super().__init__(str(cause))
+
+
+@cli.command("verify")
+@cluster_options
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    metavar="FILE",
+    help="The state that should be in effect.",
+)
+@click.option(
+    "--require-ready", is_flag=True, help="Also require readiness where the target reports it."
+)
+@click.option(
+    "-o", "--output", default="table", type=click.Choice(["table", "json"]), show_default=True
+)
+def verify_cmd(
+    config_path: str,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    state_path: str,
+    require_ready: bool,
+    output: str,
+) -> int:
+    """Is the state really applied? Exit 0 yes, 1 no (mismatches listed)."""
+    router = _router(config_path, kubeconfig, context, namespace)
+    state = TrafficState.parse(load_one(state_path), source=state_path)
+    report = router.verify(state, require_ready=require_ready)
+    if output == "json":
+        click.echo(json.dumps({"ok": report.ok, "mismatches": list(report.mismatches)}, indent=2))
+    else:
+        for line in report.mismatches:
+            click.echo(f"mismatch: {line}")
+        click.echo("verified: the live objects express the state" if report.ok else "NOT verified")
+    return 0 if report.ok else 1
+
+
+@cli.command()
+@cluster_options
+@click.option(
+    "-o", "--output", default="table", type=click.Choice(["table", "json"]), show_default=True
+)
+@click.option("-w", "--watch", is_flag=True, help="Refresh until interrupted.")
+@click.option(
+    "--interval", default=2.0, show_default=True, help="Seconds between refreshes with --watch."
+)
+def status(
+    config_path: str,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    output: str,
+    watch: bool,
+    interval: float,
+) -> None:
+    """Weights, managed routes and readiness of every target."""
+    import time
+
+    router = _router(config_path, kubeconfig, context, namespace)
+    while True:
+        observations = router.observe()
+        if output == "json":
+            click.echo(json.dumps(_render.observations_data(observations), indent=2))
+        else:
+            click.echo(_render.observations_table(observations))
+        if not watch:
+            return
+        time.sleep(interval)
+        click.echo("")
+
+
+@cli.command()
+@cluster_options
+@click.option("--keep-weights", is_flag=True, help="Leave weights as they are.")
+@click.option(
+    "--dry-run", "dry_run", type=click.Choice(["none", "server"]), default="none", show_default=True
+)
+def cleanup(
+    config_path: str,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    keep_weights: bool,
+    dry_run: str,
+) -> None:
+    """Remove every route and object we added; send 100% back to stable unless --keep-weights."""
+    router = _router(config_path, kubeconfig, context, namespace)
+    outcome = router.cleanup(restore_stable=not keep_weights, dry_run=dry_run == "server")
+    _render.applied(outcome)
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, metavar="FILE")
+@click.option("-n", "--namespace", default=None)
+@click.option("--name", default="canary-routers", show_default=True, help="Role name.")
+def rbac(config_path: str, namespace: str | None, name: str) -> None:
+    """Print the minimal Role (and CRD-reading ClusterRole) a config needs."""
+    from routers.cluster import rbac_manifests
+
+    config = load_config(config_path)
+    click.echo(dump_yaml(rbac_manifests(config, name=name, namespace=namespace)), nl=False)

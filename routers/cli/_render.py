@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from routers.contract import Observation
 from routers.engine import OfflineResult
 from routers.io import dump_yaml
 from routers.planning.plan import Plan
@@ -71,3 +72,100 @@ def plugin_table(rows: Sequence[dict[str, Any]]) -> None:
             ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HEADER-MATCH", "MIRROR", "ERROR"), out
         )
     )
+
+
+def applied(outcome: Any) -> None:
+    verb = "would " if outcome.dry_run else ""
+    for done in outcome.applied:
+        click.echo(f"{verb}{done.op.verb}: {done.op.ref} ({done.op.reason})", err=True)
+    if not outcome.applied:
+        click.echo("no changes: the cluster already expresses this state", err=True)
+
+
+_VOLATILE = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
+
+
+def _clean(obj: Any) -> Any:
+    import copy
+
+    out = copy.deepcopy(obj)
+    if isinstance(out, dict):
+        out.pop("status", None)
+        meta = out.get("metadata")
+        if isinstance(meta, dict):
+            for key in _VOLATILE:
+                meta.pop(key, None)
+    return out
+
+
+def unified_diff(result: OfflineResult) -> str:
+    import difflib
+
+    chunks: list[str] = []
+    for ref in result.changed:
+        before = result.before.get(ref)
+        after = result.after.get(ref)
+        a = dump_yaml([_clean(before)]).splitlines(keepends=True) if before is not None else []
+        b = dump_yaml([_clean(after)]).splitlines(keepends=True) if after is not None else []
+        name = str(ref).replace(" ", "/")
+        chunks.extend(difflib.unified_diff(a, b, f"live/{name}", f"result/{name}"))
+    return "".join(chunks)
+
+
+def observations_data(observations: Sequence[Observation]) -> list[dict[str, Any]]:
+    return [
+        {
+            "plugin": o.plugin,
+            "weights": [
+                {
+                    "location": w.location,
+                    "stable": w.stable,
+                    "canary": w.canary,
+                    "additional": dict(w.additional),
+                }
+                for w in o.weights
+            ],
+            "headerRoutes": list(o.header_routes),
+            "mirrorRoutes": dict(o.mirror_routes),
+            "ready": o.ready,
+            "conditions": [
+                {
+                    "object": c.obj,
+                    "type": c.type,
+                    "status": c.status,
+                    "reason": c.reason,
+                    "current": c.current,
+                }
+                for c in o.conditions
+            ],
+            "problems": list(o.problems),
+        }
+        for o in observations
+    ]
+
+
+def observations_table(observations: Sequence[Observation]) -> str:
+    rows = []
+    for o in observations:
+        routes = (
+            ",".join(
+                [*o.header_routes, *(f"{n}(mirror {p:g}%)" for n, p in o.mirror_routes.items())]
+            )
+            or "-"
+        )
+        ready = {True: "True", False: "False", None: "-"}[o.ready]
+        if not o.weights:
+            rows.append((o.plugin, "-", "-", routes, ready, "; ".join(o.problems)))
+        for w in o.weights:
+            pct = f"{100 * w.canary / w.total:.4g}%" if w.total else "-"
+            rows.append(
+                (
+                    o.plugin,
+                    w.location,
+                    f"{w.canary}/{w.total} ({pct})",
+                    routes,
+                    ready,
+                    "; ".join(o.problems),
+                )
+            )
+    return columns(("TARGET", "LOCATION", "CANARY", "MANAGED-ROUTES", "READY", "PROBLEMS"), rows)

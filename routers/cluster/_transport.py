@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -97,6 +98,11 @@ class Transport:
         except ApiException as exc:  # raised for e.g. 429 with Retry-After, or connection errors
             data = (exc.body or "").encode() if isinstance(exc.body, str) else (exc.body or b"")
             status = int(exc.status or 0)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._record(RequestRecord(method, path, 0, sent, 0))
+            reason = getattr(exc, "reason", None) or exc
+            host = self.api_client.configuration.host
+            raise ApiStatus(0, "Unreachable", f"cannot reach the API server at {host}: {reason}") from None
         self._record(RequestRecord(method, path, status, sent, len(data)))
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         if not 200 <= status <= 299:
