@@ -18,7 +18,16 @@ import pytest
 from kubernetes import config as kube_config
 
 from e2e.cluster import ControlPlane
-from routers.cluster import ApiStatus, Kube, RequestRecord, Router, Transport, execute, rbac_manifests, reconcile
+from routers.cluster import (
+    ApiStatus,
+    Kube,
+    RequestRecord,
+    Router,
+    Transport,
+    execute,
+    rbac_manifests,
+    reconcile,
+)
 from routers.errors import ApplyError, ConflictError, ForbiddenError
 from routers.model import RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects, ObjectRef
@@ -32,7 +41,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
     sys.path.insert(0, str(THIRDPARTY))
-    yield Registry(lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=())  # type: ignore[list-item]
+    yield Registry(
+        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=()
+    )  # type: ignore[list-item]
     sys.path.remove(str(THIRDPARTY))
 
 
@@ -41,24 +52,35 @@ def cp(control_plane: Callable[..., ControlPlane]) -> ControlPlane:
     return control_plane(())
 
 
-def kube_for(cp: ControlPlane, user: str = "routers", records: list[RequestRecord] | None = None) -> Kube:
+def kube_for(
+    cp: ControlPlane, user: str = "routers", records: list[RequestRecord] | None = None
+) -> Kube:
     client = kube_config.new_client_from_config(config_file=str(cp.kubeconfig_for(user)))
     return Kube(Transport(client, on_request=records.append if records is not None else None))
 
 
 def routing(ns: str) -> RoutingConfig:
-    return RoutingConfig.from_document({
-        "stableService": "web-stable", "canaryService": "web-canary", "namespace": ns,
-        "plugins": {"example.com/configmap": {"configMap": "proxy-weights"}},
-    })
+    return RoutingConfig.from_document(
+        {
+            "stableService": "web-stable",
+            "canaryService": "web-canary",
+            "namespace": ns,
+            "plugins": {"example.com/configmap": {"configMap": "proxy-weights"}},
+        }
+    )
 
 
 def seed(cp: ControlPlane, ns: str, data: dict[str, str] | None = None) -> dict[str, Any]:
-    status, obj = cp.request("POST", f"/api/v1/namespaces/{ns}/configmaps", {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "proxy-weights", "annotations": {"team": "payments"}},
-        "data": data or {"other": "keep"},
-    })
+    status, obj = cp.request(
+        "POST",
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "proxy-weights", "annotations": {"team": "payments"}},
+            "data": data or {"other": "keep"},
+        },
+    )
     assert status == 201, obj
     return obj  # type: ignore[no-any-return]
 
@@ -109,16 +131,30 @@ def test_caller_live_objects_skip_reads(cp: ControlPlane, registry: Registry) ->
     (applied,) = first.applied
     assert applied.after is not None
     router.set_weight(35, live={ref: applied.after})
-    assert [r.method for r in records] == ["PATCH"], "a step with caller-supplied objects must not GET"
+    assert [r.method for r in records] == ["PATCH"], (
+        "a step with caller-supplied objects must not GET"
+    )
 
 
-def test_stale_cache_costs_one_conflict_not_a_lost_write(cp: ControlPlane, registry: Registry) -> None:
+def test_stale_cache_costs_one_conflict_not_a_lost_write(
+    cp: ControlPlane, registry: Registry
+) -> None:
     ns = cp.new_namespace("stale")
     obj = seed(cp, ns)
-    cp.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights",
-               {"data": {"foreign": "1"}}, content_type="application/merge-patch+json")
-    out = reconcile(kube_for(cp), routing(ns), TrafficState(weight=40), registry=registry,
-                    live={ObjectRef.of(obj): obj}, sleep=lambda _: None)
+    cp.request(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/configmaps/proxy-weights",
+        {"data": {"foreign": "1"}},
+        content_type="application/merge-patch+json",
+    )
+    out = reconcile(
+        kube_for(cp),
+        routing(ns),
+        TrafficState(weight=40),
+        registry=registry,
+        live={ObjectRef.of(obj): obj},
+        sleep=lambda _: None,
+    )
     assert out.attempts == 2
     _, now = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
     assert now["data"]["foreign"] == "1"
@@ -138,8 +174,12 @@ def test_concurrent_foreign_writer_loses_nothing(cp: ControlPlane, registry: Reg
         while not stop.is_set():
             n += 1
             status, _ = cp.request(
-                "PATCH", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights",
-                {"metadata": {"annotations": {"foreign/counter": str(n)}}, "data": {f"k{n % 7}": str(n)}},
+                "PATCH",
+                f"/api/v1/namespaces/{ns}/configmaps/proxy-weights",
+                {
+                    "metadata": {"annotations": {"foreign/counter": str(n)}},
+                    "data": {f"k{n % 7}": str(n)},
+                },
                 user="foreign-writer" if "foreign-writer" in cp.users else "admin",
                 content_type="application/merge-patch+json",
             )
@@ -152,7 +192,9 @@ def test_concurrent_foreign_writer_loses_nothing(cp: ControlPlane, registry: Reg
     try:
         for step in range(220):
             w = (step * 7) % 101
-            out = reconcile(kube, routing(ns), TrafficState(weight=w), registry=registry, max_attempts=20)
+            out = reconcile(
+                kube, routing(ns), TrafficState(weight=w), registry=registry, max_attempts=20
+            )
             retried += out.attempts - 1
             assert weights(cp, ns)["web-canary"] == w
     finally:
@@ -173,14 +215,27 @@ def test_conflict_that_persists_is_a_conflict_error(cp: ControlPlane, registry: 
     seed(cp, ns)
     kube = kube_for(cp)
     # A reader that always returns a stale object forces every guard to fail.
-    status, stale = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
-    cp.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights", {"data": {"x": "1"}},
-               content_type="application/merge-patch+json")
+    _status, stale = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
+    cp.request(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/configmaps/proxy-weights",
+        {"data": {"x": "1"}},
+        content_type="application/merge-patch+json",
+    )
     original_get = kube.get
     kube.get = lambda ref: stale  # type: ignore[method-assign]
     try:
-        with pytest.raises(ConflictError, match=r"ConfigMap .*proxy-weights: still conflicting after 3 attempts"):
-            reconcile(kube, routing(ns), TrafficState(weight=5), registry=registry, max_attempts=3, sleep=lambda _: None)
+        with pytest.raises(
+            ConflictError, match=r"ConfigMap .*proxy-weights: still conflicting after 3 attempts"
+        ):
+            reconcile(
+                kube,
+                routing(ns),
+                TrafficState(weight=5),
+                registry=registry,
+                max_attempts=3,
+                sleep=lambda _: None,
+            )
     finally:
         kube.get = original_get  # type: ignore[method-assign]
 
@@ -190,10 +245,30 @@ def test_failed_later_operation_reverts_earlier_ones(cp: ControlPlane) -> None:
     obj = seed(cp, ns)
     kube = kube_for(cp)
     ref = ObjectRef.of(obj)
-    good = Patch(ref, ({"op": "test", "path": "/metadata/resourceVersion", "value": obj["metadata"]["resourceVersion"]},
-                       {"op": "add", "path": "/data/step", "value": "1"}), "first")
+    good = Patch(
+        ref,
+        (
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": obj["metadata"]["resourceVersion"],
+            },
+            {"op": "add", "path": "/data/step", "value": "1"},
+        ),
+        "first",
+    )
     bad_ref = ObjectRef("", "ConfigMap", ns, "broken")
-    bad = Create(bad_ref, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "broken"}, "data": {"k": "v"}, "bogus": 1}, "second")
+    bad = Create(
+        bad_ref,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "broken"},
+            "data": {"k": "v"},
+            "bogus": 1,
+        },
+        "second",
+    )
     with pytest.raises(ApplyError) as info:
         execute(kube, [Plan("configmap", (good, bad))], LiveObjects([(ref, obj)]))
     err = info.value
@@ -208,13 +283,17 @@ def test_failed_later_operation_reverts_earlier_ones(cp: ControlPlane) -> None:
 def test_server_dry_run_changes_nothing(cp: ControlPlane, registry: Registry) -> None:
     ns = cp.new_namespace("dry")
     seed(cp, ns)
-    out = reconcile(kube_for(cp), routing(ns), TrafficState(weight=70), registry=registry, dry_run=True)
+    out = reconcile(
+        kube_for(cp), routing(ns), TrafficState(weight=70), registry=registry, dry_run=True
+    )
     assert out.writes == 1
     _, now = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
     assert "weights.json" not in now["data"]
 
 
-def test_generated_rbac_is_sufficient_and_a_missing_verb_is_named(cp: ControlPlane, registry: Registry) -> None:
+def test_generated_rbac_is_sufficient_and_a_missing_verb_is_named(
+    cp: ControlPlane, registry: Registry
+) -> None:
     ns = cp.new_namespace("rbac")
     config = routing(ns)
     manifests = rbac_manifests(config, registry=registry)
@@ -222,15 +301,32 @@ def test_generated_rbac_is_sufficient_and_a_missing_verb_is_named(cp: ControlPla
     user = "routers-limited"
 
     def bind(rules: list[dict[str, Any]]) -> None:
-        cp.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/canary-routers")
-        status, body = cp.request("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles", {**role, "rules": rules})
+        cp.request(
+            "DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/canary-routers"
+        )
+        status, body = cp.request(
+            "POST",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+            {**role, "rules": rules},
+        )
         assert status == 201, body
-        cp.request("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "canary-routers"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "canary-routers"},
-            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
-        })
+        cp.request(
+            "POST",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "canary-routers"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "canary-routers",
+                },
+                "subjects": [
+                    {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}
+                ],
+            },
+        )
 
     bind(role["rules"])
     kube = kube_for(cp, user)
@@ -244,7 +340,9 @@ def test_generated_rbac_is_sufficient_and_a_missing_verb_is_named(cp: ControlPla
     status, _ = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
     assert status == 404
 
-    without_patch = [{**r, "verbs": [v for v in r["verbs"] if v != "create"]} for r in role["rules"]]
+    without_patch = [
+        {**r, "verbs": [v for v in r["verbs"] if v != "create"]} for r in role["rules"]
+    ]
     bind(without_patch)
     with pytest.raises(ForbiddenError) as info:
         reconcile(kube_for(cp, user), config, TrafficState(weight=20), registry=registry)
@@ -255,6 +353,9 @@ def test_generated_rbac_is_sufficient_and_a_missing_verb_is_named(cp: ControlPla
 def test_api_status_is_carried(cp: ControlPlane) -> None:
     kube = kube_for(cp)
     with pytest.raises(ApiStatus) as info:
-        kube.create(ObjectRef("", "ConfigMap", "no-such-namespace-xyz", "x"), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+        kube.create(
+            ObjectRef("", "ConfigMap", "no-such-namespace-xyz", "x"),
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+        )
     assert info.value.code == 404
     assert info.value.reason == "NotFound"

@@ -55,7 +55,14 @@ def thirdparty_path() -> Iterator[None]:
 def cm_registry(thirdparty_path: None) -> Registry:
     """Only the example ConfigMap plugin."""
     return Registry(
-        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin", "routers-example-configmap", "0.3.0")],  # type: ignore[list-item]
+        lambda: [
+            entry(
+                "configmap",
+                "routers_example_configmap:ConfigMapPlugin",
+                "routers-example-configmap",
+                "0.3.0",
+            )
+        ],  # type: ignore[list-item]
         disabled=(),
     )
 

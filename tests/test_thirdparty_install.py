@@ -26,8 +26,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("src") / "thirdparty"
     shutil.copytree(THIRDPARTY, src, ignore=shutil.ignore_patterns("example", "__pycache__"))
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), "--python", sys.executable, str(src)],
-        check=True, capture_output=True, text=True,
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            "--python",
+            sys.executable,
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert (target / "routers_example_configmap").is_dir()
     return target
@@ -36,7 +49,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("ROUTERS_DISABLE_PLUGINS", None)
-    return subprocess.run([sys.executable, "-m", "routers", *args], capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "routers", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
 
 
 def test_listed_with_distribution_and_version(site: Path) -> None:
@@ -50,7 +69,16 @@ def test_listed_with_distribution_and_version(site: Path) -> None:
 
 def test_usable_for_the_offline_main_job(site: Path) -> None:
     ex = THIRDPARTY / "example"
-    proc = run(site, "plan", "--config", str(ex / "routing.yaml"), "--state", str(ex / "state.yaml"), "-f", str(ex / "live.yaml"))
+    proc = run(
+        site,
+        "plan",
+        "--config",
+        str(ex / "routing.yaml"),
+        "--state",
+        str(ex / "state.yaml"),
+        "-f",
+        str(ex / "live.yaml"),
+    )
     assert proc.returncode == 0, proc.stderr
     (obj,) = list(yaml.safe_load_all(proc.stdout))
     assert json.loads(obj["data"]["weights.json"])["web-canary"] == 20
@@ -61,8 +89,22 @@ def test_disabled_by_environment(site: Path) -> None:
     ex = THIRDPARTY / "example"
     env = {**os.environ, "PYTHONPATH": str(env_site), "ROUTERS_DISABLE_PLUGINS": "configmap"}
     proc = subprocess.run(
-        [sys.executable, "-m", "routers", "plan", "--config", str(ex / "routing.yaml"), "--state", str(ex / "state.yaml"), "-f", str(ex / "live.yaml")],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            sys.executable,
+            "-m",
+            "routers",
+            "plan",
+            "--config",
+            str(ex / "routing.yaml"),
+            "--state",
+            str(ex / "state.yaml"),
+            "-f",
+            str(ex / "live.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 1
     assert "disabled by ROUTERS_DISABLE_PLUGINS" in proc.stderr

@@ -102,7 +102,9 @@ class Transport:
             self._record(RequestRecord(method, path, 0, sent, 0))
             reason = getattr(exc, "reason", None) or exc
             host = self.api_client.configuration.host
-            raise ApiStatus(0, "Unreachable", f"cannot reach the API server at {host}: {reason}") from None
+            raise ApiStatus(
+                0, "Unreachable", f"cannot reach the API server at {host}: {reason}"
+            ) from None
         self._record(RequestRecord(method, path, status, sent, len(data)))
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         if not 200 <= status <= 299:

@@ -24,11 +24,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from routers.contract import Capabilities, ClusterFacts, MirrorSupport, RouterPlugin
-from routers.engine import Binding, bind, facts_from_manifests, gather, observe_all, plan_all, verify
+from routers.engine import (
+    Binding,
+    bind,
+    facts_from_manifests,
+    gather,
+    observe_all,
+    plan_all,
+    verify,
+)
 from routers.errors import UnsupportedError
 from routers.io import load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
-from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.objects import JSON, LiveObjects
 from routers.planning.offline import apply_plans
 from routers.registry import Registry
 from tests.conftest import ROOT, THIRDPARTY, entry
@@ -55,7 +63,9 @@ def _thirdparty_registry() -> Registry:
 
     if str(THIRDPARTY) not in sys.path:
         sys.path.insert(0, str(THIRDPARTY))
-    return Registry(lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=())  # type: ignore[list-item]
+    return Registry(
+        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=()
+    )  # type: ignore[list-item]
 
 
 CASES = list(_cases())
@@ -75,7 +85,9 @@ class Loaded:
 def load(case: Case) -> Loaded:
     ex = case.example
     if not (ex / "routing.yaml").exists():
-        pytest.fail(f"plugin {case.name!r} has no example at {ex} (routing.yaml, live.yaml, state.yaml)")
+        pytest.fail(
+            f"plugin {case.name!r} has no example at {ex} (routing.yaml, live.yaml, state.yaml)"
+        )
     routing = RoutingConfig.from_document(load_one(str(ex / "routing.yaml")))
     manifests = load_documents([str(ex / "live.yaml")])
     facts = facts_from_manifests(manifests)
@@ -85,7 +97,15 @@ def load(case: Case) -> Loaded:
     live = gather(bindings, pool.get)
     state = TrafficState.parse(load_one(str(ex / "state.yaml")))
     (binding,) = [b for b in bindings if b.name == case.name]
-    return Loaded(routing, bindings, live, manifests, facts, state, binding.plugin.capabilities(binding.config, facts))
+    return Loaded(
+        routing,
+        bindings,
+        live,
+        manifests,
+        facts,
+        state,
+        binding.plugin.capabilities(binding.config, facts),
+    )
 
 
 # -- generating states within declared capabilities ------------------------------------------
@@ -129,7 +149,11 @@ def states(draw: st.DrawFn, loaded: Loaded) -> TrafficState:
     if loaded.routing.max_traffic_weight:
         total = loaded.routing.max_traffic_weight
     else:
-        total = draw(st.sampled_from([100, 1000, 1_000_000] if caps.max_total is None else [100, caps.max_total]))
+        total = draw(
+            st.sampled_from(
+                [100, 1000, 1_000_000] if caps.max_total is None else [100, caps.max_total]
+            )
+        )
     weight = draw(st.integers(0, total)) if caps.weight else 0
     doc: dict[str, Any] = {"weight": weight, "total": total}
     extra = [d.service for d in loaded.example_state.additional_destinations]
@@ -141,7 +165,12 @@ def states(draw: st.DrawFn, loaded: Loaded) -> TrafficState:
             left -= w
             dests.append({"service": service, "weight": w})
         doc["additionalDestinations"] = dests
-    managed = [r.name for r in loaded.routing.managed_routes] or ["canary-header", "canary-beta", "canary-mirror", "canary-shadow"]
+    managed = [r.name for r in loaded.routing.managed_routes] or [
+        "canary-header",
+        "canary-beta",
+        "canary-mirror",
+        "canary-shadow",
+    ]
     budget = min(caps.max_routes if caps.max_routes is not None else 3, 3, len(managed))
     names = draw(st.lists(st.sampled_from(managed), unique=True, max_size=budget))
     per_route = min(caps.max_matches_per_route or 2, 2)
@@ -149,14 +178,25 @@ def states(draw: st.DrawFn, loaded: Loaded) -> TrafficState:
     for name in names:
         can_mirror = caps.mirror is not MirrorSupport.NONE
         if caps.header_routes and (not can_mirror or draw(st.booleans())):
-            headers.append({"name": name, "matches": draw(st.lists(request_match(caps), min_size=1, max_size=per_route))})
+            headers.append(
+                {
+                    "name": name,
+                    "matches": draw(st.lists(request_match(caps), min_size=1, max_size=per_route)),
+                }
+            )
         elif can_mirror:
             pct = {
                 MirrorSupport.FULL_ONLY: st.just(100.0),
                 MirrorSupport.PERCENT: st.integers(1, 100).map(float),
                 MirrorSupport.FRACTION: st.sampled_from([0.5, 12.5, 50.0, 100.0]),
             }[caps.mirror]
-            mirrors.append({"name": name, "matches": draw(st.lists(request_match(caps), min_size=1, max_size=per_route)), "percentage": draw(pct)})
+            mirrors.append(
+                {
+                    "name": name,
+                    "matches": draw(st.lists(request_match(caps), min_size=1, max_size=per_route)),
+                    "percentage": draw(pct),
+                }
+            )
     doc["headerRoutes"] = headers
     doc["mirrorRoutes"] = mirrors
     return TrafficState.parse(doc)
@@ -228,11 +268,24 @@ def test_plugin_declares_the_contract(loaded: Loaded) -> None:
 def test_example_state_plans_and_verifies(loaded: Loaded) -> None:
     live, _ = step(loaded, loaded.live, loaded.example_state)
     plan_is_empty(loaded, live, loaded.example_state)
-    report = verify(loaded.bindings, observe_all(loaded.bindings, live, loaded.facts), loaded.example_state, loaded.facts)
+    report = verify(
+        loaded.bindings,
+        observe_all(loaded.bindings, live, loaded.facts),
+        loaded.example_state,
+        loaded.facts,
+    )
     assert report.ok, report.mismatches
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(data=st.data())
 def test_generated_states(loaded: Loaded, data: st.DataObject) -> None:
     state = data.draw(states(loaded))
@@ -244,7 +297,9 @@ def test_generated_states(loaded: Loaded, data: st.DataObject) -> None:
         assume(False)  # a combination the capability model cannot describe; must be rare
         return
     plan_is_empty(loaded, live1, state)
-    report = verify(loaded.bindings, observe_all(loaded.bindings, live1, loaded.facts), state, loaded.facts)
+    report = verify(
+        loaded.bindings, observe_all(loaded.bindings, live1, loaded.facts), state, loaded.facts
+    )
     assert report.ok, report.mismatches
     for ref, n in foreign0.items():
         assert ref in live1, f"{ref} disappeared"
@@ -258,9 +313,13 @@ def test_generated_states(loaded: Loaded, data: st.DataObject) -> None:
     created = set(live1) - set(live0)
     assert not (created & set(live2)), f"cleanup left objects we created: {created & set(live2)}"
     for obs in observe_all(loaded.bindings, live2, loaded.facts):
-        assert not obs.header_routes and not obs.mirror_routes, f"{obs.plugin}: managed routes left after cleanup"
+        assert not obs.header_routes and not obs.mirror_routes, (
+            f"{obs.plugin}: managed routes left after cleanup"
+        )
         for w in obs.weights:
-            assert w.canary == 0, f"{obs.plugin}: {w.location} still sends traffic to canary after cleanup"
+            assert w.canary == 0, (
+                f"{obs.plugin}: {w.location} still sends traffic to canary after cleanup"
+            )
     for ref, n in foreign0.items():
         assert count_foreign(live2[ref]) == n, f"{ref}: foreign fields changed by cleanup"
 
@@ -278,15 +337,30 @@ def test_invalid_states_never_reach_plan(tmp_path: Path) -> None:
         return original(*args)  # type: ignore[arg-type]
 
     plugin.plan = spy  # type: ignore[method-assign]
-    from routers.cli import main
     from routers import registry as registry_mod
+    from routers.cli import main
 
     registry_mod._default = case.registry
     try:
-        for bad in ["weight: 101", "weight: -5", "total: 0", "headerRoutes: [{name: h, matches: [{headers: [{name: 'a b', exact: x}]}]}]"]:
+        for bad in [
+            "weight: 101",
+            "weight: -5",
+            "total: 0",
+            "headerRoutes: [{name: h, matches: [{headers: [{name: 'a b', exact: x}]}]}]",
+        ]:
             f = tmp_path / "s.yaml"
             f.write_text(bad)
-            code = main(["plan", "--config", str(case.example / "routing.yaml"), "--state", str(f), "-f", str(case.example / "live.yaml")])
+            code = main(
+                [
+                    "plan",
+                    "--config",
+                    str(case.example / "routing.yaml"),
+                    "--state",
+                    str(f),
+                    "-f",
+                    str(case.example / "live.yaml"),
+                ]
+            )
             assert code == 1
         assert not calls
     finally:

@@ -51,14 +51,24 @@ def test_plan_json_is_a_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_no_change_says_so_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main([*BASE, "--state", str(EX / "state.yaml")])
     after = write(tmp_path, "after.yaml", capsys.readouterr().out)
-    args = ["plan", "--config", str(EX / "routing.yaml"), "-f", after, "--state", str(EX / "state.yaml")]
+    args = [
+        "plan",
+        "--config",
+        str(EX / "routing.yaml"),
+        "-f",
+        after,
+        "--state",
+        str(EX / "state.yaml"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr()
     assert out.out == ""
     assert "no changes" in out.err
 
 
-def test_config_error_exit_1_one_line_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_error_exit_1_one_line_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = write(tmp_path, "s.yaml", "weight: 120\n")
     assert main([*BASE, "--state", state]) == 1
     err = capsys.readouterr().err
@@ -77,7 +87,9 @@ def test_usage_error_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Missing option" in capsys.readouterr().err
 
 
-def test_duplicate_yaml_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_duplicate_yaml_keys_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = write(tmp_path, "s.yaml", "weight: 10\nweight: 90\n")
     assert main([*BASE, "--state", state]) == 1
     assert "duplicate key 'weight'" in capsys.readouterr().err
@@ -91,7 +103,11 @@ def test_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plugins_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "list", "-o", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert (row["name"], row["distribution"], row["status"]) == ("configmap", "routers-example-configmap", "loaded")
+    assert (row["name"], row["distribution"], row["status"]) == (
+        "configmap",
+        "routers-example-configmap",
+        "loaded",
+    )
     assert row["capabilities"]["headerRoutes"] is False
 
 
@@ -110,7 +126,9 @@ def test_schema(what: str, capsys: pytest.CaptureFixture[str]) -> None:
 def test_schema_state_uses_wire_names(capsys: pytest.CaptureFixture[str]) -> None:
     main(["schema", "state"])
     props = json.loads(capsys.readouterr().out)["properties"]
-    assert {"weight", "total", "headerRoutes", "mirrorRoutes", "additionalDestinations"} <= set(props)
+    assert {"weight", "total", "headerRoutes", "mirrorRoutes", "additionalDestinations"} <= set(
+        props
+    )
 
 
 def test_cleanup_flag(capsys: pytest.CaptureFixture[str]) -> None:

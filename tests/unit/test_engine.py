@@ -5,7 +5,14 @@ from typing import Any
 import pytest
 
 from routers.contract import Capabilities, ClusterFacts, MirrorSupport
-from routers.engine import bind, check_capabilities, facts_from_manifests, gather, plan_all, plan_offline
+from routers.engine import (
+    bind,
+    check_capabilities,
+    facts_from_manifests,
+    gather,
+    plan_all,
+    plan_offline,
+)
 from routers.errors import ConfigError, PluginError, UnsupportedError
 from routers.io import load_documents, load_one
 from routers.model import Cleanup, RoutingConfig, TrafficState
@@ -38,7 +45,9 @@ def test_offline_plan_patches_with_guard_and_keeps_foreign_keys(cm_registry: Reg
     assert all(p.empty for p in again.plans)
 
 
-def test_missing_object_is_created_with_owner_marker_then_deleted_on_cleanup(cm_registry: Registry) -> None:
+def test_missing_object_is_created_with_owner_marker_then_deleted_on_cleanup(
+    cm_registry: Registry,
+) -> None:
     result = plan_offline(config(), TrafficState(weight=5), [], registry=cm_registry)
     (op,) = result.plans[0].operations
     assert isinstance(op, Create)
@@ -51,26 +60,44 @@ def test_missing_object_is_created_with_owner_marker_then_deleted_on_cleanup(cm_
 
 
 def test_unknown_section_is_a_config_error_naming_it(cm_registry: Registry) -> None:
-    c = RoutingConfig.from_document({"stableService": "a", "canaryService": "b", "alb": {"ingress": "x"}})
-    with pytest.raises(ConfigError, match=r"alb: no installed plugin handles this section \(installed plugins: configmap\)"):
+    c = RoutingConfig.from_document(
+        {"stableService": "a", "canaryService": "b", "alb": {"ingress": "x"}}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"alb: no installed plugin handles this section \(installed plugins: configmap\)",
+    ):
         bind(c, cm_registry)
 
 
 def test_plugin_section_errors_are_rooted_at_the_section(cm_registry: Registry) -> None:
-    c = RoutingConfig.from_document({"stableService": "a", "canaryService": "b", "plugins": {"x/configmap": {"cm": 1}}})
+    c = RoutingConfig.from_document(
+        {"stableService": "a", "canaryService": "b", "plugins": {"x/configmap": {"cm": 1}}}
+    )
     with pytest.raises(ConfigError) as info:
         bind(c, cm_registry)
-    assert {p.path for p in info.value.problems} == {"plugins.x/configmap.cm", "plugins.x/configmap.configMap"}
+    assert {p.path for p in info.value.problems} == {
+        "plugins.x/configmap.cm",
+        "plugins.x/configmap.configMap",
+    }
 
 
 def test_no_sections() -> None:
     with pytest.raises(ConfigError, match="no target configured"):
-        bind(RoutingConfig.from_document({"stableService": "a", "canaryService": "b"}), Registry(lambda: []))
+        bind(
+            RoutingConfig.from_document({"stableService": "a", "canaryService": "b"}),
+            Registry(list),
+        )
 
 
 def test_capabilities_refused_before_any_plan(cm_registry: Registry) -> None:
-    state = TrafficState.parse({"weight": 5, "headerRoutes": [{"name": "h", "matches": [{"method": "GET"}]}]})
-    with pytest.raises(UnsupportedError, match="configmap: setHeaderRoute 'h' is not supported: header-based routing"):
+    state = TrafficState.parse(
+        {"weight": 5, "headerRoutes": [{"name": "h", "matches": [{"method": "GET"}]}]}
+    )
+    with pytest.raises(
+        UnsupportedError,
+        match="configmap: setHeaderRoute 'h' is not supported: header-based routing",
+    ):
         plan_offline(config(), state, live(), registry=cm_registry)
 
 
@@ -92,22 +119,72 @@ class _Binding:
 @pytest.mark.parametrize(
     ("caps", "state", "message"),
     [
-        (Capabilities(mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"})),
-         {"mirrorRoutes": [{"name": "m", "matches": [{"path": {"prefix": "/a"}}], "percentage": 50}]}, "only 100% mirroring"),
-        (Capabilities(mirror=MirrorSupport.PERCENT, method_match=True),
-         {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 0.5}]}, "whole percentages"),
-        (Capabilities(header_routes=True, header_match=frozenset({"exact"}), max_headers_per_match=1),
-         {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1"}, {"name": "b", "exact": "1"}]}]}]},
-         "at most 1 header condition"),
-        (Capabilities(header_routes=True, header_match=frozenset({"exact"})),
-         {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a", "regex": "x.*"}]}]}]}, "header regex matches"),
-        (Capabilities(header_routes=True, header_match=frozenset({"exact"})),
-         {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1"}], "method": "GET"}]}]}, "method matches"),
-        (Capabilities(header_routes=True, header_match=frozenset({"exact"}), max_routes=1),
-         {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1"}]}]},
-                           {"name": "i", "matches": [{"headers": [{"name": "a", "exact": "2"}]}]}]}, "at most 1 managed route"),
-        (Capabilities(additional_destinations=False),
-         {"additionalDestinations": [{"service": "x", "weight": 1}]}, "additional"),
+        (
+            Capabilities(mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"})),
+            {
+                "mirrorRoutes": [
+                    {"name": "m", "matches": [{"path": {"prefix": "/a"}}], "percentage": 50}
+                ]
+            },
+            "only 100% mirroring",
+        ),
+        (
+            Capabilities(mirror=MirrorSupport.PERCENT, method_match=True),
+            {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 0.5}]},
+            "whole percentages",
+        ),
+        (
+            Capabilities(
+                header_routes=True, header_match=frozenset({"exact"}), max_headers_per_match=1
+            ),
+            {
+                "headerRoutes": [
+                    {
+                        "name": "h",
+                        "matches": [
+                            {"headers": [{"name": "a", "exact": "1"}, {"name": "b", "exact": "1"}]}
+                        ],
+                    }
+                ]
+            },
+            "at most 1 header condition",
+        ),
+        (
+            Capabilities(header_routes=True, header_match=frozenset({"exact"})),
+            {
+                "headerRoutes": [
+                    {"name": "h", "matches": [{"headers": [{"name": "a", "regex": "x.*"}]}]}
+                ]
+            },
+            "header regex matches",
+        ),
+        (
+            Capabilities(header_routes=True, header_match=frozenset({"exact"})),
+            {
+                "headerRoutes": [
+                    {
+                        "name": "h",
+                        "matches": [{"headers": [{"name": "a", "exact": "1"}], "method": "GET"}],
+                    }
+                ]
+            },
+            "method matches",
+        ),
+        (
+            Capabilities(header_routes=True, header_match=frozenset({"exact"}), max_routes=1),
+            {
+                "headerRoutes": [
+                    {"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1"}]}]},
+                    {"name": "i", "matches": [{"headers": [{"name": "a", "exact": "2"}]}]},
+                ]
+            },
+            "at most 1 managed route",
+        ),
+        (
+            Capabilities(additional_destinations=False),
+            {"additionalDestinations": [{"service": "x", "weight": 1}]},
+            "additional",
+        ),
     ],
 )
 def test_capability_checks(caps: Capabilities, state: dict[str, Any], message: str) -> None:
@@ -161,7 +238,9 @@ def test_plans_are_held_to_the_contract(cm_registry: Registry) -> None:
             return Capabilities()
 
         def plan(self, *a: Any) -> Plan:
-            return Plan("configmap", (Patch(ref, ({"op": "replace", "path": "/data", "value": {}},), "x"),))
+            return Plan(
+                "configmap", (Patch(ref, ({"op": "replace", "path": "/data", "value": {}},), "x"),)
+            )
 
     class B:
         plugin = Unguarded()
@@ -174,11 +253,22 @@ def test_plans_are_held_to_the_contract(cm_registry: Registry) -> None:
 
 def test_facts_from_crd_manifests() -> None:
     crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "httproutes.gateway.networking.k8s.io", "annotations": {
-            "gateway.networking.k8s.io/bundle-version": "v1.2.1", "gateway.networking.k8s.io/channel": "standard"}},
-        "spec": {"group": "gateway.networking.k8s.io", "versions": [
-            {"name": "v1beta1", "served": True, "storage": False}, {"name": "v1", "served": True, "storage": True}]},
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "httproutes.gateway.networking.k8s.io",
+            "annotations": {
+                "gateway.networking.k8s.io/bundle-version": "v1.2.1",
+                "gateway.networking.k8s.io/channel": "standard",
+            },
+        },
+        "spec": {
+            "group": "gateway.networking.k8s.io",
+            "versions": [
+                {"name": "v1beta1", "served": True, "storage": False},
+                {"name": "v1", "served": True, "storage": True},
+            ],
+        },
     }
     facts = facts_from_manifests([crd])
     assert facts.served_versions("gateway.networking.k8s.io") == ("v1", "v1beta1")

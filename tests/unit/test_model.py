@@ -46,23 +46,35 @@ class TestAcceptance:
 
     @pytest.mark.parametrize("name", ["X Canary", "X:Canary", "X\nCanary", ":authority", ""])
     def test_bad_header_names(self, name: str) -> None:
-        doc = {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": name, "exact": "1"}]}]}]}
+        doc = {
+            "headerRoutes": [
+                {"name": "h", "matches": [{"headers": [{"name": name, "exact": "1"}]}]}
+            ]
+        }
         assert paths(reject(doc)) == ["headerRoutes[0].matches[0].headers[0].name"]
 
     @pytest.mark.parametrize("regex", ["(a", "(a)\\1", "(?=x)", "a{2,1}", "(?<!a)b"])
     def test_invalid_re2(self, regex: str) -> None:
-        doc = {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "x", "regex": regex}]}]}]}
+        doc = {
+            "headerRoutes": [
+                {"name": "h", "matches": [{"headers": [{"name": "x", "regex": regex}]}]}
+            ]
+        }
         err = reject(doc)
         assert paths(err) == ["headerRoutes[0].matches[0].headers[0].regex"]
         assert "RE2" in str(err)
 
     def test_percentage_above_100(self) -> None:
-        doc = {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 100.01}]}
+        doc = {
+            "mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 100.01}]
+        }
         assert paths(reject(doc)) == ["mirrorRoutes[0].percentage"]
 
 
 def test_decimal_mirror_percentage_is_kept() -> None:
-    s = TrafficState.parse({"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 0.5}]})
+    s = TrafficState.parse(
+        {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 0.5}]}
+    )
     assert s.mirror_routes[0].percentage == 0.5
 
 
@@ -74,20 +86,64 @@ def test_decimal_mirror_percentage_is_kept() -> None:
         ({"total": 0}, "total"),
         ({"total": 1_000_001}, "total"),
         ({"wieght": 1}, "wieght"),
-        ({"headerRoutes": [{"name": "Bad_Name", "matches": [{"method": "GET"}]}]}, "headerRoutes[0].name"),
+        (
+            {"headerRoutes": [{"name": "Bad_Name", "matches": [{"method": "GET"}]}]},
+            "headerRoutes[0].name",
+        ),
         ({"headerRoutes": [{"name": "h", "matches": []}]}, "headerRoutes[0]"),
         ({"headerRoutes": [{"name": "h", "matches": [{}]}]}, "headerRoutes[0].matches[0]"),
-        ({"headerRoutes": [{"name": "h", "matches": [{"method": "FETCH"}]}]}, "headerRoutes[0].matches[0].method"),
-        ({"headerRoutes": [{"name": "h", "matches": [{"path": {"prefix": "api"}}]}]}, "headerRoutes[0].matches[0].path.prefix"),
-        ({"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1", "prefix": "1"}]}]}]},
-         "headerRoutes[0].matches[0].headers[0]"),
-        ({"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a"}]}]}]}, "headerRoutes[0].matches[0].headers[0]"),
-        ({"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a", "exact": "v\r\nX-Evil: 1"}]}]}]},
-         "headerRoutes[0].matches[0].headers[0].exact"),
-        ({"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "A", "exact": "1"}, {"name": "a", "exact": "2"}]}]}]},
-         "headerRoutes[0].matches[0]"),
+        (
+            {"headerRoutes": [{"name": "h", "matches": [{"method": "FETCH"}]}]},
+            "headerRoutes[0].matches[0].method",
+        ),
+        (
+            {"headerRoutes": [{"name": "h", "matches": [{"path": {"prefix": "api"}}]}]},
+            "headerRoutes[0].matches[0].path.prefix",
+        ),
+        (
+            {
+                "headerRoutes": [
+                    {
+                        "name": "h",
+                        "matches": [{"headers": [{"name": "a", "exact": "1", "prefix": "1"}]}],
+                    }
+                ]
+            },
+            "headerRoutes[0].matches[0].headers[0]",
+        ),
+        (
+            {"headerRoutes": [{"name": "h", "matches": [{"headers": [{"name": "a"}]}]}]},
+            "headerRoutes[0].matches[0].headers[0]",
+        ),
+        (
+            {
+                "headerRoutes": [
+                    {
+                        "name": "h",
+                        "matches": [{"headers": [{"name": "a", "exact": "v\r\nX-Evil: 1"}]}],
+                    }
+                ]
+            },
+            "headerRoutes[0].matches[0].headers[0].exact",
+        ),
+        (
+            {
+                "headerRoutes": [
+                    {
+                        "name": "h",
+                        "matches": [
+                            {"headers": [{"name": "A", "exact": "1"}, {"name": "a", "exact": "2"}]}
+                        ],
+                    }
+                ]
+            },
+            "headerRoutes[0].matches[0]",
+        ),
         ({"additionalDestinations": [{"service": "exp", "weight": 60}], "weight": 50}, ""),
-        ({"additionalDestinations": [{"service": "Exp!", "weight": 1}]}, "additionalDestinations[0].service"),
+        (
+            {"additionalDestinations": [{"service": "Exp!", "weight": 1}]},
+            "additionalDestinations[0].service",
+        ),
     ],
 )
 def test_rejections_name_their_path(doc: dict[str, object], path: str) -> None:
@@ -95,7 +151,9 @@ def test_rejections_name_their_path(doc: dict[str, object], path: str) -> None:
 
 
 def test_additional_destinations_take_from_stable() -> None:
-    s = TrafficState.parse({"weight": 20, "additionalDestinations": [{"service": "exp", "weight": 10}]})
+    s = TrafficState.parse(
+        {"weight": 20, "additionalDestinations": [{"service": "exp", "weight": 10}]}
+    )
     assert (s.stable_weight, s.weight) == (70, 20)
 
 
@@ -133,28 +191,39 @@ class TestVerbs:
 
 class TestRoutingConfig:
     def test_argo_traffic_routing_block_as_is(self) -> None:
-        c = RoutingConfig.from_document({
-            "stableService": "web-stable", "canaryService": "web-canary",
-            "trafficRouting": {
-                "managedRoutes": [{"name": "h1"}],
-                "maxTrafficWeight": 1000,
-                "istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
-                "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}},
-            },
-        })
+        c = RoutingConfig.from_document(
+            {
+                "stableService": "web-stable",
+                "canaryService": "web-canary",
+                "trafficRouting": {
+                    "managedRoutes": [{"name": "h1"}],
+                    "maxTrafficWeight": 1000,
+                    "istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
+                    "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}},
+                },
+            }
+        )
         assert [(s.plugin, s.path) for s in c.sections] == [
-            ("istio", "istio"), ("gatewayapi", "plugins.argoproj-labs/gatewayAPI")
+            ("istio", "istio"),
+            ("gatewayapi", "plugins.argoproj-labs/gatewayAPI"),
         ]
         assert c.max_traffic_weight == 1000
 
     def test_whole_rollout(self) -> None:
         rollout = {
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
             "metadata": {"name": "web", "namespace": "shop"},
-            "spec": {"strategy": {"canary": {
-                "stableService": "s", "canaryService": "c", "steps": [{"setWeight": 5}],
-                "trafficRouting": {"nginx": {"stableIngress": "web"}},
-            }}},
+            "spec": {
+                "strategy": {
+                    "canary": {
+                        "stableService": "s",
+                        "canaryService": "c",
+                        "steps": [{"setWeight": 5}],
+                        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+                    }
+                }
+            },
         }
         c = RoutingConfig.from_document(rollout)
         assert (c.namespace, c.sections[0].plugin) == ("shop", "nginx")
@@ -165,7 +234,9 @@ class TestRoutingConfig:
 
     def test_common_field_errors(self) -> None:
         with pytest.raises(ConfigError) as info:
-            RoutingConfig.from_document({"stableService": "a", "canaryService": "a", "maxTrafficWeight": 0})
+            RoutingConfig.from_document(
+                {"stableService": "a", "canaryService": "a", "maxTrafficWeight": 0}
+            )
         text = str(info.value)
         assert "maxTrafficWeight" in text
 
@@ -174,7 +245,9 @@ class TestRoutingConfig:
             RoutingConfig.from_document({"stableService": "a", "canaryService": "a", "istio": {}})
 
     def test_managed_routes_must_list_state_routes(self) -> None:
-        c = RoutingConfig.from_document({"stableService": "a", "canaryService": "b", "managedRoutes": [{"name": "x"}]})
+        c = RoutingConfig.from_document(
+            {"stableService": "a", "canaryService": "b", "managedRoutes": [{"name": "x"}]}
+        )
         state = TrafficState.parse({"headerRoutes": [HDR]})
         with pytest.raises(ConfigError, match="not listed in managedRoutes"):
             c.check_state(state)

@@ -6,7 +6,8 @@ from routers.planning.objects import ObjectRef
 from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer
 
 LIVE = {
-    "apiVersion": "v1", "kind": "ConfigMap",
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
     "metadata": {"name": "x", "resourceVersion": "7", "annotations": {"a/b": "1"}},
     "spec": {"list": [{"name": "a", "w": 1}, {"name": "b", "w": 2}], "flag": True},
 }
@@ -14,7 +15,10 @@ LIVE = {
 
 def test_pointer_escaping() -> None:
     assert escape("a/b~c") == "a~1b~0c"
-    assert pointer("metadata", "annotations", "canary-routers.io/managed") == "/metadata/annotations/canary-routers.io~1managed"
+    assert (
+        pointer("metadata", "annotations", "canary-routers.io/managed")
+        == "/metadata/annotations/canary-routers.io~1managed"
+    )
 
 
 def test_unchanged_edits_give_an_empty_patch() -> None:
@@ -74,6 +78,15 @@ def test_trailing_guards_are_dropped() -> None:
     assert b.ops()[-1]["op"] == "replace"
 
 
-@pytest.mark.parametrize(("a", "b", "eq"), [(True, 1, False), (1, 1.0, True), ({"a": [1]}, {"a": [1]}, True), ("1", 1, False), (None, None, True)])
+@pytest.mark.parametrize(
+    ("a", "b", "eq"),
+    [
+        (True, 1, False),
+        (1, 1.0, True),
+        ({"a": [1]}, {"a": [1]}, True),
+        ("1", 1, False),
+        (None, None, True),
+    ],
+)
 def test_json_equal(a: object, b: object, eq: bool) -> None:
     assert json_equal(a, b) is eq

@@ -23,7 +23,10 @@ def test_discovery_does_not_import(thirdparty_path: None) -> None:
 def test_broken_plugin_fails_only_its_own_commands(thirdparty_path: None) -> None:
     r = reg(entry("configmap", CM), entry("broken", "no_such_module_xyz:Plugin", "evil-dist"))
     assert r.load("configmap").name == "configmap"
-    with pytest.raises(PluginError, match=r"plugin 'broken' \(from evil-dist\): import of .* failed: ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'broken' \(from evil-dist\): import of .* failed: ModuleNotFoundError",
+    ):
         r.load("broken")
     status = {i.name: i.status for i in r.discover()}
     assert status == {"broken": "failed", "configmap": "loaded"}
@@ -81,7 +84,9 @@ def test_contract_checked_at_load() -> None:
         entry("wrongversion", "tests.unit.test_registry:WrongVersion"),
         entry("misnamed", "tests.unit.test_registry:Misnamed"),
     )
-    with pytest.raises(PluginError, match=r"missing: parse_config, targets, plan, observe, permissions"):
+    with pytest.raises(
+        PluginError, match=r"missing: parse_config, targets, plan, observe, permissions"
+    ):
         r.load("noplan")
     with pytest.raises(PluginError, match="plugin API version 99"):
         r.load("wrongversion")

@@ -10,7 +10,10 @@ from routers.model import TrafficState
 from routers.planning.weights import largest_remainder, split
 
 
-@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=16).filter(lambda w: sum(w) > 0), st.integers(1, 10**6))
+@given(
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=16).filter(lambda w: sum(w) > 0),
+    st.integers(1, 10**6),
+)
 def test_largest_remainder_sums_exactly_and_is_close(weights: list[int], total: int) -> None:
     out = largest_remainder(weights, total)
     assert sum(out) == total
@@ -41,7 +44,11 @@ def test_scaling_reports_rounding() -> None:
 
 
 def test_scaling_keeps_additional_destinations_and_never_goes_negative() -> None:
-    s = split(TrafficState.parse({"weight": 1, "total": 3, "additionalDestinations": [{"service": "x", "weight": 1}]}))
+    s = split(
+        TrafficState.parse(
+            {"weight": 1, "total": 3, "additionalDestinations": [{"service": "x", "weight": 1}]}
+        )
+    )
     out = s.scaled(100)
     assert out.weights == [34, 33, 33]
     assert out.additional == (("x", 33),)
