@@ -18,9 +18,11 @@ CLI:
 Limits of a controller-less control plane: namespaces never finish deleting, no garbage
 collection, no EndpointSlices for selector Services, no ServiceAccount tokens, pods never run.
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -37,8 +39,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -47,15 +50,22 @@ CONTROLPLANE_DIR = HERE / "controlplane"
 BUILD_SH = CONTROLPLANE_DIR / "build.sh"
 CRDS_SH = CONTROLPLANE_DIR / "crds.sh"
 
+# Query parameter of the GET /version requests used to flush the audit log (ignored in events).
+SENTINEL_PARAM = "routers-e2e-audit-sentinel"
+
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 ADMIN_USER = "admin"
+ROUTERS_USER = "routers"
 LIMITED_USER = "routers-limited"
 FOREIGN_USER = "foreign-writer"
 
 # user -> (token or None for random, groups). Non-admin tokens are fixed for convenience.
 DEFAULT_USERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     ADMIN_USER: (None, ("system:masters",)),
+    # cluster-admin through RBAC (not system:masters): the identity the code under test can
+    # use, so its requests are told apart from the test's own setup (done as admin).
+    ROUTERS_USER: ("routers-token", ("routers-e2e:routers",)),
     # No RBAC binding at all: every request to a protected resource is 403.
     LIMITED_USER: ("limited-token", ("routers-e2e:limited",)),
     # Bound to cluster-admin by a ClusterRoleBinding created at start: "someone else" (another
@@ -63,7 +73,7 @@ DEFAULT_USERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     FOREIGN_USER: ("foreign-writer-token", ("routers-e2e:foreign",)),
 }
 # Groups bound to a ClusterRole at start (group -> clusterrole).
-GROUP_BINDINGS = {"routers-e2e:foreign": "cluster-admin"}
+GROUP_BINDINGS = {"routers-e2e:routers": "cluster-admin", "routers-e2e:foreign": "cluster-admin"}
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -84,7 +94,8 @@ class BinariesUnavailable(ControlPlaneError):
 
 def cache_root() -> Path:
     base = os.environ.get("ROUTERS_E2E_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "canary-routers")
+        os.path.expanduser("~"), ".cache", "canary-routers"
+    )
     return Path(base)
 
 
@@ -93,7 +104,9 @@ def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
     if not script.is_file():
         raise BinariesUnavailable(f"{script} not found")
     try:
-        proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", str(script), *args], capture_output=True, text=True, check=False
+        )
     except OSError as e:
         raise BinariesUnavailable(f"cannot run {script}: {e}") from e
     if proc.returncode != 0:
@@ -124,18 +137,30 @@ def ensure_crds(sets: Iterable[str]) -> Path:
     if override:
         root = Path(override)
     else:
-        root = Path(_run_script(CRDS_SH, sets, what="controlplane crds.sh")) if sets else \
-            cache_root() / "crds"
+        root = (
+            Path(_run_script(CRDS_SH, sets, what="controlplane crds.sh"))
+            if sets
+            else cache_root() / "crds"
+        )
+    owner: dict[str, str] = {}
     for s in sets:
         if not (root / s / "SOURCE.json").is_file():
             raise ControlPlaneError(f"CRD set {s!r} not found under {root}")
+        for crd in json.loads((root / s / "SOURCE.json").read_text())["crds"]:
+            if crd in owner:
+                raise ValueError(
+                    f"CRD sets {owner[crd]!r} and {s!r} both define {crd}; "
+                    "use separate control planes"
+                )
+            owner[crd] = s
     return root
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _pdeathsig() -> None:  # runs in the child between fork and exec
@@ -148,16 +173,20 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
 
 def _tail(path: Path, n: int = 100) -> str:
     try:
-        with open(path, "r", errors="replace") as f:
+        with open(path, errors="replace") as f:
             return "".join(deque(f, maxlen=n))
     except OSError as e:
         return f"<cannot read {path}: {e}>"
 
 
 def _gen_sa_key(path: Path) -> None:
-    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-out", str(path)],
-                   check=True, capture_output=True)
+    # SEC1 "EC PRIVATE KEY" PEM: the apiserver reads the public key out of it for
+    # --service-account-key-file (a PKCS#8 "PRIVATE KEY" is not accepted there).
+    subprocess.run(
+        ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path)],
+        check=True,
+        capture_output=True,
+    )
     os.chmod(path, 0o600)
 
 
@@ -177,11 +206,18 @@ class ControlPlane:
         ready_timeout: seconds to wait for /readyz.
     """
 
-    def __init__(self, crd_sets: Iterable[str] = (), *, bin_dir: str | Path | None = None,
-                 state_dir: str | Path | None = None, audit: bool = True,
-                 users: dict[str, tuple[str, Iterable[str]]] | None = None,
-                 apiserver_args: Iterable[str] = (), ready_timeout: float = 120.0,
-                 keep_state: bool = False) -> None:
+    def __init__(
+        self,
+        crd_sets: Iterable[str] = (),
+        *,
+        bin_dir: str | Path | None = None,
+        state_dir: str | Path | None = None,
+        audit: bool = True,
+        users: dict[str, tuple[str, Iterable[str]]] | None = None,
+        apiserver_args: Iterable[str] = (),
+        ready_timeout: float = 120.0,
+        keep_state: bool = False,
+    ) -> None:
         self.crd_sets: tuple[str, ...] = tuple(crd_sets)
         self._bin_dir = Path(bin_dir) if bin_dir else None
         self._state_dir_arg = Path(state_dir) if state_dir else None
@@ -194,8 +230,8 @@ class ControlPlane:
             self._users[name] = (token or secrets.token_hex(24), tuple(groups))
         self.state_dir: Path | None = None
         self._owns_state_dir = False
-        self.etcd_proc: subprocess.Popen | None = None
-        self.apiserver_proc: subprocess.Popen | None = None
+        self.etcd_proc: subprocess.Popen[bytes] | None = None
+        self.apiserver_proc: subprocess.Popen[bytes] | None = None
         self.etcd_port = self.etcd_peer_port = self.api_port = 0
         self._ssl = ssl.create_default_context()
         self._ssl.check_hostname = False
@@ -233,6 +269,13 @@ class ControlPlane:
     def token_for(self, user: str) -> str:
         return self._users[user][0]
 
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig whose current-context is ``user`` (all contexts are in every file)."""
+        if user not in self._users:
+            raise KeyError(user)
+        assert self.state_dir is not None, "not started"
+        return self.state_dir / f"kubeconfig.{user}"
+
     def context_for(self, user: str) -> str:
         """kubeconfig context name for a user (the context is named after the user)."""
         if user not in self._users:
@@ -256,17 +299,21 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return bool(self.apiserver_proc and self.apiserver_proc.poll() is None
-                    and self.etcd_proc and self.etcd_proc.poll() is None)
+        return bool(
+            self.apiserver_proc
+            and self.apiserver_proc.poll() is None
+            and self.etcd_proc
+            and self.etcd_proc.poll() is None
+        )
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         if self.running:
             return self
         bin_dir = self.bin_dir  # may build (raises BinariesUnavailable)
@@ -279,7 +326,7 @@ class ControlPlane:
             self.state_dir = Path(tempfile.mkdtemp(prefix="routers-e2e-cp-"))
             self._owns_state_dir = True
         last_err: Exception | None = None
-        for attempt in range(3):  # free ports can be stolen between probe and bind
+        for _attempt in range(3):  # free ports can be stolen between probe and bind
             try:
                 self._start_processes(bin_dir)
                 break
@@ -293,9 +340,7 @@ class ControlPlane:
             if crds_root is not None:
                 for s in self.crd_sets:
                     self.install_crd_set(crds_root / s)
-        except ControlPlaneError:
-            raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             self._fail(f"post-start setup failed: {e}")
         return self
 
@@ -313,10 +358,15 @@ class ControlPlane:
         etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
         etcd_cmd = [
-            str(bin_dir / "etcd"), "--name=default", f"--data-dir={sd / 'etcd-data'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync=true",
+            str(bin_dir / "etcd"),
+            "--name=default",
+            f"--data-dir={sd / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+            "--unsafe-no-fsync=true",
             "--log-level=warn",
         ]
         self.etcd_proc = self._spawn(etcd_cmd, self.etcd_log)
@@ -333,7 +383,8 @@ class ControlPlane:
         args = [
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.api_port}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
             "--advertise-address=127.0.0.1",
             f"--cert-dir={sd / 'certs'}",
             "--service-cluster-ip-range=10.0.0.0/24",
@@ -349,21 +400,30 @@ class ControlPlane:
         if self.audit:
             policy = sd / "audit-policy.yaml"
             policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
-            args += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
-                     "--audit-log-format=json", "--audit-log-mode=blocking",
-                     "--audit-log-maxsize=0"]
+            args += [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",
+            ]
         args += self.apiserver_args
         self.apiserver_proc = self._spawn(args, self.apiserver_log)
         self._wait_apiserver()
         self._write_kubeconfig()
 
-    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen:
-        with open(log, "ab") as out:
-            return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig,
-                                    close_fds=True)
+    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:  # fresh log per attempt
+            return subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_pdeathsig,  # noqa: PLW1509 (PR_SET_PDEATHSIG needs it)
+                close_fds=True,
+            )
 
-    def _check_alive(self, proc: subprocess.Popen | None, name: str, log: Path) -> None:
+    def _check_alive(self, proc: subprocess.Popen[bytes] | None, name: str, log: Path) -> None:
         if proc is not None and proc.poll() is not None:
             text = _tail(log, 200)
             if "address already in use" in text:
@@ -401,30 +461,48 @@ class ControlPlane:
 
     def _write_kubeconfig(self) -> None:
         cfg = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.server,
-                                                     "insecure-skip-tls-verify": True}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "e2e",
+                    "cluster": {"server": self.server, "insecure-skip-tls-verify": True},
+                }
+            ],
             "users": [{"name": n, "user": {"token": t}} for n, (t, _) in self._users.items()],
-            "contexts": [{"name": n, "context": {"cluster": "e2e", "user": n,
-                                                 "namespace": "default"}}
-                         for n in self._users],
+            "contexts": [
+                {"name": n, "context": {"cluster": "e2e", "user": n, "namespace": "default"}}
+                for n in self._users
+            ],
             "current-context": ADMIN_USER,
             "preferences": {},
         }
         self.kubeconfig.write_text(yaml.safe_dump(cfg, sort_keys=False))
         os.chmod(self.kubeconfig, 0o600)
+        for user in self._users:  # same file, but current-context = that user
+            path = self.kubeconfig_for(user)
+            path.write_text(yaml.safe_dump({**cfg, "current-context": user}, sort_keys=False))
+            os.chmod(path, 0o600)
 
     def _bootstrap_rbac(self) -> None:
         for group, role in GROUP_BINDINGS.items():
             name = "routers-e2e-" + group.split(":")[-1]
-            body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                    "metadata": {"name": name},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                "name": role},
-                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                                  "name": group}]}
+            body = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
+                ],
+            }
             status, data = self.request(
-                "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body)
+                "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body
+            )
             if status not in (201, 409):
                 raise ControlPlaneError(f"creating {name}: {status} {data}")
 
@@ -441,7 +519,7 @@ class ControlPlane:
 
     def _stop_processes(self) -> None:
         for attr, grace in (("apiserver_proc", 20.0), ("etcd_proc", 10.0)):
-            proc: subprocess.Popen | None = getattr(self, attr)
+            proc: subprocess.Popen[bytes] | None = getattr(self, attr)
             if proc is None:
                 continue
             if proc.poll() is None:
@@ -463,13 +541,24 @@ class ControlPlane:
             self.state_dir = None
 
     def pids(self) -> dict[str, int]:
-        return {n: p.pid for n, p in (("kube-apiserver", self.apiserver_proc),
-                                      ("etcd", self.etcd_proc)) if p is not None}
+        return {
+            n: p.pid
+            for n, p in (("kube-apiserver", self.apiserver_proc), ("etcd", self.etcd_proc))
+            if p is not None
+        }
 
     # ------------------------------------------------------------------ API access
-    def _raw(self, method: str, path: str, body: bytes | None = None, *, token: str | None,
-             content_type: str = "application/json", timeout: float = 30.0,
-             accept: str = "application/json") -> tuple[int, bytes]:
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        token: str | None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+        accept: str = "application/json",
+    ) -> tuple[int, bytes]:
         req = urllib.request.Request(self.server + path, data=body, method=method)
         if token:
             req.add_header("Authorization", f"Bearer {token}")
@@ -482,10 +571,17 @@ class ControlPlane:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
-    def request(self, method: str, path: str, body: Any = None, *, user: str = ADMIN_USER,
-                params: dict[str, str] | None = None,
-                content_type: str = "application/json", timeout: float = 30.0
-                ) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        user: str = ADMIN_USER,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> tuple[int, Any]:
         """Raw API call as ``user``. Returns (status, decoded JSON or text).
 
         ``body`` may be a dict/list (JSON-encoded), str or bytes. For patches pass
@@ -502,38 +598,65 @@ class ControlPlane:
             data = body.encode()
         else:
             data = json.dumps(body).encode()
-        status, raw = self._raw(method, path, data, token=self.token_for(user),
-                                content_type=content_type, timeout=timeout)
+        status, raw = self._raw(
+            method,
+            path,
+            data,
+            token=self.token_for(user),
+            content_type=content_type,
+            timeout=timeout,
+        )
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode(errors="replace")
 
-    def version(self) -> dict:
+    def version(self) -> dict[str, Any]:
         status, data = self.request("GET", "/version")
-        if status != 200:
+        if status != 200 or not isinstance(data, dict):
             raise ControlPlaneError(f"/version: {status} {data}")
         return data
 
-    def kubectl(self, *args: str, user: str = ADMIN_USER, input: str | bytes | None = None,
-                check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    def kubectl(
+        self,
+        *args: str,
+        user: str = ADMIN_USER,
+        input: str | bytes | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl against this control plane as ``user`` (text mode)."""
-        cmd = [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}",
-               f"--context={self.context_for(user)}", *args]
+        cmd = [
+            str(self.kubectl_bin),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--context={self.context_for(user)}",
+            *args,
+        ]
         if isinstance(input, bytes):
             input = input.decode()
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and proc.returncode != 0:
-            raise ControlPlaneError(f"{' '.join(args)} failed ({proc.returncode}): "
-                                    f"{proc.stderr.strip()}")
+            raise ControlPlaneError(
+                f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
+            )
         return proc
 
     def create_namespace(self, name: str) -> None:
-        status, data = self.request("POST", "/api/v1/namespaces",
-                                    {"apiVersion": "v1", "kind": "Namespace",
-                                     "metadata": {"name": name}})
+        status, data = self.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
         if status not in (201, 409):
             raise ControlPlaneError(f"create namespace {name}: {status} {data}")
+
+    def new_namespace(self, prefix: str = "t") -> str:
+        """Create a uniquely named namespace (namespaces are never reclaimed: no controllers)."""
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.create_namespace(name)
+        return name
 
     # ------------------------------------------------------------------ CRDs
     def install_crd_set(self, set_dir: Path, timeout: float = 90.0) -> list[str]:
@@ -557,16 +680,19 @@ class ControlPlane:
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
                 status, crd = self.request(
-                    "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                    "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+                )
                 if status != 200:
                     problems[name] = f"GET {status}"
                     continue
                 conds = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
                 est, nac = conds.get("Established", {}), conds.get("NamesAccepted", {})
                 if est.get("status") != "True":
-                    problems[name] = (f"Established={est.get('status')} {est.get('message', '')}"
-                                      f" NamesAccepted={nac.get('status')} "
-                                      f"{nac.get('message', '')}")
+                    problems[name] = (
+                        f"Established={est.get('status')} {est.get('message', '')}"
+                        f" NamesAccepted={nac.get('status')} "
+                        f"{nac.get('message', '')}"
+                    )
                     continue
                 if self._served(crd):
                     pending.discard(name)
@@ -576,18 +702,21 @@ class ControlPlane:
             if pending:
                 time.sleep(0.3)
         if pending:
-            raise ControlPlaneError("CRDs not ready after %.0fs: %s" % (
-                timeout, "; ".join(f"{n}: {problems.get(n, '?')}" for n in sorted(pending))))
+            raise ControlPlaneError(
+                f"CRDs not ready after {timeout:.0f}s: "
+                + "; ".join(f"{n}: {problems.get(n, '?')}" for n in sorted(pending))
+            )
 
-    def _served(self, crd: dict) -> bool:
+    def _served(self, crd: dict[str, Any]) -> bool:
         spec = crd["spec"]
         plural = spec["names"]["plural"]
         for v in spec["versions"]:
             if not v.get("served"):
                 continue
             status, data = self.request("GET", f"/apis/{spec['group']}/{v['name']}")
-            if status != 200 or not any(r.get("name") == plural
-                                        for r in (data or {}).get("resources", [])):
+            if status != 200 or not any(
+                r.get("name") == plural for r in (data or {}).get("resources", [])
+            ):
                 return False
         return True
 
@@ -600,28 +729,41 @@ class ControlPlane:
         except FileNotFoundError:
             return 0
 
-    def _settle_audit(self, quiet: float = 0.25, timeout: float = 5.0) -> None:
-        """Wait until the audit log stops growing for ``quiet`` seconds (blocking mode writes
-        the ResponseComplete event just after the response reaches the client)."""
+    def _settle_audit(self, timeout: float = 10.0) -> None:
+        """Make sure every request that completed before this call is in the audit log.
+
+        The log backend (blocking mode) writes a request's ResponseComplete event right after
+        the response reached the client, so a reader could miss the last request. Send a
+        sentinel request and wait until its own event is in the file."""
         if not self.audit:
             raise ControlPlaneError("audit log disabled for this control plane")
+        token = secrets.token_hex(8)
+        self._raw("GET", f"/version?{SENTINEL_PARAM}={token}", token=self.admin_token)
+        needle = token.encode()
         deadline = time.monotonic() + timeout
-        last = -1
         while time.monotonic() < deadline:
             try:
-                size = self.audit_log.stat().st_size
+                with open(self.audit_log, "rb") as f:
+                    f.seek(max(0, self.audit_log.stat().st_size - 256 * 1024))
+                    if needle in f.read():
+                        return
             except FileNotFoundError:
-                size = 0
-            if size == last:
-                return
-            last = size
-            time.sleep(quiet)
+                pass
+            time.sleep(0.02)
+        raise ControlPlaneError(f"audit sentinel not seen in {self.audit_log} after {timeout}s")
 
-    def audit_events(self, since: int = 0, *, user: str | None = None,
-                     verbs: Iterable[str] | None = None, resource: str | None = None,
-                     namespace: str | None = None, name: str | None = None,
-                     api_group: str | None = None, include_system: bool = False
-                     ) -> list[dict]:
+    def audit_events(
+        self,
+        since: int = 0,
+        *,
+        user: str | None = None,
+        verbs: Iterable[str] | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        api_group: str | None = None,
+        include_system: bool = False,
+    ) -> list[dict[str, Any]]:
         """Parsed audit events (ResponseComplete stage) after byte offset ``since``.
 
         Filters: ``user`` (username), ``verbs``, ``resource`` (plural, optionally
@@ -631,7 +773,7 @@ class ControlPlane:
         """
         self._settle_audit()
         verbs = set(verbs) if verbs is not None else None
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         try:
             with open(self.audit_log, "rb") as f:
                 f.seek(since)
@@ -647,6 +789,8 @@ class ControlPlane:
                 continue  # a partially written trailing line
             if ev.get("stage") not in (None, "ResponseComplete", "Panic"):
                 continue
+            if SENTINEL_PARAM in ev.get("requestURI", ""):
+                continue
             uname = ev.get("user", {}).get("username", "")
             if not include_system and uname.startswith("system:"):
                 continue
@@ -656,13 +800,12 @@ class ControlPlane:
                 continue
             ref = ev.get("objectRef") or {}
             res = ref.get("resource", "")
-            if ref.get("subresource"):
-                res_full = f"{res}/{ref['subresource']}"
-            else:
-                res_full = res
-            if resource is not None and resource not in (res, res_full) or \
-                    (resource is not None and "/" in resource and resource != res_full):
-                continue
+            if resource is not None:
+                if "/" in resource:  # "plural/subresource": exactly that subresource
+                    if f"{res}/{ref.get('subresource', '')}" != resource:
+                        continue
+                elif res != resource:  # plural: the resource and any of its subresources
+                    continue
             if namespace is not None and ref.get("namespace") != namespace:
                 continue
             if name is not None and ref.get("name") != name:
@@ -672,21 +815,27 @@ class ControlPlane:
             out.append(ev)
         return out
 
-    def write_requests(self, since: int = 0, **filters: Any) -> list[dict]:
+    def write_requests(self, since: int = 0, **filters: Any) -> list[dict[str, Any]]:
         """Audit events with a write verb (create/update/patch/delete/deletecollection)."""
         return self.audit_events(since, verbs=WRITE_VERBS, **filters)
 
     @staticmethod
-    def summarize(events: Iterable[dict]) -> list[str]:
+    def summarize(events: Iterable[dict[str, Any]]) -> list[str]:
         """Compact one-line form of audit events, handy in assertion messages."""
         out = []
         for ev in events:
             ref = ev.get("objectRef") or {}
-            out.append("{} {} {}/{}{} {} -> {}".format(
-                ev.get("user", {}).get("username"), ev.get("verb"),
-                ref.get("namespace", "-"), ref.get("resource", ""),
-                "/" + ref["subresource"] if ref.get("subresource") else "",
-                ref.get("name", ""), (ev.get("responseStatus") or {}).get("code")))
+            out.append(
+                "{} {} {}/{}{} {} -> {}".format(
+                    ev.get("user", {}).get("username"),
+                    ev.get("verb"),
+                    ref.get("namespace", "-"),
+                    ref.get("resource", ""),
+                    "/" + ref["subresource"] if ref.get("subresource") else "",
+                    ref.get("name", ""),
+                    (ev.get("responseStatus") or {}).get("code"),
+                )
+            )
         return out
 
 
@@ -699,11 +848,12 @@ def _default_state_dir() -> Path:
     return cache_root() / "cluster"
 
 
-def _read_info(state_dir: Path) -> dict | None:
+def _read_info(state_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((state_dir / "cluster.json").read_text())
+        info: dict[str, Any] = json.loads((state_dir / "cluster.json").read_text())
     except (OSError, ValueError):
         return None
+    return info
 
 
 def _pid_alive(pid: int) -> bool:
@@ -734,13 +884,20 @@ def _serve(args: argparse.Namespace) -> int:
     cp = ControlPlane(crds, state_dir=state_dir / "run")
     try:
         cp.start()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         (state_dir / "error.txt").write_text(str(e))
         return 1
-    info = {"pid": os.getpid(), "kubeconfig": str(cp.kubeconfig), "server": cp.server,
-            "admin_token": cp.admin_token, "crd_sets": list(crds), "pids": cp.pids(),
-            "audit_log": str(cp.audit_log), "bin_dir": str(cp.bin_dir),
-            "users": {u: cp.token_for(u) for u in cp.users}}
+    info = {
+        "pid": os.getpid(),
+        "kubeconfig": str(cp.kubeconfig),
+        "server": cp.server,
+        "admin_token": cp.admin_token,
+        "crd_sets": list(crds),
+        "pids": cp.pids(),
+        "audit_log": str(cp.audit_log),
+        "bin_dir": str(cp.bin_dir),
+        "users": {u: cp.token_for(u) for u in cp.users},
+    }
     tmp = state_dir / "cluster.json.tmp"
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, state_dir / "cluster.json")
@@ -751,10 +908,8 @@ def _serve(args: argparse.Namespace) -> int:
         cp.stop()
         shutil.rmtree(state_dir / "run", ignore_errors=True)
         for f in ("cluster.json", "pid"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (state_dir / f).unlink()
-            except FileNotFoundError:
-                pass
     return 0
 
 
@@ -774,30 +929,44 @@ def _up(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return 1
     for f in ("cluster.json", "error.txt"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             (state_dir / f).unlink()
-        except FileNotFoundError:
-            pass
     shutil.rmtree(state_dir / "run", ignore_errors=True)
-    log = open(state_dir / "serve.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "e2e.cluster", "_serve", "--state-dir", str(state_dir),
-         "--crds", args.crds],
-        cwd=str(HERE.parent), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        start_new_session=True)
+    with open(state_dir / "serve.log", "ab") as log:  # Popen keeps its own copy of the fd
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "e2e.cluster",
+                "_serve",
+                "--state-dir",
+                str(state_dir),
+                "--crds",
+                args.crds,
+            ],
+            cwd=str(HERE.parent),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     (state_dir / "pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         info = _read_info(state_dir)
         if info and info.get("pid") == proc.pid:
-            print(f"control plane up: {info['server']} (pid {proc.pid}, crds: "
-                  f"{','.join(info['crd_sets']) or '-'})", file=sys.stderr)
+            print(
+                f"control plane up: {info['server']} (pid {proc.pid}, crds: "
+                f"{','.join(info['crd_sets']) or '-'})",
+                file=sys.stderr,
+            )
             print(info["kubeconfig"])
             return 0
         if proc.poll() is not None:
             err = state_dir / "error.txt"
-            print(err.read_text() if err.exists() else _tail(state_dir / "serve.log"),
-                  file=sys.stderr)
+            print(
+                err.read_text() if err.exists() else _tail(state_dir / "serve.log"), file=sys.stderr
+            )
             return 1
         time.sleep(0.3)
     print(f"timed out after {args.timeout}s; stopping", file=sys.stderr)
@@ -822,10 +991,8 @@ def _down(args: argparse.Namespace) -> int:
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     for f in ("pid", "cluster.json"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             (state_dir / f).unlink()
-        except FileNotFoundError:
-            pass
     shutil.rmtree(state_dir / "run", ignore_errors=True)
     print(f"control plane (pid {pid}) stopped", file=sys.stderr)
     return 0
@@ -849,8 +1016,12 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("up", "_serve"):
             sp.add_argument("--crds", default="", help="comma-separated CRD set names")
         if name == "up":
-            sp.add_argument("--timeout", type=float, default=900.0,
-                            help="seconds to wait for the plane (includes a cold build)")
+            sp.add_argument(
+                "--timeout",
+                type=float,
+                default=900.0,
+                help="seconds to wait for the plane (includes a cold build)",
+            )
     args = p.parse_args(argv)
     return {"up": _up, "down": _down, "status": _status, "_serve": _serve}[args.cmd](args)
 

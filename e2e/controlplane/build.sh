@@ -14,6 +14,8 @@ export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
 
+# The Go toolchain may be installed outside a minimal PATH (e.g. /usr/local/go/bin).
+command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"; }
 command -v go >/dev/null || { echo "build.sh: 'go' not found in PATH" >&2; exit 127; }
 
 cache_root=${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/controlplane
@@ -21,21 +23,20 @@ mkdir -p "$cache_root"
 
 # Versions come from go.mod (module cache metadata; no network needed on a warm machine).
 modver() { go list -m -f '{{.Version}}' "$1"; }
-modinfo() { # prints "<time> <origin-hash-or-empty>" for a module@version from the module cache/proxy
-  go mod download -json "$1@$2" | python3 -c 'import json,sys
+modinfo() { # prints "<commit time> <origin commit hash or empty>" of a required module
+  go list -m -json "$1" | python3 -c 'import json,sys
 d=json.load(sys.stdin)
-if d.get("Error"): sys.exit(d["Error"])
-print(d.get("Time") or d.get("Origin",{}).get("Time","") or "", (d.get("Origin") or {}).get("Hash",""))'
+print(d.get("Time") or "1970-01-01T00:00:00Z", (d.get("Origin") or {}).get("Hash", ""))'
 }
-# go list -m also needs the module downloaded; do it once up front (no-op when cached).
+# go list -m needs the module metadata; download once up front (no-op when cached).
 go mod download k8s.io/kubernetes go.etcd.io/etcd/server/v3 >&2
 
 K8S_VERSION=$(modver k8s.io/kubernetes)
 ETCD_VERSION=$(modver go.etcd.io/etcd/server/v3)
 [[ $K8S_VERSION =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] || { echo "unexpected k8s version $K8S_VERSION" >&2; exit 1; }
 K8S_MAJOR=${BASH_REMATCH[1]} K8S_MINOR=${BASH_REMATCH[2]}
-read -r K8S_TIME K8S_COMMIT < <(modinfo k8s.io/kubernetes "$K8S_VERSION") || true
-read -r _ ETCD_COMMIT < <(modinfo go.etcd.io/etcd/server/v3 "$ETCD_VERSION") || true
+read -r K8S_TIME K8S_COMMIT < <(modinfo k8s.io/kubernetes)
+read -r _ ETCD_COMMIT < <(modinfo go.etcd.io/etcd/server/v3)
 K8S_TIME=${K8S_TIME:-1970-01-01T00:00:00Z}
 # Normalise to the format hack/lib/version.sh uses (seconds, Z).
 K8S_BUILD_DATE=$(date -u -d "$K8S_TIME" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo "$K8S_TIME")
@@ -111,5 +112,10 @@ INFO
 rm -rf "$final"
 mv "$tmp" "$final"
 trap - EXIT
+# Prune old builds (other go.sum / flags): keep the 3 most recent.
+ls -1dt "$cache_root"/*/ 2>/dev/null | tail -n +4 | while read -r old; do
+  echo "controlplane: pruning old build $old" >&2
+  rm -rf "$old"
+done
 echo "controlplane: built in $(( $(date +%s) - start ))s -> $final" >&2
 echo "$final/bin"

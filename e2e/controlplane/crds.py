@@ -13,6 +13,7 @@ The last stdout line is the crds root directory.
 
 Only stdlib + PyYAML (for filtering multi-document files and the SMI v1beta1 -> v1 conversion).
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,41 +55,57 @@ SETS: dict[str, CRDSet] = {
     s.name: s
     for s in (
         CRDSet(
-            "gateway-standard-v1.6", GATEWAY, "v1.6.3", (Source("config/crd/standard"),),
+            "gateway-standard-v1.6",
+            GATEWAY,
+            "v1.6.3",
+            (Source("config/crd/standard"),),
             note="Gateway API standard channel (incl. GRPCRoute); the safe-upgrades "
-                 "ValidatingAdmissionPolicy file is skipped (not a CRD).",
+            "ValidatingAdmissionPolicy file is skipped (not a CRD).",
         ),
         CRDSet(
-            "gateway-experimental-v1.6", GATEWAY, "v1.6.3", (Source("config/crd/experimental"),),
+            "gateway-experimental-v1.6",
+            GATEWAY,
+            "v1.6.3",
+            (Source("config/crd/experimental"),),
             note="Gateway API experimental channel; cannot share an apiserver with the standard set.",
         ),
         CRDSet(
-            "gateway-standard-v1.2", GATEWAY, "v1.2.1", (Source("config/crd/standard"),),
+            "gateway-standard-v1.2",
+            GATEWAY,
+            "v1.2.1",
+            (Source("config/crd/standard"),),
             note="Gateway API v1.2 standard channel (HTTPRoute rules have no 'name' field).",
         ),
         CRDSet(
-            "istio", ISTIO_API, "v1.29.0",
+            "istio",
+            ISTIO_API,
+            "v1.29.0",
             (Source("kubernetes/customresourcedefinitions.gen.yaml"),),
             note="All Istio CRDs (networking, security, telemetry, extensions) from istio.io/api.",
         ),
         CRDSet(
-            "smi-sdk", SMI_SDK, "v0.5.0",
+            "smi-sdk",
+            SMI_SDK,
+            "v0.5.0",
             (Source("crds/split.yaml"), Source("crds/specs.yaml"), Source("crds/access.yaml")),
             transform="v1beta1-to-v1",
             note="smi-sdk-go v0.5.0 (the only version the Go proxy serves) ships "
-                 "apiextensions.k8s.io/v1beta1 CRDs, which Kubernetes >= 1.22 no longer serves; they "
-                 "are converted mechanically to apiextensions.k8s.io/v1 (see convert_v1beta1_crd).",
+            "apiextensions.k8s.io/v1beta1 CRDs, which Kubernetes >= 1.22 no longer serves; they "
+            "are converted mechanically to apiextensions.k8s.io/v1 (see convert_v1beta1_crd).",
         ),
         CRDSet(
-            "smi-linkerd", SMI_SDK, "v0.5.0", (Source("crds/split.yaml"),),
+            "smi-linkerd",
+            SMI_SDK,
+            "v0.5.0",
+            (Source("crds/split.yaml"),),
             transform="linkerd-smi",
             note="github.com/linkerd/linkerd-smi (and github.com/linkerd/linkerd2) are NOT served "
-                 "by the Go module proxy (403 'This module version is not available'), so the "
-                 "linkerd-smi TrafficSplit CRD (charts/linkerd-smi/templates/trafficsplit-crd.yaml, "
-                 "itself 'copied from smi-sdk-go crds/split.yaml') cannot be fetched. Next best "
-                 "official source: smi-sdk-go v0.5.0 crds/split.yaml converted to v1 and reduced to "
-                 "the versions linkerd-smi serves (v1alpha1 storage with int-or-string weight, "
-                 "v1alpha2 served; 'matches' only exists from v1alpha3 on), see linkerd_profile.",
+            "by the Go module proxy (403 'This module version is not available'), so the "
+            "linkerd-smi TrafficSplit CRD (charts/linkerd-smi/templates/trafficsplit-crd.yaml, "
+            "itself 'copied from smi-sdk-go crds/split.yaml') cannot be fetched. Next best "
+            "official source: smi-sdk-go v0.5.0 crds/split.yaml converted to v1 and reduced to "
+            "the versions linkerd-smi serves (v1alpha1 storage with int-or-string weight, "
+            "v1alpha2 served; 'matches' only exists from v1alpha3 on), see linkerd_profile.",
         ),
     )
 }
@@ -95,21 +113,31 @@ SETS: dict[str, CRDSet] = {
 
 def cache_root() -> Path:
     base = os.environ.get("ROUTERS_E2E_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "canary-routers")
+        os.path.expanduser("~"), ".cache", "canary-routers"
+    )
     return Path(base) / "crds"
 
 
 def go_mod_download(module: str, version: str) -> Path:
     env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=mod")
     with tempfile.TemporaryDirectory() as tmp:  # outside any go.mod
-        proc = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
-                              cwd=tmp, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["go", "mod", "download", "-json", f"{module}@{version}"],
+            cwd=tmp,
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     try:
         info = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise RuntimeError(f"go mod download {module}@{version} failed: {proc.stderr.strip()}")
+        msg = f"go mod download {module}@{version} failed: {proc.stderr.strip()}"
+        raise RuntimeError(msg) from None
     if info.get("Error") or proc.returncode != 0:
-        raise RuntimeError(f"go mod download {module}@{version}: {info.get('Error') or proc.stderr}")
+        raise RuntimeError(
+            f"go mod download {module}@{version}: {info.get('Error') or proc.stderr}"
+        )
     return Path(info["Dir"])
 
 
@@ -122,7 +150,8 @@ def go_mod_download(module: str, version: str) -> Path:
 # no type get the implied type (object/array) and the root gets type: object.
 # ---------------------------------------------------------------------------------------------
 
-def _structural(node: object) -> object:
+
+def _structural(node: Any) -> Any:
     if isinstance(node, dict):
         out = {k: _structural(v) for k, v in node.items()}
         if "type" not in out and not out.get("x-kubernetes-int-or-string"):
@@ -136,7 +165,7 @@ def _structural(node: object) -> object:
     return node
 
 
-def convert_v1beta1_crd(doc: dict) -> dict:
+def convert_v1beta1_crd(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("apiVersion") == "apiextensions.k8s.io/v1":
         return doc
     assert doc.get("apiVersion") == "apiextensions.k8s.io/v1beta1", doc.get("apiVersion")
@@ -148,22 +177,24 @@ def convert_v1beta1_crd(doc: dict) -> dict:
     top_version = spec.pop("version", None)
     versions = spec.get("versions") or [{"name": top_version, "served": True, "storage": True}]
     new_versions = []
-    for v in versions:
-        v = dict(v)
+    for orig in versions:
+        v = dict(orig)
         schema = v.get("schema") or validation
         if schema and schema.get("openAPIV3Schema"):
             s = _structural(schema["openAPIV3Schema"])
             s.setdefault("type", "object")
             v["schema"] = {"openAPIV3Schema": s}
         else:
-            v["schema"] = {"openAPIV3Schema": {"type": "object",
-                                               "x-kubernetes-preserve-unknown-fields": True}}
+            v["schema"] = {
+                "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            }
         if "subresources" not in v and subresources:
             v["subresources"] = subresources
         cols = v.get("additionalPrinterColumns", columns)
         if cols:
             v["additionalPrinterColumns"] = [
-                {("jsonPath" if k == "JSONPath" else k): val for k, val in c.items()} for c in cols]
+                {("jsonPath" if k == "JSONPath" else k): val for k, val in c.items()} for c in cols
+            ]
         new_versions.append(v)
     spec["versions"] = new_versions
     spec["preserveUnknownFields"] = False
@@ -171,7 +202,7 @@ def convert_v1beta1_crd(doc: dict) -> dict:
     return doc
 
 
-def linkerd_profile(doc: dict) -> dict:
+def linkerd_profile(doc: dict[str, Any]) -> dict[str, Any]:
     """Reduce smi-sdk-go's TrafficSplit CRD to what linkerd-smi serves.
 
     linkerd-smi's CRD: v1alpha1 (served, storage; backends[].weight int-or-string) and v1alpha2
@@ -235,8 +266,12 @@ def fetch_set(s: CRDSet, root: Path | None = None) -> Path:
             for f in _collect(moddir, src):
                 raw = f.read_bytes()
                 docs = [d for d in yaml.safe_load_all(raw) if d]
-                crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"
-                        and (not src.keep or d["metadata"]["name"] in src.keep)]
+                crds = [
+                    d
+                    for d in docs
+                    if d.get("kind") == "CustomResourceDefinition"
+                    and (not src.keep or d["metadata"]["name"] in src.keep)
+                ]
                 rel = str(f.relative_to(moddir))
                 if not crds:
                     skipped.append(rel)
@@ -248,15 +283,29 @@ def fetch_set(s: CRDSet, root: Path | None = None) -> Path:
                     crds = [TRANSFORMS[s.transform](d) for d in crds]
                     out.write_text(yaml.safe_dump_all(crds, sort_keys=False))
                 names += [d["metadata"]["name"] for d in crds]
-                files.append({"from": rel, "to": out.name,
-                              "sha256": hashlib.sha256(raw).hexdigest()})
+                files.append(
+                    {"from": rel, "to": out.name, "sha256": hashlib.sha256(raw).hexdigest()}
+                )
         if not names:
             raise RuntimeError(f"no CRDs found for set {s.name}")
-        (tmp / "SOURCE.json").write_text(json.dumps({
-            "set": s.name, "module": s.module, "version": s.version, "dir": str(moddir),
-            "files": files, "skipped_non_crd": skipped, "crds": names,
-            "transform": s.transform, "note": s.note, "definition": defhash,
-        }, indent=2) + "\n")
+        (tmp / "SOURCE.json").write_text(
+            json.dumps(
+                {
+                    "set": s.name,
+                    "module": s.module,
+                    "version": s.version,
+                    "dir": str(moddir),
+                    "files": files,
+                    "skipped_non_crd": skipped,
+                    "crds": names,
+                    "transform": s.transform,
+                    "note": s.note,
+                    "definition": defhash,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         os.chmod(tmp, 0o755)
         if dest.exists():
             shutil.rmtree(dest)
@@ -268,7 +317,8 @@ def fetch_set(s: CRDSet, root: Path | None = None) -> Path:
 
 
 def crd_names(set_dir: Path) -> list[str]:
-    return json.loads((Path(set_dir) / "SOURCE.json").read_text())["crds"]
+    names: list[str] = json.loads((Path(set_dir) / "SOURCE.json").read_text())["crds"]
+    return names
 
 
 def main(argv: list[str]) -> int:
@@ -279,12 +329,16 @@ def main(argv: list[str]) -> int:
     names = argv or list(SETS)
     unknown = [n for n in names if n not in SETS]
     if unknown:
-        print(f"unknown CRD set(s): {', '.join(unknown)}; known: {', '.join(SETS)}", file=sys.stderr)
+        print(
+            f"unknown CRD set(s): {', '.join(unknown)}; known: {', '.join(SETS)}", file=sys.stderr
+        )
         return 2
     for n in names:
         d = fetch_set(SETS[n])
-        print(f"crds: {n}: {len(crd_names(d))} CRDs from {SETS[n].module}@{SETS[n].version} -> {d}",
-              file=sys.stderr)
+        print(
+            f"crds: {n}: {len(crd_names(d))} CRDs from {SETS[n].module}@{SETS[n].version} -> {d}",
+            file=sys.stderr,
+        )
     print(cache_root())
     return 0
 

@@ -8,4 +8,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export GOTOOLCHAIN=local
+command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"; }
+command -v go >/dev/null || { echo "crds.sh: 'go' not found in PATH" >&2; exit 127; }
 exec "${PYTHON:-python3}" "$here/crds.py" "$@"

@@ -36,11 +36,14 @@ for r in d.get("Require") or []:
         print(r["Path"])')
 echo "k8s.io/kubernetes ${K8S_VERSION}: ${#staging[@]} staging modules -> ${STAGING_VERSION}" >&2
 
-# Drop old k8s.io replaces, then write the generated ones.
+# Drop k8s.io replaces that are no longer staging modules; (re)set the others in place, so a
+# re-run with the same version leaves go.mod byte-identical.
 for old in $(go mod edit -json | python3 -c 'import json,sys
+keep=set(sys.argv[1:])
 d=json.load(sys.stdin)
 for r in d.get("Replace") or []:
-    if r["Old"]["Path"].startswith("k8s.io/"): print(r["Old"]["Path"])'); do
+    p=r["Old"]["Path"]
+    if p.startswith("k8s.io/") and p not in keep: print(p)' "${staging[@]}"); do
   go mod edit -dropreplace="$old"
 done
 args=()
