@@ -232,6 +232,7 @@ class ControlPlane:
         self._owns_state_dir = False
         self.etcd_proc: subprocess.Popen[bytes] | None = None
         self.apiserver_proc: subprocess.Popen[bytes] | None = None
+        self._apiserver_cmd: list[str] = []
         self.etcd_port = self.etcd_peer_port = self.api_port = 0
         self._ssl = ssl.create_default_context()
         self._ssl.check_hostname = False
@@ -408,9 +409,31 @@ class ControlPlane:
                 "--audit-log-maxsize=0",
             ]
         args += self.apiserver_args
+        self._apiserver_cmd = args
         self.apiserver_proc = self._spawn(args, self.apiserver_log)
         self._wait_apiserver()
         self._write_kubeconfig()
+
+    def kill_apiserver(self) -> None:
+        """Kill kube-apiserver (SIGKILL, as a crash would); etcd and its data stay."""
+        proc = self.apiserver_proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again on the same port, certs and etcd (after kill_apiserver)."""
+        self.apiserver_proc = self._spawn(self._apiserver_cmd, self.apiserver_log)
+        self._wait_apiserver()
+        # /readyz passes before the RBAC authorizer has caught up: wait until a non-master user
+        # is authorized again, as clients of a real, warmed-up apiserver would expect.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, _ = self.request("GET", "/api/v1/namespaces/default", user=ROUTERS_USER)
+            if status == 200:
+                return
+            time.sleep(0.2)
+        self._fail("RBAC did not authorize the routers user within 60s of a restart")
 
     def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "wb") as out:  # fresh log per attempt

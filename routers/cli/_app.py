@@ -418,3 +418,128 @@ def rbac(config_path: str, namespace: str | None, name: str) -> None:
 
     config = load_config(config_path)
     click.echo(dump_yaml(rbac_manifests(config, name=name, namespace=namespace)), nl=False)
+
+
+# -- canary steps -------------------------------------------------------------------------------
+
+
+def _load_run_inputs(
+    path: str | None,
+    config_path: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+) -> tuple[Any, Any]:
+    """(router, document): config from --config, or from the Rollout given as FILE."""
+    from routers.cluster import Router
+
+    doc = load_one(path) if path else None
+    if config_path:
+        config = load_config(config_path)
+    elif isinstance(doc, dict) and doc.get("kind") == "Rollout":
+        config = RoutingConfig.from_document(doc, source=path)
+    else:
+        raise click.UsageError("--config is required unless FILE is an Argo Rollout")
+    if namespace:
+        config = config.model_copy(update={"namespace": namespace})
+    return Router.from_kubeconfig(config, kubeconfig, context), doc
+
+
+def kube_options(f: Any) -> Any:
+    f = click.option(
+        "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
+    )(f)
+    f = click.option("--context", default=None, help="kubeconfig context.")(f)
+    f = click.option("-n", "--namespace", default=None, help="Namespace (overrides the config).")(f)
+    return click.option(
+        "--config",
+        "config_path",
+        default=None,
+        metavar="FILE",
+        help="Routing config (not needed when FILE is a Rollout).",
+    )(f)
+
+
+@cli.command()
+@click.argument("path", metavar="FILE")
+@kube_options
+@click.option(
+    "--skip-non-traffic-steps",
+    is_flag=True,
+    help="Skip setCanaryScale/analysis/experiment steps of a Rollout (reported) instead of failing.",
+)
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between checks while paused.")
+@click.option(
+    "--api-timeout",
+    default=300.0,
+    show_default=True,
+    help="How long to ride out an unreachable API server before failing.",
+)
+def run(
+    path: str,
+    config_path: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    skip_non_traffic_steps: bool,
+    poll: float,
+    api_timeout: float,
+) -> int:
+    """Run canary steps from a Rollout or a step file; resumable; Ctrl-C aborts to stable."""
+    from routers.cluster.run import RunAborted, Runner
+    from routers.model.steps import steps_from_document
+
+    router, doc = _load_run_inputs(path, config_path, kubeconfig, context, namespace)
+    steps, skipped = steps_from_document(doc, source=path, skip_non_traffic=skip_non_traffic_steps)
+    for note in skipped:
+        click.echo(f"warning: {note}", err=True)
+    display = _render.RunDisplay()
+    runner = Runner(router, steps, on_event=display, poll=poll, api_timeout=api_timeout)
+    try:
+        runner.run()
+    except RunAborted as exc:
+        display.close()
+        click.echo(f"aborted: {exc}", err=True)
+        return 4
+    finally:
+        display.close()
+    return 0
+
+
+@cli.command()
+@click.argument("path", metavar="[FILE]", required=False)
+@kube_options
+def promote(
+    path: str | None,
+    config_path: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+) -> None:
+    """End the current pause of a running `routers run`."""
+    from routers.cluster.run import send_command
+
+    router, _ = _load_run_inputs(path, config_path, kubeconfig, context, namespace)
+    if not send_command(router, "promote"):
+        raise click.ClickException("no target object exists: nothing is running")
+    click.echo("promote requested", err=True)
+
+
+@cli.command()
+@click.argument("path", metavar="[FILE]", required=False)
+@kube_options
+def abort(
+    path: str | None,
+    config_path: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+) -> None:
+    """Stop a run: remove managed routes and send 100% to stable (now, and in the running process)."""
+    from routers.cluster.run import send_command
+
+    router, _ = _load_run_inputs(path, config_path, kubeconfig, context, namespace)
+    send_command(router, "abort")
+    outcome = router.cleanup(restore_stable=True)
+    _render.applied(outcome)
+    click.echo("aborted: managed routes removed, 100% of traffic on stable", err=True)

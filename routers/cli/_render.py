@@ -169,3 +169,39 @@ def observations_table(observations: Sequence[Observation]) -> str:
                 )
             )
     return columns(("TARGET", "LOCATION", "CANARY", "MANAGED-ROUTES", "READY", "PROBLEMS"), rows)
+
+
+class RunDisplay:
+    """Progress of `routers run`: a live line on a terminal, plain lines otherwise (stderr)."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.tty = sys.stderr.isatty()
+        self._live = False
+        self._last = ""
+
+    def __call__(self, event: Any) -> None:
+        if event.kind in ("pause", "waiting"):
+            text = event.message + (
+                f" ({event.remaining:.0f}s left)" if event.remaining is not None else ""
+            )
+            if self.tty:
+                click.echo("\r\033[K" + text, err=True, nl=False)
+                self._live = True
+            elif event.message != self._last:
+                click.echo(event.message, err=True)
+            self._last = event.message
+            return
+        self.close()
+        state = event.state
+        suffix = f" -> weight {state.weight}/{state.total}" if state is not None else ""
+        if state is not None and state.route_names:
+            suffix += f", routes {','.join(state.route_names)}"
+        click.echo(f"{event.message}{suffix}", err=True)
+        self._last = event.message
+
+    def close(self) -> None:
+        if self._live:
+            click.echo("", err=True)
+            self._live = False

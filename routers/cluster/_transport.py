@@ -57,6 +57,9 @@ class Transport:
     ) -> None:
         self.api_client = api_client
         self.timeout = timeout
+        if not api_client.configuration.verify_ssl:
+            # The kubeconfig chose insecure-skip-tls-verify; like kubectl, do not warn per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._hooks: list[Callable[[RequestRecord], None]] = [on_request] if on_request else []
         self._lock = threading.Lock()
 

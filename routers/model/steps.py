@@ -16,7 +16,6 @@ from pydantic import Field
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, require_mapping
-from routers.model.matches import RequestMatch
 from routers.model.state import (
     MAX_TOTAL,
     SetHeaderRoute,
@@ -39,7 +38,9 @@ def parse_duration(value: int | str, path: str) -> float:
     else:
         m = _DURATION.match(str(value).strip())
         if not m:
-            raise ConfigError([Problem(path, f"invalid duration {value!r} (use e.g. 30, '30s', '5m', '1h')")])
+            raise ConfigError(
+                [Problem(path, f"invalid duration {value!r} (use e.g. 30, '30s', '5m', '1h')")]
+            )
         seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
     if seconds < 0:
         raise ConfigError([Problem(path, "duration must not be negative")])
@@ -72,8 +73,10 @@ class StepFile(Model):
 def _step(doc: Any, path: str, *, argo: bool) -> Step:
     doc = require_mapping(doc, path)
     if len(doc) != 1:
-        raise ConfigError([Problem(path, f"a step has exactly one key, got {sorted(doc) or 'none'}")])
-    (key, value), = doc.items()
+        raise ConfigError(
+            [Problem(path, f"a step has exactly one key, got {sorted(doc) or 'none'}")]
+        )
+    ((key, value),) = doc.items()
     where = f"{path}.{key}"
     if key == "setWeight":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOTAL:
@@ -85,21 +88,31 @@ def _step(doc: Any, path: str, *, argo: bool) -> Step:
         if unknown:
             raise ConfigError([Problem(f"{where}.{unknown[0]}", "unknown field")])
         duration = body.get("duration")
-        return Pause(duration=None if duration is None else parse_duration(duration, f"{where}.duration"))
+        return Pause(
+            duration=None if duration is None else parse_duration(duration, f"{where}.duration")
+        )
     if key == "setHeaderRoute":
         body = dict(require_mapping(value, where))
         if argo:
-            body = {"name": body.get("name"), "matches": _argo_header_matches(body.get("match"), f"{where}.match")}
+            body = {
+                "name": body.get("name"),
+                "matches": _argo_header_matches(body.get("match"), f"{where}.match"),
+            }
         return _parse(SetHeaderRoute, body, where)
     if key == "setMirrorRoute":
         body = dict(require_mapping(value, where))
         if argo:
-            converted: dict[str, Any] = {"name": body.get("name"), "matches": _argo_route_matches(body.get("match"), f"{where}.match")}
+            converted: dict[str, Any] = {
+                "name": body.get("name"),
+                "matches": _argo_route_matches(body.get("match"), f"{where}.match"),
+            }
             if body.get("percentage") is not None:
                 converted["percentage"] = body["percentage"]
             body = converted
         return _parse(SetMirrorRoute, body, where)
-    raise ConfigError([Problem(where, "not a traffic step (setWeight, setHeaderRoute, setMirrorRoute, pause)")])
+    raise ConfigError(
+        [Problem(where, "not a traffic step (setWeight, setHeaderRoute, setMirrorRoute, pause)")]
+    )
 
 
 _M = TypeVar("_M", bound=Model)
@@ -124,9 +137,18 @@ def _argo_header_matches(match: Any, path: str) -> list[dict[str, Any]]:
     if not isinstance(match, Sequence) or isinstance(match, str):
         raise ConfigError([Problem(path, "expected a list")])
     out = []
-    for i, m in enumerate(match):
-        m = require_mapping(m, f"{path}[{i}]")
-        out.append({"headers": [{"name": m.get("headerName"), **_string_match(m.get("headerValue"), f"{path}[{i}].headerValue")}]})
+    for i, raw in enumerate(match):
+        m = require_mapping(raw, f"{path}[{i}]")
+        out.append(
+            {
+                "headers": [
+                    {
+                        "name": m.get("headerName"),
+                        **_string_match(m.get("headerValue"), f"{path}[{i}].headerValue"),
+                    }
+                ]
+            }
+        )
     return out
 
 
@@ -137,13 +159,20 @@ def _argo_route_matches(match: Any, path: str) -> list[dict[str, Any]]:
     if not isinstance(match, Sequence) or isinstance(match, str):
         raise ConfigError([Problem(path, "expected a list")])
     out = []
-    for i, m in enumerate(match):
-        m = require_mapping(m, f"{path}[{i}]")
+    for i, raw in enumerate(match):
+        m = require_mapping(raw, f"{path}[{i}]")
         item: dict[str, Any] = {}
         if m.get("method") is not None:
             method = _string_match(m["method"], f"{path}[{i}].method")
             if set(method) != {"exact"}:
-                raise ConfigError([Problem(f"{path}[{i}].method", "only an exact method match can be expressed by every target")])
+                raise ConfigError(
+                    [
+                        Problem(
+                            f"{path}[{i}].method",
+                            "only an exact method match can be expressed by every target",
+                        )
+                    ]
+                )
             item["method"] = method["exact"]
         if m.get("path") is not None:
             item["path"] = _string_match(m["path"], f"{path}[{i}].path")
@@ -159,7 +188,9 @@ def _argo_route_matches(match: Any, path: str) -> list[dict[str, Any]]:
 _NON_TRAFFIC = ("setCanaryScale", "analysis", "experiment", "plugin")
 
 
-def steps_from_document(doc: Any, *, source: str | None = None, skip_non_traffic: bool = False) -> tuple[StepFile, list[str]]:
+def steps_from_document(
+    doc: Any, *, source: str | None = None, skip_non_traffic: bool = False
+) -> tuple[StepFile, list[str]]:
     """Steps from our step file (``steps:``) or a Rollout; returns the steps and skip notes."""
     doc = require_mapping(doc, "steps")
     argo = doc.get("kind") == "Rollout"
@@ -180,13 +211,23 @@ def steps_from_document(doc: Any, *, source: str | None = None, skip_non_traffic
     problems: list[Problem] = []
     for i, item in enumerate(raw):
         path = f"{base}[{i}]"
-        if argo and isinstance(item, Mapping) and len(item) == 1 and next(iter(item)) in _NON_TRAFFIC:
+        if (
+            argo
+            and isinstance(item, Mapping)
+            and len(item) == 1
+            and next(iter(item)) in _NON_TRAFFIC
+        ):
             key = next(iter(item))
             if skip_non_traffic:
                 skipped.append(f"{path}: {key} skipped (not a traffic step)")
                 continue
-            problems.append(Problem(path, f"{key} is not a traffic step; canary-routers cannot run it "
-                                          "(pass --skip-non-traffic-steps to skip such steps explicitly)"))
+            problems.append(
+                Problem(
+                    path,
+                    f"{key} is not a traffic step; canary-routers cannot run it "
+                    "(pass --skip-non-traffic-steps to skip such steps explicitly)",
+                )
+            )
             continue
         try:
             steps.append(_step(item, path, argo=argo))

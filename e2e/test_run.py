@@ -1,0 +1,243 @@
+"""`routers run` against a real API server: steps, pauses, promote, abort, and resume after the
+run process dies and after the API server is killed and restarted mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import config as kube_config
+
+from e2e.cluster import ControlPlane
+from routers.cluster import Kube, Router, Transport
+from routers.cluster.run import PROGRESS, Event, RunAborted, Runner, send_command
+from routers.model import RoutingConfig
+from routers.model.steps import steps_from_document
+from routers.registry import Registry
+from tests.conftest import THIRDPARTY, entry
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = {
+    "stableService": "web-stable",
+    "canaryService": "web-canary",
+    "plugins": {"example.com/configmap": {"configMap": "proxy-weights"}},
+}
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[Registry]:
+    sys.path.insert(0, str(THIRDPARTY))
+    yield Registry(
+        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=()
+    )  # type: ignore[list-item]
+    sys.path.remove(str(THIRDPARTY))
+
+
+def router_for(cp: ControlPlane, ns: str, registry: Registry) -> Router:
+    client = kube_config.new_client_from_config(config_file=str(cp.kubeconfig_for("routers")))
+    config = RoutingConfig.from_document({**CONFIG, "namespace": ns})
+    return Router(config, kube=Kube(Transport(client)), registry=registry)
+
+
+def seed(cp: ControlPlane, ns: str) -> None:
+    status, body = cp.request(
+        "POST",
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "proxy-weights"},
+            "data": {"other": "keep"},
+        },
+    )
+    assert status == 201, body
+
+
+def canary(cp: ControlPlane, ns: str) -> int | None:
+    _, obj = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
+    raw = (obj.get("data") or {}).get("weights.json")
+    return json.loads(raw).get("web-canary", 0) if raw else None
+
+
+def test_steps_pause_promote(
+    control_plane: Callable[..., ControlPlane], registry: Registry
+) -> None:
+    cp = control_plane(())
+    ns = cp.new_namespace("run")
+    seed(cp, ns)
+    steps, _ = steps_from_document(
+        {
+            "steps": [
+                {"setWeight": 10},
+                {"pause": {"duration": 1}},
+                {"setWeight": 50},
+                {"pause": {}},
+                {"setWeight": 100},
+            ]
+        }
+    )
+    events: list[Event] = []
+    runner = Runner(router_for(cp, ns, registry), steps, on_event=events.append, poll=0.1)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not any(e.kind == "waiting" for e in events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert canary(cp, ns) == 50, "should be paused at 50%"
+    assert send_command(router_for(cp, ns, registry), "promote")
+    thread.join(30)
+    assert canary(cp, ns) == 100
+    kinds = [e.kind for e in events if e.kind not in ("pause", "waiting")]
+    assert kinds == ["start", "step", "step", "step", "step", "step", "done"]
+
+
+def test_abort_returns_to_stable(
+    control_plane: Callable[..., ControlPlane], registry: Registry
+) -> None:
+    cp = control_plane(())
+    ns = cp.new_namespace("abort")
+    seed(cp, ns)
+    steps, _ = steps_from_document({"steps": [{"setWeight": 30}, {"pause": {}}]})
+    runner = Runner(router_for(cp, ns, registry), steps, poll=0.1)
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            runner.run()
+        except RunAborted as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while canary(cp, ns) != 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    send_command(router_for(cp, ns, registry), "abort")
+    thread.join(30)
+    assert errors, "the run did not stop on abort"
+    assert canary(cp, ns) == 0
+    _, obj = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
+    assert PROGRESS not in (obj["metadata"].get("annotations") or {})
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {thirdparty!r})
+from routers import registry as r
+from routers.registry import Registry
+from tests.conftest import entry
+r._default = Registry(lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=())
+from routers.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_run(
+    cp: ControlPlane, tmp: Path, steps_file: Path, cfg: Path, ns: str
+) -> subprocess.Popen[str]:
+    script = tmp / "run.py"
+    script.write_text(SCRIPT.format(thirdparty=str(THIRDPARTY)))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            "run",
+            str(steps_file),
+            "--config",
+            str(cfg),
+            "-n",
+            ns,
+            "--kubeconfig",
+            str(cp.kubeconfig_for("routers")),
+            "--poll",
+            "0.1",
+            "--api-timeout",
+            "60",
+        ],
+        cwd=str(Path(__file__).resolve().parent.parent),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_resume_after_the_run_process_is_killed(
+    control_plane: Callable[..., ControlPlane], registry: Registry, tmp_path: Path
+) -> None:
+    cp = control_plane(())
+    ns = cp.new_namespace("resume")
+    seed(cp, ns)
+    cfg = tmp_path / "routing.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    steps = tmp_path / "steps.yaml"
+    steps.write_text(
+        yaml.safe_dump(
+            {"steps": [{"setWeight": 10}, {"setWeight": 20}, {"pause": {}}, {"setWeight": 40}]}
+        )
+    )
+    proc = start_run(cp, tmp_path, steps, cfg, ns)
+    wait_for(lambda: canary(cp, ns) == 20)
+    time.sleep(0.5)  # inside the indefinite pause
+    proc.kill()
+    proc.wait()
+    mark = cp.audit_mark()
+    proc = start_run(cp, tmp_path, steps, cfg, ns)
+    wait_for(lambda: "paused until" in (proc.stdout.readline() if proc.stdout else ""))
+    # Resumed inside the pause: steps 1-2 were not re-applied (no weight writes before promote).
+    writes = [e for e in cp.write_requests(since=mark, user="routers")]
+    weight_writes = [e for e in writes if e["verb"] == "patch"]
+    assert canary(cp, ns) == 20
+    assert len(weight_writes) <= 1, cp.summarize(writes)  # at most the pause bookkeeping
+    send_command(router_for(cp, ns, registry), "promote")
+    assert proc.wait(30) == 0
+    assert canary(cp, ns) == 40
+
+
+def test_resume_after_the_apiserver_is_killed_mid_run(
+    control_plane: Callable[..., ControlPlane], registry: Registry, tmp_path: Path
+) -> None:
+    cp = control_plane(())
+    ns = cp.new_namespace("crash")
+    seed(cp, ns)
+    cfg = tmp_path / "routing.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    steps = tmp_path / "steps.yaml"
+    steps.write_text(
+        yaml.safe_dump(
+            {
+                "steps": [
+                    {"setWeight": 5},
+                    {"pause": {"duration": 2}},
+                    {"setWeight": 25},
+                    {"pause": {"duration": 2}},
+                    {"setWeight": 60},
+                ]
+            }
+        )
+    )
+    proc = start_run(cp, tmp_path, steps, cfg, ns)
+    wait_for(lambda: canary(cp, ns) == 5)
+    cp.kill_apiserver()
+    time.sleep(3)  # the run keeps retrying while the API server is down
+    cp.start_apiserver()
+    assert proc.wait(90) == 0, proc.stdout.read() if proc.stdout else ""
+    assert canary(cp, ns) == 60
+    out = proc.stdout.read() if proc.stdout else ""
+    assert "retrying" in out

@@ -1,0 +1,296 @@
+"""``routers run``: execute canary steps, resumable across crashes and API server restarts.
+
+Progress lives on the first target object (annotation ``canary-routers.io/run-progress``), so
+a restarted run continues after the last completed step: the state of that step is re-asserted
+(zero writes when it is still in place), a pause resumes where its clock stood, and no step is
+repeated or skipped. ``routers promote`` / ``routers abort`` talk to a running run through a
+second annotation (``canary-routers.io/run-command``). Abort, Ctrl-C included, removes the managed
+routes and sends 100% back to stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from routers.cluster._apply import reader
+from routers.cluster._kube import Kube
+from routers.cluster._transport import ApiStatus
+from routers.cluster.router import Router
+from routers.engine import gather
+from routers.errors import ApplyError, ConflictError, RoutersError
+from routers.model import TrafficState
+from routers.model.steps import Pause, StepFile
+from routers.planning.objects import JSON, ObjectRef, get_annotations
+from routers.planning.ownership import DOMAIN
+from routers.planning.patch import PatchBuilder, pointer
+
+__all__ = ["COMMAND", "PROGRESS", "Event", "RunAborted", "Runner", "run_id", "send_command"]
+
+PROGRESS = f"{DOMAIN}/run-progress"
+COMMAND = f"{DOMAIN}/run-command"
+
+Command = Literal["promote", "abort"]
+
+
+class RunAborted(RoutersError):
+    """The run was aborted (``routers abort`` or Ctrl-C); traffic is back on stable."""
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: Literal["start", "resume", "step", "pause", "waiting", "done", "abort", "retry"]
+    step: int
+    total: int
+    message: str
+    state: TrafficState | None = None
+    remaining: float | None = None
+
+
+def run_id(router: Router, steps: StepFile) -> str:
+    """Identity of a run: same config and steps, same run (so a restart resumes it)."""
+    data = json.dumps([router.config.dump(), [s.dump() for s in steps.steps]], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _holder(router: Router) -> tuple[ObjectRef, JSON] | None:
+    """The first target that exists: where progress is recorded."""
+    live = gather(router._bindings, reader(router.kube))
+    for b in router._bindings:
+        for ref in b.plugin.targets(b.config, live):
+            obj = live.get(ref)
+            if obj is not None:
+                return ref, obj
+    return None
+
+
+def _write_annotation(kube: Kube, router: Router, key: str, value: str | None) -> None:
+    """Set/remove one annotation on the holder with a guarded patch, re-reading on conflict."""
+    for _ in range(10):
+        found = _holder(router)
+        if found is None:
+            return
+        ref, obj = found
+        builder = PatchBuilder(obj)
+        path = pointer("metadata", "annotations", key)
+        if value is None:
+            builder.remove(path)
+        else:
+            builder.set(path, value)
+        if not builder.changed:
+            return
+        try:
+            kube.json_patch(ref, builder.ops())
+            return
+        except ApiStatus as exc:
+            if exc.code in (409, 422):
+                continue
+            raise ApplyError(
+                str(ref), code=exc.code, reason=exc.reason, message=exc.message, operation="patch"
+            ) from None
+    raise ConflictError("run progress annotation", 10, "the holder object keeps changing")
+
+
+def send_command(router: Router, command: Command) -> bool:
+    """Ask a running ``routers run`` to promote or abort; False when no target exists."""
+    if _holder(router) is None:
+        return False
+    _write_annotation(router.kube, router, COMMAND, command)
+    return True
+
+
+class Runner:
+    def __init__(
+        self,
+        router: Router,
+        steps: StepFile,
+        *,
+        on_event: Callable[[Event], None] = lambda e: None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        poll: float = 1.0,
+        api_timeout: float = 300.0,
+    ) -> None:
+        self.router = router
+        self.steps = steps
+        self.on_event = on_event
+        self.clock = clock
+        self.sleep = sleep
+        self.poll = poll
+        self.api_timeout = api_timeout
+        self.id = run_id(router, steps)
+        initial = TrafficState(total=router.config.max_traffic_weight or 100)
+        self.states = steps.states(initial)
+        self.initial = initial
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def _annotations(self) -> dict[str, Any]:
+        found = self._retrying(lambda: _holder(self.router))
+        if found is None:
+            return {}
+        ann = get_annotations(found[1])
+        progress: dict[str, Any] = {}
+        raw = ann.get(PROGRESS)
+        if raw:
+            try:
+                progress = json.loads(raw)
+            except ValueError:
+                progress = {}
+        return {
+            "progress": progress if isinstance(progress, dict) else {},
+            "command": ann.get(COMMAND),
+        }
+
+    def _save(self, **progress: Any) -> None:
+        value = json.dumps({"run": self.id, **progress}, sort_keys=True, separators=(",", ":"))
+        self._retrying(lambda: _write_annotation(self.router.kube, self.router, PROGRESS, value))
+
+    def _clear(self) -> None:
+        self._retrying(lambda: _write_annotation(self.router.kube, self.router, PROGRESS, None))
+        self._retrying(lambda: _write_annotation(self.router.kube, self.router, COMMAND, None))
+
+    def _retrying(self, fn: Callable[[], Any]) -> Any:
+        """Ride out an API server restart: retry unreachable/5xx errors up to ``api_timeout``.
+
+        A restarted apiserver answers before its RBAC cache has synced, so right after an outage
+        a 403 is treated as part of the outage too; a 403 without a preceding outage is real.
+        """
+        deadline = self.clock() + self.api_timeout
+        delay = 0.5
+        recovering = False
+        while True:
+            try:
+                return fn()
+            except (ApplyError, ApiStatus) as exc:
+                code = exc.code
+                outage = code in (0, None) or (isinstance(code, int) and code >= 500)
+                recovering = recovering or outage
+                if not (outage or (recovering and code == 403)) or self.clock() > deadline:
+                    raise
+                self.on_event(
+                    Event(
+                        "retry",
+                        -1,
+                        len(self.steps.steps),
+                        f"API server unavailable, retrying: {exc}",
+                    )
+                )
+                self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _command(self) -> str | None:
+        cmd = self._annotations().get("command")
+        return str(cmd) if cmd else None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run to the end; return the number of steps completed. Raises RunAborted on abort."""
+        total = len(self.steps.steps)
+        try:
+            ann = self._annotations()
+            progress = ann.get("progress") or {}
+            if ann.get("command") == "abort":
+                self._retrying(
+                    lambda: _write_annotation(self.router.kube, self.router, COMMAND, None)
+                )
+            start = 0
+            pause_started: float | None = None
+            if progress.get("run") == self.id:
+                start = int(progress.get("step", -1)) + 1
+                pause_started = progress.get("pauseStarted")
+                if start >= total:
+                    self.on_event(Event("done", total, total, "already complete"))
+                    return total
+                current = self.states[start - 1] if start > 0 else self.initial
+                self.on_event(
+                    Event("resume", start, total, f"resuming at step {start + 1}/{total}", current)
+                )
+                if start > 0:
+                    self._retrying(lambda: self.router.apply_state(current))
+            else:
+                self.on_event(Event("start", 0, total, f"run {self.id}: {total} steps"))
+            for i in range(start, total):
+                self._check_abort()
+                step = self.steps.steps[i]
+                if isinstance(step, Pause):
+                    self._pause(i, step, pause_started)
+                    pause_started = None
+                else:
+                    state = self.states[i]
+
+                    def apply(s: TrafficState = state) -> Any:
+                        return self.router.apply_state(s)
+
+                    outcome = self._retrying(apply)
+                    self.on_event(
+                        Event(
+                            "step",
+                            i,
+                            total,
+                            f"step {i + 1}/{total}: {step.kind} ({outcome.writes} write(s))",
+                            state,
+                        )
+                    )
+                    self._check_abort()
+                self._save(step=i)
+            self.on_event(Event("done", total, total, "all steps complete"))
+            return total
+        except KeyboardInterrupt:
+            self.abort("interrupted")
+            raise
+        except RunAborted:
+            raise
+
+    def _check_abort(self) -> None:
+        if self._command() == "abort":
+            self.abort("routers abort")
+            raise RunAborted("run aborted: managed routes removed, 100% of traffic on stable")
+
+    def _pause(self, i: int, step: Pause, started: float | None) -> None:
+        total = len(self.steps.steps)
+        started = started if started is not None else self.clock()
+        self._save(step=i - 1, pauseStarted=started)
+        while True:
+            command = self._command()
+            if command == "abort":
+                self._check_abort()
+            if command == "promote":
+                self._retrying(
+                    lambda: _write_annotation(self.router.kube, self.router, COMMAND, None)
+                )
+                self.on_event(
+                    Event("step", i, total, f"step {i + 1}/{total}: pause ended by promote")
+                )
+                return
+            if step.duration is not None:
+                remaining = started + step.duration - self.clock()
+                if remaining <= 0:
+                    self.on_event(
+                        Event("step", i, total, f"step {i + 1}/{total}: paused {step.duration:g}s")
+                    )
+                    return
+                self.on_event(
+                    Event("pause", i, total, f"step {i + 1}/{total}: pausing", remaining=remaining)
+                )
+                self.sleep(min(self.poll, remaining))
+            else:
+                self.on_event(
+                    Event(
+                        "waiting", i, total, f"step {i + 1}/{total}: paused until `routers promote`"
+                    )
+                )
+                self.sleep(self.poll)
+
+    def abort(self, why: str) -> None:
+        total = len(self.steps.steps)
+        self._retrying(lambda: self.router.cleanup(restore_stable=True))
+        self._clear()
+        self.on_event(
+            Event("abort", -1, total, f"aborted ({why}): managed routes removed, 100% on stable")
+        )
