@@ -543,3 +543,77 @@ def abort(
     outcome = router.cleanup(restore_stable=True)
     _render.applied(outcome)
     click.echo("aborted: managed routes removed, 100% of traffic on stable", err=True)
+
+
+@cli.command("explain")
+@click.option("--config", "config_path", required=True, metavar="FILE")
+@state_options
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    metavar="FILE",
+    help="Live objects from manifest files (otherwise: capabilities only).",
+)
+@click.option("-n", "--namespace", default=None)
+@click.option(
+    "--request",
+    "requests",
+    multiple=True,
+    metavar="REQ",
+    help="Simulate a request through the result, e.g. 'GET /api -H X-Canary:always'.",
+)
+def explain_cmd(
+    config_path: str,
+    state_path: str | None,
+    cleanup: bool,
+    keep_weights: bool,
+    files: tuple[str, ...],
+    namespace: str | None,
+    requests: tuple[str, ...],
+) -> int:
+    """In words: what each target will do with a state, and what it cannot express."""
+    from routers.engine import bind, facts_from_manifests, gather
+    from routers.explain import explain
+    from routers.planning.objects import LiveObjects
+
+    config = load_config(config_path)
+    if namespace:
+        config = config.model_copy(update={"namespace": namespace})
+    desired = load_desired(state_path, cleanup, keep_weights)
+    docs = load_documents(files) if files else []
+    bindings = bind(config)
+    facts = facts_from_manifests(docs)
+    live = None
+    if files:
+        pool = LiveObjects.from_manifests(
+            [d for d in docs if d.get("kind") != "CustomResourceDefinition"],
+            config.namespace or "default",
+        )
+        live = gather(bindings, pool.get)
+    ok = True
+    for item in explain(config, bindings, desired, facts, live):
+        click.echo(f"{item.plugin}:")
+        for line in item.lines:
+            click.echo(f"  {line}")
+        ok = ok and item.supported
+    if requests:
+        _simulate_requests(config, desired, docs, requests)
+    return 0 if ok else 2
+
+
+def _simulate_requests(
+    config: RoutingConfig, desired: Desired, docs: list[Any], requests: tuple[str, ...]
+) -> None:
+    import importlib
+
+    try:
+        simulate = importlib.import_module("routers.simulate")
+    except ImportError as exc:  # pragma: no cover - the simulator ships with the core
+        raise click.ClickException(f"request simulation unavailable: {exc}") from exc
+    hook = getattr(simulate, "explain_requests", None)
+    if hook is None:
+        raise click.ClickException("request simulation is not available in this build")
+    for line in hook(config, desired, docs, requests):
+        click.echo(line)
