@@ -96,18 +96,19 @@ class Kube:
                 "NotFound",
                 f"API group {ref.group or 'core'!r} is not served (is its CRD installed?)",
             )
-        version = ref.version if ref.version in versions else versions[0]
-        kinds = self._resource_list(ref.group, version)
-        if ref.kind not in kinds:
-            with self._lock:
-                self._resources.pop((ref.group, version), None)
-            kinds = self._resource_list(ref.group, version)
-        if ref.kind not in kinds:
-            raise ApiStatus(
-                404, "NotFound", f"kind {ref.kind} is not served by {ref.group}/{version}"
-            )
-        plural, namespaced = kinds[ref.kind]
-        return ResourceInfo(ref.group, version, plural, namespaced)
+        # A kind may be served by only some versions of its group (TCPRoute: v1alpha2 only on
+        # older Gateway API bundles), so the version is chosen per kind: the ref's own first.
+        order = ([ref.version] if ref.version in versions else []) + [v for v in versions if v != ref.version]
+        for refresh in (False, True):
+            for version in order:
+                if refresh:
+                    with self._lock:
+                        self._resources.pop((ref.group, version), None)
+                kinds = self._resource_list(ref.group, version)
+                if ref.kind in kinds:
+                    plural, namespaced = kinds[ref.kind]
+                    return ResourceInfo(ref.group, version, plural, namespaced)
+        raise ApiStatus(404, "NotFound", f"kind {ref.kind} is not served by {ref.group or 'core'} in any of {', '.join(versions)}")
 
     # -- objects ----------------------------------------------------------------------------------
 
