@@ -1,0 +1,173 @@
+"""The ``gatewayapi`` section: the Argo Rollouts Gateway API plugin's config, plus our switches.
+
+Argo users already write ``trafficRouting.plugins["argoproj-labs/gatewayAPI"]``; the same body
+validates here. Argo semantics kept on purpose: a singular ``httpRoute: name`` implies
+``useHeaderRoutes: true``, list entries default to ``false``, ``namespace`` is where the routes
+live (the Services live in the rollout's namespace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from routers.errors import ConfigError, Problem
+from routers.model import RoutingConfig
+from routers.model._base import Model
+from routers.model._validators import ObjectName
+from routers.planning.objects import ObjectRef
+from routers_gatewayapi.kinds import GROUP, KINDS, RouteKind
+
+__all__ = ["Config", "GatewayApiSection", "RouteEntry", "Target", "parse"]
+
+BundleVersion = Annotated[str, Field(pattern=r"^v\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$")]
+
+# Argo plugin keys we recognise but refuse, each with the reason (a plain "unknown field" would
+# leave an Argo user guessing).
+_REFUSED = {
+    "httpRouteSelector": "label selectors need a LIST of routes; name each route in httpRoutes",
+    "grpcRouteSelector": "label selectors need a LIST of routes; name each route in grpcRoutes",
+    "tcpRouteSelector": "label selectors need a LIST of routes; name each route in tcpRoutes",
+    "tlsRouteSelector": "label selectors need a LIST of routes; name each route in tlsRoutes",
+    "inProgressLabelKey": "canary-routers never labels routes (the label broke Argo CD sync, "
+    "plugin #208); managed rules are listed in the canary-routers.io/managed annotation",
+    "inProgressLabelValue": "canary-routers never labels routes (plugin #208)",
+}
+
+
+class RouteEntry(Model):
+    name: ObjectName
+    use_header_routes: bool = False
+
+
+Entries = Annotated[tuple[RouteEntry, ...], Field(strict=False)]
+
+
+class GatewayApiSection(Model):
+    http_route: ObjectName | None = None
+    http_routes: Entries = ()
+    grpc_route: ObjectName | None = None
+    grpc_routes: Entries = ()
+    tcp_route: ObjectName | None = None
+    tcp_routes: Entries = ()
+    tls_route: ObjectName | None = None
+    tls_routes: Entries = ()
+    namespace: ObjectName | None = None
+    """Namespace of the routes (default: the routing config's namespace)."""
+    disable_in_progress_label: bool = True
+    """Accepted for Argo compatibility; we never add the label, so only ``true`` is valid."""
+    crd_bundle_version: BundleVersion | None = None
+    """Offline override of the CRD bundle version (``v1.2.1``); cluster facts win when present."""
+    crd_channel: Literal["standard", "experimental"] | None = None
+    tolerate_missing_observed_generation: bool = False
+    """Treat route conditions without ``observedGeneration`` as current (Linkerd, linkerd2 #14964)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One configured route object."""
+
+    kind: RouteKind
+    name: str
+    namespace: str
+    managed_rules: bool
+    """Whether header/mirror rules go on this route (Argo's ``useHeaderRoutes``)."""
+    path: str
+    """Where it is configured, for messages (``httpRoutes[1]``)."""
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(GROUP, self.kind.kind, self.namespace, self.name, self.kind.version)
+
+    def __str__(self) -> str:
+        return f"{self.kind.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Config:
+    section: GatewayApiSection
+    targets: tuple[Target, ...]
+    stable: str
+    canary: str
+    service_namespace: str
+    managed_order: tuple[str, ...]
+
+    @property
+    def channel(self) -> Literal["standard", "experimental"] | None:
+        if self.section.crd_channel is not None:
+            return self.section.crd_channel
+        return "standard" if self.section.crd_bundle_version is not None else None
+
+    @property
+    def managed_targets(self) -> tuple[Target, ...]:
+        return tuple(t for t in self.targets if t.managed_rules)
+
+
+def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
+    refused = [Problem(k, msg) for k, msg in _REFUSED.items() if k in section]
+    if refused:
+        raise ConfigError(refused)
+    body = GatewayApiSection.parse(dict(section))
+    service_ns = routing.namespace or "default"
+    route_ns = body.namespace or service_ns
+    problems: list[Problem] = []
+    if not body.disable_in_progress_label:
+        problems.append(Problem("disableInProgressLabel", _REFUSED["inProgressLabelValue"]))
+    if body.crd_channel is not None and body.crd_bundle_version is None:
+        problems.append(Problem("crdChannel", "set crdBundleVersion too (e.g. v1.2.1)"))
+    targets: list[Target] = []
+    seen: dict[tuple[str, str], str] = {}
+    for kind in KINDS:
+        single = getattr(body, _snake(kind.config_key))
+        entries: list[tuple[str, str, bool, bool]] = []
+        if single is not None:
+            entries.append((kind.config_key, single, True, False))
+        for i, entry in enumerate(getattr(body, _snake(kind.config_key) + "s")):
+            explicit = "use_header_routes" in entry.model_fields_set
+            entries.append(
+                (f"{kind.config_key}s[{i}]", entry.name, entry.use_header_routes, explicit)
+            )
+        for path, name, use_headers, explicit in entries:
+            if not kind.can_manage_rules and use_headers and explicit:
+                problems.append(
+                    Problem(
+                        f"{path}.useHeaderRoutes",
+                        f"a {kind.kind} has no request matches; header and mirror routes "
+                        "need an HTTPRoute or GRPCRoute",
+                    )
+                )
+                continue
+            key = (kind.kind, name)
+            if key in seen:
+                problems.append(
+                    Problem(path, f"{kind.kind} {name!r} is already listed at {seen[key]}")
+                )
+                continue
+            seen[key] = path
+            targets.append(
+                Target(kind, name, route_ns, use_headers and kind.can_manage_rules, path)
+            )
+    if not targets and not problems:
+        problems.append(
+            Problem(
+                "",
+                "no route configured: set httpRoute(s), grpcRoute(s), tcpRoute(s) or tlsRoute(s)",
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        section=body,
+        targets=tuple(targets),
+        stable=routing.stable_service,
+        canary=routing.canary_service,
+        service_namespace=service_ns,
+        managed_order=tuple(r.name for r in routing.managed_routes),
+    )
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)

@@ -1,0 +1,274 @@
+"""Request matches: our RequestMatch to Gateway API match objects, ANDed into a source rule's match.
+
+Gateway API picks the most specific match across rules, not the first rule (specs §2.8), so a
+managed rule must repeat the conditions of the rule it shadows (path, method, query, headers,
+gRPC method) and add its own: a header rule that drops the path loses to a stable ``/api`` rule
+(plugin #207). The AND of two conditions on the same field is computed exactly where it can be
+(nested path prefixes, equal values, disjoint literals) and refused where it cannot.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from routers.model import HeaderMatch, PathMatch, QueryParamMatch, RequestMatch
+from routers.planning import matching
+
+__all__ = [
+    "Unexpressible",
+    "combine_grpc",
+    "combine_http",
+    "gateway_path",
+    "gateway_string_match",
+    "path_is_valid",
+    "steals_from",
+]
+
+JSON = dict[str, Any]
+
+PATH_PREFIX_ALL: JSON = {"type": "PathPrefix", "value": "/"}
+_HEADER_VALUE_MAX = 4096
+_QUERY_VALUE_MAX = 1024
+_PATH_VALUE_MAX = 1024
+# CRD CEL for Exact/PathPrefix paths (standard and experimental since v1.0).
+_PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
+_PATH_FORBIDDEN = ("//", "/./", "/../", "%2f", "%2F", "#")
+# Experimental channel's header value pattern; enforced everywhere so one plan fits both channels.
+_FIELD_VALUE = re.compile(r"^[!-~]+([\t ]?[!-~]+)*$")
+
+
+class Unexpressible(Exception):
+    """A condition Gateway API cannot state; the caller turns it into an UnsupportedError."""
+
+
+def gateway_string_match(m: HeaderMatch | QueryParamMatch, *, query: bool = False) -> JSON:
+    """Exact stays Exact; prefix and regex become anchored RegularExpressions (plugin #237)."""
+    if m.kind == "exact":
+        out = {"name": m.name, "type": "Exact", "value": m.value}
+    else:
+        out = {
+            "name": m.name,
+            "type": "RegularExpression",
+            "value": matching.to_regex(m.kind, m.value),
+        }
+    limit = _QUERY_VALUE_MAX if query else _HEADER_VALUE_MAX
+    what = "query parameter" if query else "header"
+    if len(out["value"]) > limit:
+        raise Unexpressible(
+            f"{what} {m.name!r}: the value is {len(out['value'])} characters as Gateway API "
+            f"writes it, the CRD allows {limit}"
+        )
+    if not _FIELD_VALUE.match(out["value"]):
+        raise Unexpressible(
+            f"{what} {m.name!r}: value {out['value']!r} is not printable ASCII with single inner "
+            "spaces (the experimental CRD's pattern)"
+        )
+    return out
+
+
+def gateway_path(p: PathMatch) -> JSON:
+    """Our prefix maps to PathPrefix, Gateway API's element-wise prefix (``/api`` matches
+    ``/api/x`` but not ``/apix``): the native type keeps precedence well-defined, which a regex
+    path (implementation-specific precedence) would not."""
+    if p.kind == "regex":
+        out = {"type": "RegularExpression", "value": matching.anchored(p.value)}
+    else:
+        out = {"type": "Exact" if p.kind == "exact" else "PathPrefix", "value": p.value}
+    if len(out["value"]) > _PATH_VALUE_MAX:
+        raise Unexpressible(
+            f"path {p.value!r} is longer than the CRD's {_PATH_VALUE_MAX} characters"
+        )
+    if out["type"] != "RegularExpression":
+        problem = path_is_valid(out["value"])
+        if problem:
+            raise Unexpressible(f"path {p.value!r} {problem}")
+    return out
+
+
+def path_is_valid(value: str) -> str | None:
+    """The CRD's CEL rules for Exact/PathPrefix values; a reason when violated."""
+    if not value.startswith("/"):
+        return "must start with '/'"
+    for bad in _PATH_FORBIDDEN:
+        if bad in value:
+            return f"must not contain {bad!r} (Gateway API CRD validation)"
+    if value.endswith(("/..", "/.")):
+        return "must not end with '/..' or '/.' (Gateway API CRD validation)"
+    if not _PATH_CHARS.match(value):
+        return "contains characters Gateway API does not allow in a path (CRD validation)"
+    return None
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether ``path`` lies within PathPrefix ``prefix`` (element-wise, trailing '/' ignored)."""
+    base = prefix.rstrip("/")
+    return base in ("", path) or path.startswith(base + "/")
+
+
+def _intersect_path(source: Mapping[str, Any] | None, wanted: JSON) -> JSON | None:
+    """The one path condition equal to ``source AND wanted``; None when nothing matches both."""
+    if source is None or (
+        source.get("type") == "PathPrefix" and _under("/", str(source.get("value")))
+    ):
+        return wanted
+    st, sv = source.get("type"), str(source.get("value"))
+    wt, wv = wanted["type"], wanted["value"]
+    if st == wt and sv == wv:
+        return wanted
+    if "RegularExpression" in (st, wt):
+        raise Unexpressible(
+            f"cannot AND path {wt} {wv!r} with the source rule's path {st} {sv!r} "
+            "(a regular-expression path intersection has no single Gateway API form)"
+        )
+    if st == "PathPrefix" and wt == "PathPrefix":
+        if _under(wv, sv):
+            return wanted
+        return dict(source) if _under(sv, wv) else None
+    if st == "PathPrefix" and wt == "Exact":
+        return wanted if _under(wv, sv) else None
+    if st == "Exact" and wt == "PathPrefix":
+        return dict(source) if _under(sv, wv) else None
+    if st == "Exact" and wt == "Exact":
+        return None
+    raise Unexpressible(f"the source rule's path type {st!r} is unknown")
+
+
+def _more_specific(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Path ``a`` beats path ``b`` in Gateway API precedence for a request matching both."""
+    at, bt = a.get("type"), b.get("type")
+    av, bv = str(a.get("value")), str(b.get("value"))
+    if at == "Exact":
+        return bt == "PathPrefix" and _under(av, bv)
+    if at == "PathPrefix" and bt == "PathPrefix":
+        return _under(av, bv) and av.rstrip("/") != bv.rstrip("/")
+    return False
+
+
+def _within(p: Mapping[str, Any], q: Mapping[str, Any]) -> bool:
+    """Every request matching path ``p`` also matches path ``q``."""
+    if q.get("type") == "Exact":
+        return p.get("type") == "Exact" and p.get("value") == q.get("value")
+    return _under(str(p.get("value")), str(q.get("value")))
+
+
+def steals_from(
+    narrowed: Mapping[str, Any], source: Mapping[str, Any], other: Mapping[str, Any]
+) -> bool:
+    """Whether a managed match whose path was narrowed from ``source`` to ``narrowed`` would win
+    requests that ``other`` (another rule's match) wins today.
+
+    Narrowing raises precedence: ``/api/orders`` derived from a ``/`` rule would beat an
+    ``/api`` rule that owns those requests. True means: drop the managed match, ``other`` owns
+    all of it. Raises when ``other`` owns only part of it (extra conditions) or when a regex path
+    makes precedence implementation-specific.
+    """
+    theirs = other.get("path")
+    if not isinstance(theirs, Mapping):
+        return False
+    types = {narrowed.get("type"), source.get("type"), theirs.get("type")}
+    if "RegularExpression" in types:
+        if theirs.get("type") == "RegularExpression" or _more_specific(theirs, source):
+            raise Unexpressible(
+                f"cannot tell whether path {narrowed.get('value')!r} overlaps another rule's path "
+                f"{theirs.get('value')!r}: regular-expression precedence is implementation-specific"
+            )
+        return False
+    if not (_more_specific(theirs, source) and _within(narrowed, theirs)):
+        return False
+    extra = [k for k in ("method", "headers", "queryParams") if other.get(k)]
+    if extra:
+        raise Unexpressible(
+            f"path {narrowed.get('value')!r} lies inside another rule's path "
+            f"{theirs.get('value')!r}, which owns only the requests with its {', '.join(extra)}; "
+            "a managed rule cannot exclude those"
+        )
+    return True
+
+
+def _merge_named(
+    existing: Sequence[Any], added: Sequence[JSON], *, fold_case: bool, what: str
+) -> list[Any] | None:
+    """AND two lists of name/type/value conditions; None when they exclude each other."""
+    out = [copy.deepcopy(x) for x in existing]
+
+    def key(name: object) -> str:
+        return str(name).lower() if fold_case else str(name)
+
+    index = {key(x.get("name")): x for x in out if isinstance(x, Mapping)}
+    for cond in added:
+        have = index.get(key(cond["name"]))
+        if have is None:
+            out.append(cond)
+            index[key(cond["name"])] = cond
+            continue
+        same = have.get("type", "Exact") == cond["type"] and have.get("value") == cond["value"]
+        if same:
+            continue
+        if have.get("type", "Exact") == "Exact" and cond["type"] == "Exact":
+            return None
+        raise Unexpressible(
+            f"{what} {cond['name']!r} is already matched by the source rule "
+            f"({have.get('type', 'Exact')} {have.get('value')!r}); Gateway API allows one "
+            "condition per name"
+        )
+    return out
+
+
+def combine_http(source: Mapping[str, Any], wanted: RequestMatch) -> JSON | None:
+    """``source AND wanted`` as one HTTPRouteMatch (source's unknown fields kept); None if empty."""
+    out: JSON = copy.deepcopy(dict(source))
+    if wanted.path is not None:
+        path = _intersect_path(out.get("path"), gateway_path(wanted.path))
+        if path is None:
+            return None
+        out["path"] = path
+    if wanted.method is not None:
+        have = out.get("method")
+        if have is None:
+            out["method"] = wanted.method.value
+        elif have != wanted.method.value:
+            return None
+    if wanted.headers:
+        headers = _merge_named(
+            out.get("headers") or [],
+            [gateway_string_match(h) for h in wanted.headers],
+            fold_case=True,
+            what="header",
+        )
+        if headers is None:
+            return None
+        out["headers"] = headers
+    if wanted.query_params:
+        params = _merge_named(
+            out.get("queryParams") or [],
+            [gateway_string_match(q, query=True) for q in wanted.query_params],
+            fold_case=False,
+            what="query parameter",
+        )
+        if params is None:
+            return None
+        out["queryParams"] = params
+    return out
+
+
+def combine_grpc(source: Mapping[str, Any] | None, wanted: RequestMatch) -> JSON | None:
+    """``source AND wanted`` as one GRPCRouteMatch; the source's gRPC method match is kept."""
+    if wanted.path is not None or wanted.method is not None or wanted.query_params:
+        raise Unexpressible(
+            "a GRPCRoute matches gRPC service/method and headers only; path, HTTP method and "
+            "query parameter conditions cannot be expressed"
+        )
+    out: JSON = copy.deepcopy(dict(source or {}))
+    headers = _merge_named(
+        out.get("headers") or [],
+        [gateway_string_match(h) for h in wanted.headers],
+        fold_case=True,
+        what="header",
+    )
+    if headers is None:
+        return None
+    out["headers"] = headers
+    return out

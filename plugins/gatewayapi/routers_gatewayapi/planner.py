@@ -1,0 +1,540 @@
+"""Planning one route object: weights on the user's rules, managed header/mirror rules, ledger.
+
+Edits are explicit JSON-patch ops on the live dict (never a rebuilt spec), in an order that keeps
+every index valid: weights first (they never change the rule count), then removal/replacement of
+our rules at their original indices, then insertion of ours at the front (a tie in specificity
+goes to the first rule of a route, and a managed route should win its ties).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from routers.errors import LimitExceededError, PlanError, UnsupportedError
+from routers.model import Cleanup, Desired, HeaderRoute, ManagedRoute, TrafficState
+from routers.planning import weights
+from routers.planning.ownership import write_ledger
+from routers.planning.patch import PatchBuilder, json_equal, pointer
+from routers.planning.plan import Note, Patch
+from routers.planning.routes import ordered_routes
+from routers_gatewayapi.config import Config, Target
+from routers_gatewayapi.features import Features
+from routers_gatewayapi.matches import Unexpressible, combine_grpc, combine_http, steals_from
+from routers_gatewayapi.rules import (
+    Backends,
+    Ledger,
+    LedgerRule,
+    ManagedKind,
+    backend_is,
+    find_managed,
+    fingerprint,
+    normalized,
+    rule_matches,
+)
+
+__all__ = ["DesiredRule", "RoutePlan", "RoutePlanner", "classify", "instruction"]
+
+JSON = dict[str, Any]
+INT32_MAX = 2**31 - 1
+
+# CRD limits, identical in every release since v1.2 on both channels (specs §2.2).
+MAX_RULES = 16
+MAX_MATCHES_PER_RULE = 64
+MAX_MATCHES_TOTAL = 128
+MAX_CONDITIONS = 16
+MAX_FILTERS = 16
+MAX_BACKENDS = 16
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class DesiredRule:
+    id: str
+    """Rule name where the CRD has names, and ledger key everywhere."""
+    route: str
+    kind: ManagedKind
+    body: JSON
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    patch: Patch | None
+    notes: tuple[Note, ...]
+    produced: dict[str, int]
+    """Managed route name -> rules generated on this route (0: its matches hit no rule here)."""
+
+
+def instruction(route: ManagedRoute) -> str:
+    verb = "setHeaderRoute" if isinstance(route, HeaderRoute) else "setMirrorRoute"
+    return f"{verb} {route.name!r}"
+
+
+def classify(
+    config: Config, target: Target, rule: Mapping[str, Any], added: Sequence[str]
+) -> Backends:
+    """Sort one rule's backendRefs into stable / canary / additional we added / foreign."""
+    out = Backends()
+    for j, ref in enumerate(rule.get("backendRefs") or []):
+        if backend_is(ref, config.stable, config.service_namespace, target.namespace):
+            out.stable.append(j)
+        elif backend_is(ref, config.canary, config.service_namespace, target.namespace):
+            out.canary.append(j)
+        else:
+            svc = ref.get("name") if isinstance(ref, Mapping) else None
+            if svc in added and backend_is(
+                ref, str(svc), config.service_namespace, target.namespace
+            ):
+                out.added.setdefault(str(svc), []).append(j)
+            else:
+                out.foreign.append(j)
+    return out
+
+
+class RoutePlanner:
+    """Plans one route object against one desired state."""
+
+    def __init__(
+        self,
+        plugin: str,
+        config: Config,
+        target: Target,
+        obj: Mapping[str, Any],
+        features: Features,
+    ) -> None:
+        self.plugin = plugin
+        self.config = config
+        self.target = target
+        self.obj = obj
+        self.features = features
+        self.kind = target.kind
+        spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+        rules = spec.get("rules") if isinstance(spec, Mapping) else None
+        self.rules: list[Any] = list(rules) if isinstance(rules, list) else []
+        self.book = Ledger.read(obj)
+        self.managed = find_managed(self.kind, self.rules, self.book)
+        managed_idx = set(self.managed.values())
+        self.unmanaged = [i for i in range(len(self.rules)) if i not in managed_idx]
+        self.backends = {
+            i: classify(config, target, self.rules[i], self.book.backends)
+            for i in self.unmanaged
+            if isinstance(self.rules[i], Mapping)
+        }
+        self.weighted = [i for i, b in self.backends.items() if b.weighted]
+        self.notes: list[Note] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _error(self, message: str) -> PlanError:
+        return PlanError(message, plugin=self.plugin, obj=str(self.target))
+
+    def _rule_label(self, i: int) -> str:
+        name = self.rules[i].get("name") if isinstance(self.rules[i], Mapping) else None
+        return f"rules[{i}]" + (f" ({name})" if name else "")
+
+    def _check_weighted(self) -> None:
+        for i in self.weighted:
+            b = self.backends[i]
+            for role, found, svc in (
+                ("stable", b.stable, self.config.stable),
+                ("canary", b.canary, self.config.canary),
+            ):
+                if len(found) > 1:
+                    raise self._error(
+                        f"{self._rule_label(i)} references the {role} Service {svc!r} "
+                        f"{len(found)} times; the split between those refs would be a guess"
+                    )
+
+    def _port(self, i: int) -> Any:
+        """The port our Service refs use in source rule ``i`` (canary's, else stable's)."""
+        refs = self.rules[i].get("backendRefs") or []
+        b = self.backends[i]
+        for j in (*b.canary, *b.stable):
+            port = refs[j].get("port")
+            if port is not None:
+                return port
+        raise self._error(
+            f"{self._rule_label(i)}: neither the stable nor the canary backendRef sets a port; "
+            "Gateway API requires one for a Service reference"
+        )
+
+    # -- weights ---------------------------------------------------------------------------
+
+    def _guarded_set(self, b: PatchBuilder, guard: str, path: str, value: Any) -> None:
+        if not json_equal(b.get(path, _MISSING), value):
+            b.test(guard)
+            b.set(path, value)
+
+    def _new_backend(self, i: int, service: str, weight: int) -> JSON:
+        ref: JSON = {"group": "", "kind": "Service", "name": service}
+        if self.config.service_namespace != self.target.namespace:
+            ref["namespace"] = self.config.service_namespace
+        ref["port"] = self._port(i)
+        ref["weight"] = weight
+        return ref
+
+    def _weigh(
+        self, b: PatchBuilder, base: str, i: int, split: weights.Split | None, restore: bool
+    ) -> None:
+        """Set the weights of source rule ``i`` (at ``base`` in ``b``); ``split=None`` = cleanup."""
+        refs_path = base + "/backendRefs"
+        wanted = dict(split.additional) if split is not None else {}
+        current = classify(self.config, self.target, b.get(base), self.book.backends)
+        refs = b.get(refs_path)
+        freed = 0
+        for j in sorted(
+            (j for s, js in current.added.items() if s not in wanted for j in js), reverse=True
+        ):
+            freed += _weight_of(refs[j])
+            b.test(f"{refs_path}/{j}/name")
+            b.remove(f"{refs_path}/{j}")
+        current = classify(self.config, self.target, b.get(base), self.book.backends)
+        refs = b.get(refs_path)
+        (s,) = current.stable
+        (c,) = current.canary
+        if split is not None:
+            stable_w, canary_w = split.stable, split.canary
+        elif restore:
+            stable_w = _weight_of(refs[s]) + _weight_of(refs[c]) + freed or 1
+            canary_w = 0
+        elif freed and _weight_of(refs[s]) + _weight_of(refs[c]) == 0:
+            # Removing our experiment refs would leave an all-zero list (Envoy NACKs it).
+            stable_w, canary_w = freed, 0
+            self.notes.append(
+                Note(
+                    self.plugin,
+                    f"{self.target} {self._rule_label(i)}: stable gets the removed additional "
+                    f"destinations' weight {freed}; stable and canary were both at 0",
+                    level="warning",
+                )
+            )
+        else:
+            return
+        self._guarded_set(b, f"{refs_path}/{s}/name", f"{refs_path}/{s}/weight", stable_w)
+        self._guarded_set(b, f"{refs_path}/{c}/name", f"{refs_path}/{c}/weight", canary_w)
+        for service, w in wanted.items():
+            if service in current.added:
+                for j in current.added[service]:
+                    self._guarded_set(b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", w)
+                continue
+            refs = b.get(refs_path)
+            owned_by_user = [
+                j
+                for j in current.foreign
+                if backend_is(
+                    refs[j], service, self.config.service_namespace, self.target.namespace
+                )
+            ]
+            if owned_by_user:
+                raise self._error(
+                    f"{self._rule_label(i)} already references Service {service!r}, which the state "
+                    "lists as an additional destination; canary-routers only weights backendRefs "
+                    "it added (remove that backendRef or the destination)"
+                )
+            b.add(f"{refs_path}/-", self._new_backend(i, service, w))
+
+    def _weighted_copy(self, i: int, split: weights.Split) -> JSON:
+        """Source rule ``i`` as it is after the weight pass (mirror rules carry the same split)."""
+        scratch = PatchBuilder({"rule": self.rules[i]}, guard_resource_version=False)
+        self._weigh(scratch, "/rule", i, split, restore=False)
+        rule: JSON = copy.deepcopy(scratch.doc["rule"])
+        return rule
+
+    # -- managed rules ---------------------------------------------------------------------
+
+    def _unsupported(self, route: ManagedRoute, reason: str) -> UnsupportedError:
+        return UnsupportedError(self.plugin, instruction(route), f"{self.target}: {reason}")
+
+    def _canary_ref(self, i: int) -> JSON:
+        refs = self.rules[i].get("backendRefs") or []
+        (c,) = self.backends[i].canary
+        ref: JSON = copy.deepcopy(refs[c])
+        ref.setdefault("group", "")
+        ref.setdefault("kind", "Service")
+        if ref.get("port") is None:
+            ref["port"] = self._port(i)
+        ref["weight"] = 1
+        return ref
+
+    def _mirror_filter(self, route: ManagedRoute, i: int) -> JSON:
+        canary = self._canary_ref(i)
+        target: JSON = {
+            k: canary[k] for k in ("group", "kind", "name", "namespace", "port") if k in canary
+        }
+        mirror: JSON = {"backendRef": target}
+        pct = getattr(route, "percentage", 100.0)
+        if pct != 100:
+            if not self.features.mirror_fraction:
+                raise self._unsupported(
+                    route,
+                    f"mirroring {pct:g}% needs RequestMirror percent/fraction, which the installed "
+                    f"CRD lacks ({self.features.describe()}); it needs Gateway API standard "
+                    ">= v1.3 or experimental >= v1.2 (only 100% can be mirrored here)",
+                )
+            if pct == int(pct):
+                mirror["percent"] = int(pct)
+            else:
+                share = Fraction(Decimal(repr(pct))) / 100
+                if share.denominator > INT32_MAX:
+                    exact = share
+                    share = share.limit_denominator(INT32_MAX)
+                    self.notes.append(
+                        Note(
+                            self.plugin,
+                            f"{self.target}: mirror {route.name!r} {pct}% is expressed as "
+                            f"{share.numerator}/{share.denominator} (off by "
+                            f"{float(abs(share - exact) * 100):.3g} percentage points)",
+                        )
+                    )
+                mirror["fraction"] = {
+                    "numerator": share.numerator,
+                    "denominator": share.denominator,
+                }
+        return {"type": "RequestMirror", "requestMirror": mirror}
+
+    def _rules_for(self, route: ManagedRoute, i: int, split: weights.Split) -> list[JSON]:
+        """Managed rule bodies (without name) shadowing source rule ``i`` for ``route``."""
+        src = self.rules[i]
+        pairs: list[tuple[Any, JSON]] = []
+        sources: list[Any] = rule_matches(self.kind, src)
+        if self.kind.matches == "grpc" and not sources:
+            sources = [{}]
+        others = [
+            m
+            for j in self.unmanaged
+            if j != i and isinstance(self.rules[j], Mapping)
+            for m in rule_matches(self.kind, self.rules[j])
+            if isinstance(m, Mapping)
+        ]
+        try:
+            for sm in sources:
+                for rm in route.matches:
+                    m = (
+                        combine_http(sm, rm)
+                        if self.kind.matches == "http"
+                        else combine_grpc(sm, rm)
+                    )
+                    if m is None or any(json_equal(m, p) for _, p in pairs):
+                        continue
+                    if not json_equal(m.get("path"), sm.get("path")) and any(
+                        steals_from(m["path"], sm["path"], other) for other in others
+                    ):
+                        continue
+                    pairs.append((sm, m))
+        except Unexpressible as exc:
+            raise self._unsupported(route, f"{self._rule_label(i)}: {exc}") from None
+        if not pairs:
+            return []
+        body: JSON = copy.deepcopy(src)
+        body.pop("name", None)
+        if isinstance(route, HeaderRoute):
+            body["backendRefs"] = [self._canary_ref(i)]
+        else:
+            body["backendRefs"] = self._weighted_copy(i, split)["backendRefs"]
+            body["filters"] = [*(body.get("filters") or []), self._mirror_filter(route, i)]
+        if not _rewrites_prefix(body):
+            body["matches"] = [m for _, m in pairs]
+            return [body]
+        # ReplacePrefixMatch rewrites the matched prefix and needs exactly one PathPrefix match
+        # per rule (CRD CEL): one rule per match, each keeping the source's own prefix.
+        out = []
+        for sm, m in pairs:
+            if not json_equal(m.get("path"), sm.get("path")):
+                raise self._unsupported(
+                    route,
+                    f"{self._rule_label(i)} rewrites paths with ReplacePrefixMatch; narrowing its "
+                    f"path to {m.get('path', {}).get('value')!r} would change what is rewritten",
+                )
+            one = copy.deepcopy(body)
+            one["matches"] = [m]
+            out.append(one)
+        return out
+
+    def desired_rules(self, state: TrafficState, produced: dict[str, int]) -> list[DesiredRule]:
+        if not self.target.managed_rules:
+            return []
+        split = weights.split(state)
+        out: list[DesiredRule] = []
+        for route in ordered_routes(state, self.config.managed_order):
+            kind: ManagedKind = "header" if isinstance(route, HeaderRoute) else "mirror"
+            bodies = [b for i in self.weighted for b in self._rules_for(route, i, split)]
+            produced[route.name] = len(bodies)
+            for k, body in enumerate(bodies):
+                rid = route.name if k == 0 else f"{route.name}.{k + 1}"
+                named = {"name": rid, **body} if self.features.rule_names else body
+                out.append(DesiredRule(rid, route.name, kind, named))
+        return out
+
+    # -- the plan --------------------------------------------------------------------------
+
+    def plan(self, desired: Desired) -> RoutePlan:
+        self._check_weighted()
+        cleanup = isinstance(desired, Cleanup)
+        produced: dict[str, int] = {}
+        if isinstance(desired, TrafficState):
+            if not self.weighted:
+                raise self._error(
+                    f"no rule references both Service {self.config.stable!r} and Service "
+                    f"{self.config.canary!r} (namespace {self.config.service_namespace}); "
+                    "add both backendRefs to the rules that should be split"
+                )
+            split: weights.Split | None = weights.split(desired)
+            wanted = self.desired_rules(desired, produced)
+        else:
+            split, wanted = None, []
+        self._check_names(wanted)
+        b = PatchBuilder(self.obj)
+        restore = isinstance(desired, Cleanup) and desired.restore_stable
+        for i in self.weighted:
+            self._weigh(b, pointer("spec", "rules", i), i, split, restore)
+        self._place(b, wanted)
+        added = sorted(dict(split.additional)) if split is not None and self.weighted else []
+        book = Ledger(
+            {d.id: LedgerRule(d.kind, fingerprint(self.kind, d.body)) for d in wanted}, tuple(added)
+        )
+        write_ledger(b, book.data())
+        self._check_limits(b.doc)
+        self._foreign_notes()
+        if self.features.assumed and (wanted or self.managed):
+            self.notes.append(
+                Note(
+                    self.plugin,
+                    f"{self.target}: CRD version unknown, assumed {self.features.describe()}; "
+                    "set crdBundleVersion/crdChannel to match the cluster",
+                    level="warning",
+                )
+            )
+        reason = (
+            "cleanup: remove managed rules" + (" and send all traffic to stable" if restore else "")
+            if cleanup
+            else _describe(split, wanted)
+        )
+        return RoutePlan(b.patch(self.target.ref, reason), tuple(self.notes), produced)
+
+    def _check_names(self, wanted: Sequence[DesiredRule]) -> None:
+        if not self.features.rule_names:
+            return
+        ours = {d.id for d in wanted}
+        for i in self.unmanaged:
+            rule = self.rules[i]
+            name = rule.get("name") if isinstance(rule, Mapping) else None
+            if name in ours:
+                raise self._error(
+                    f"{self._rule_label(i)} is named {name!r}, the name of a managed rule, but "
+                    "canary-routers did not create it (not in the canary-routers.io/managed "
+                    "annotation); rename that rule or the managed route"
+                )
+
+    def _guard_rule(self, b: PatchBuilder, index: int) -> None:
+        path = pointer("spec", "rules", index)
+        b.test(path + "/name" if b.get(path + "/name", None) else path)
+
+    def _place(self, b: PatchBuilder, wanted: Sequence[DesiredRule]) -> None:
+        live = [(rid, idx) for rid, idx in self.managed.items()]
+        current = [normalized(self.kind, self.rules[idx]) for _, idx in live]
+        target = [normalized(self.kind, d.body) for d in wanted]
+        if json_equal(current, target):
+            return
+        if [rid for rid, _ in live] == [d.id for d in wanted]:
+            for (_, idx), d, have, want in zip(live, wanted, current, target, strict=True):
+                if not json_equal(have, want):
+                    self._guard_rule(b, idx)
+                    b.replace(pointer("spec", "rules", idx), d.body)
+            return
+        for _, idx in sorted(live, key=lambda x: -x[1]):
+            self._guard_rule(b, idx)
+            b.remove(pointer("spec", "rules", idx))
+        for k, d in enumerate(wanted):
+            b.add(pointer("spec", "rules", k), d.body)
+
+    def _check_limits(self, doc: Mapping[str, Any]) -> None:
+        rules = (doc.get("spec") or {}).get("rules") or []
+        where = str(self.target)
+
+        def fail(message: str) -> LimitExceededError:
+            return LimitExceededError(message, plugin=self.plugin, obj=where)
+
+        if len(rules) > MAX_RULES:
+            raise fail(
+                f"the route would have {len(rules)} rules with the managed ones; the CRD allows "
+                f"{MAX_RULES} (use fewer managed routes, fewer weighted rules, or split the route)"
+            )
+        total = 0
+        for i, rule in enumerate(rules):
+            label = f"rules[{i}]" + (f" ({rule.get('name')})" if rule.get("name") else "")
+            if self.kind.matches != "none":
+                matches = rule_matches(self.kind, rule)
+                total += len(matches)
+                if len(matches) > MAX_MATCHES_PER_RULE:
+                    raise fail(
+                        f"{label} would have {len(matches)} matches; the CRD allows {MAX_MATCHES_PER_RULE}"
+                    )
+                for k, m in enumerate(matches):
+                    for key in ("headers", "queryParams"):
+                        n = len(m.get(key) or []) if isinstance(m, Mapping) else 0
+                        if n > MAX_CONDITIONS:
+                            raise fail(
+                                f"{label}.matches[{k}] would have {n} {key} conditions (source "
+                                f"rule's plus the route's); the CRD allows {MAX_CONDITIONS}"
+                            )
+            if len(rule.get("filters") or []) > MAX_FILTERS:
+                raise fail(
+                    f"{label} would have {len(rule['filters'])} filters; the CRD allows {MAX_FILTERS}"
+                )
+            if len(rule.get("backendRefs") or []) > MAX_BACKENDS:
+                raise fail(
+                    f"{label} would have {len(rule['backendRefs'])} backendRefs; the CRD allows {MAX_BACKENDS}"
+                )
+        if total > MAX_MATCHES_TOTAL:
+            raise fail(
+                f"the route would have {total} matches over all rules; the CRD allows {MAX_MATCHES_TOTAL}"
+            )
+
+    def _foreign_notes(self) -> None:
+        for i in self.weighted:
+            refs = self.rules[i].get("backendRefs") or []
+            for j in self.backends[i].foreign:
+                ref = refs[j] if isinstance(refs[j], Mapping) else {}
+                self.notes.append(
+                    Note(
+                        self.plugin,
+                        f"{self.target} {self._rule_label(i)}: backendRef {ref.get('name')!r} "
+                        f"(weight {_weight_of(ref)}) is not ours and keeps its weight; the split "
+                        "applies to the share of the stable/canary Services",
+                    )
+                )
+
+
+def _weight_of(ref: Any) -> int:
+    w = ref.get("weight", 1) if isinstance(ref, Mapping) else 0
+    return w if isinstance(w, int) and not isinstance(w, bool) else 0
+
+
+def _rewrites_prefix(rule: Mapping[str, Any]) -> bool:
+    filters = list(rule.get("filters") or [])
+    for ref in rule.get("backendRefs") or []:
+        if isinstance(ref, Mapping):
+            filters.extend(ref.get("filters") or [])
+    for f in filters:
+        if not isinstance(f, Mapping):
+            continue
+        for key in ("urlRewrite", "requestRedirect"):
+            path = (f.get(key) or {}).get("path") if isinstance(f.get(key), Mapping) else None
+            if isinstance(path, Mapping) and path.get("type") == "ReplacePrefixMatch":
+                return True
+    return False
+
+
+def _describe(split: weights.Split | None, wanted: Sequence[DesiredRule]) -> str:
+    parts = []
+    if split is not None:
+        parts.append(f"canary weight {split.canary}/{split.total}")
+    names = sorted({d.route for d in wanted})
+    if names:
+        parts.append("managed routes " + ", ".join(names))
+    return "set " + "; ".join(parts) if parts else "remove managed rules"

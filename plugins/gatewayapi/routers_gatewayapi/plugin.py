@@ -1,0 +1,200 @@
+"""The Gateway API target: HTTPRoute and GRPCRoute (weights, header and mirror rules), TCPRoute
+and TLSRoute (weights only), attached to Gateways or, in GAMMA mesh mode, to Services."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from routers.contract import (
+    ALL_MATCH_TYPES,
+    API_VERSION,
+    Capabilities,
+    ClusterFacts,
+    MirrorSupport,
+    Observation,
+    Permission,
+)
+from routers.errors import TargetNotFoundError, UnsupportedError
+from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig
+from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.plan import Note, Plan
+from routers.planning.routes import ordered_routes
+from routers_gatewayapi import config as config_mod
+from routers_gatewayapi.config import Config
+from routers_gatewayapi.features import Features, detect
+from routers_gatewayapi.kinds import GROUP, RouteKind
+from routers_gatewayapi.observe import observe_route
+from routers_gatewayapi.planner import MAX_MATCHES_PER_RULE, MAX_RULES, RoutePlanner, instruction
+
+__all__ = ["Plugin"]
+
+NAME = "gatewayapi"
+
+
+class Plugin:
+    name = NAME
+    api_version = API_VERSION
+    crds: tuple[str, ...] = (
+        "httproutes.gateway.networking.k8s.io",
+        "grpcroutes.gateway.networking.k8s.io",
+        "tcproutes.gateway.networking.k8s.io",
+        "tlsroutes.gateway.networking.k8s.io",
+    )
+
+    # -- capabilities -----------------------------------------------------------------------
+
+    def _features(self, config: Config, kind: RouteKind, facts: ClusterFacts | None) -> Features:
+        return detect(kind, facts, config.section.crd_bundle_version, config.channel)
+
+    def capabilities(
+        self, config: Any | None = None, facts: ClusterFacts | None = None
+    ) -> Capabilities:
+        base = {
+            "max_routes": MAX_RULES - 1,
+            "max_matches_per_route": MAX_MATCHES_PER_RULE,
+            "max_headers_per_match": 16,
+            "max_total": MAX_TOTAL,
+            "readiness": True,
+        }
+        if not isinstance(config, Config):
+            return Capabilities(
+                header_routes=True,
+                mirror=MirrorSupport.FRACTION,
+                header_match=ALL_MATCH_TYPES,
+                path_match=ALL_MATCH_TYPES,
+                query_match=ALL_MATCH_TYPES,
+                method_match=True,
+                notes=(
+                    "HTTPRoute/GRPCRoute: header and mirror routes; TCPRoute/TLSRoute: weights only",
+                    "mirror percentages need Gateway API standard >= v1.3 or experimental >= v1.2",
+                ),
+                **base,  # type: ignore[arg-type]
+            )
+        managed = config.managed_targets
+        notes: list[str] = [
+            "a prefix path match is Gateway API's element-wise PathPrefix (/api matches /api/x, "
+            "not /apix); header and query prefixes become anchored regular expressions",
+        ]
+        if not managed:
+            notes.append(
+                "no configured HTTPRoute/GRPCRoute has useHeaderRoutes: true, so header and "
+                "mirror routes cannot be placed (a singular httpRoute/grpcRoute implies true)"
+            )
+            return Capabilities(notes=tuple(notes), **base)  # type: ignore[arg-type]
+        http_only = all(t.kind.matches == "http" for t in managed)
+        if not http_only:
+            notes.append("a GRPCRoute takes header conditions only (no path, method or query)")
+        feats = [self._features(config, k, facts) for k in {t.kind for t in managed}]
+        feats.sort(key=lambda f: f.kind.kind)
+        mirror = MirrorSupport.FRACTION
+        for f in feats:
+            if f.assumed:
+                notes.append(f"CRD version unknown: {f.describe()}")
+            if not f.mirror_fraction:
+                mirror = MirrorSupport.FULL_ONLY
+                notes.append(
+                    f"only 100% mirroring: {f.describe()} has no RequestMirror percent/fraction "
+                    "(needs standard >= v1.3 or experimental >= v1.2)"
+                )
+        return Capabilities(
+            header_routes=True,
+            mirror=mirror,
+            header_match=ALL_MATCH_TYPES,
+            path_match=ALL_MATCH_TYPES if http_only else frozenset(),
+            query_match=ALL_MATCH_TYPES if http_only else frozenset(),
+            method_match=http_only,
+            notes=tuple(notes),
+            **base,  # type: ignore[arg-type]
+        )
+
+    # -- config and reading -----------------------------------------------------------------
+
+    def parse_config(self, section: Mapping[str, Any], routing: RoutingConfig) -> Config:
+        return config_mod.parse(section, routing)
+
+    def targets(self, config: Config, live: LiveObjects) -> Sequence[ObjectRef]:
+        return [t.ref for t in config.targets]
+
+    def permissions(self, config: Config) -> Sequence[Permission]:
+        plurals = sorted({t.kind.plural for t in config.targets})
+        return [Permission(GROUP, plural, ("get", "patch")) for plural in plurals]
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def plan(
+        self, config: Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
+    ) -> Plan:
+        notes: list[Note] = []
+        present = []
+        for t in config.targets:
+            obj = live.get(t.ref)
+            if obj is None:
+                if isinstance(desired, Cleanup):
+                    notes.append(Note(self.name, f"{t} does not exist: nothing to clean up there"))
+                    continue
+                raise TargetNotFoundError(
+                    f"{t} (configured at {t.path}) does not exist", plugin=self.name, obj=str(t)
+                )
+            present.append((t, obj))
+        if not isinstance(desired, Cleanup):
+            routes = ordered_routes(desired, config.managed_order)
+            if routes and not config.managed_targets:
+                raise UnsupportedError(
+                    self.name,
+                    instruction(routes[0]),
+                    "no configured HTTPRoute/GRPCRoute accepts managed rules",
+                    hint="set useHeaderRoutes: true on the routes that should carry them",
+                )
+        ops = []
+        produced: dict[str, int] = {}
+        for t, obj in present:
+            planner = RoutePlanner(self.name, config, t, obj, self._features(config, t.kind, facts))
+            result = planner.plan(desired)
+            ops.append(result.patch)
+            notes.extend(result.notes)
+            for route, n in result.produced.items():
+                produced[route] = produced.get(route, 0) + n
+        if not isinstance(desired, Cleanup):
+            for managed in ordered_routes(desired, config.managed_order):
+                if produced.get(managed.name, 0) == 0:
+                    raise UnsupportedError(
+                        self.name,
+                        instruction(managed),
+                        "its matches select no traffic of any weighted rule on the routes with "
+                        "useHeaderRoutes (paths or methods disjoint from every such rule)",
+                    )
+        return Plan.of(self.name, ops, notes)
+
+    # -- observing --------------------------------------------------------------------------
+
+    def observe(self, config: Config, live: LiveObjects, facts: ClusterFacts) -> Observation:
+        weights = []
+        headers: set[str] = set()
+        mirrors: dict[str, float] = {}
+        conditions = []
+        problems = []
+        ready = True
+        for t in config.targets:
+            obj = live.get(t.ref)
+            if obj is None:
+                problems.append(f"{t} does not exist")
+                ready = False
+                continue
+            seen = observe_route(config, t, obj)
+            weights.extend(seen.weights)
+            headers |= seen.header_routes
+            for name, pct in seen.mirror_routes.items():
+                mirrors.setdefault(name, pct)
+            conditions.extend(seen.conditions)
+            problems.extend(seen.problems)
+            ready = ready and seen.ready
+        return Observation(
+            plugin=self.name,
+            weights=tuple(weights),
+            header_routes=tuple(sorted(headers)),
+            mirror_routes=mirrors,
+            ready=ready,
+            conditions=tuple(conditions),
+            problems=tuple(problems),
+        )
