@@ -112,7 +112,9 @@ def check_capabilities(binding: Binding, desired: Desired, facts: ClusterFacts) 
     def refuse(instruction: str, reason: str, hint: str | None = None) -> None:
         # The plugin's notes say *why* its capabilities are what they are (e.g. the detected
         # CRD version), which is the hint a user needs.
-        raise UnsupportedError(name, instruction, reason, hint=hint or ("; ".join(caps.notes) or None))
+        raise UnsupportedError(
+            name, instruction, reason, hint=hint or ("; ".join(caps.notes) or None)
+        )
 
     if not caps.weight and desired.weight:
         refuse("setWeight", "this target does not split traffic by weight")

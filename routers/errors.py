@@ -129,16 +129,37 @@ class PluginError(RoutersError):
 
 
 class ConflictError(RoutersError):
-    """An object changed between our read and our write more often than we retry."""
+    """An object changed between our read and our write more often than we retry.
 
-    def __init__(self, obj: str, attempts: int, last_cause: str) -> None:
+    What the last attempt had applied was reverted (``reverted``); anything that could not be
+    reverted is listed in ``revert_failed`` -- never left half-applied silently.
+    """
+
+    def __init__(
+        self,
+        obj: str,
+        attempts: int,
+        last_cause: str,
+        *,
+        applied: Sequence[str] = (),
+        reverted: Sequence[str] = (),
+        revert_failed: Sequence[str] = (),
+    ) -> None:
         self.obj = obj
         self.attempts = attempts
         self.last_cause = last_cause
-        super().__init__(
+        self.applied = tuple(applied)
+        self.reverted = tuple(reverted)
+        self.revert_failed = tuple(revert_failed)
+        text = (
             f"{obj}: still conflicting after {attempts} attempts ({last_cause}); "
             "another writer keeps changing the fields we edit"
         )
+        if self.reverted:
+            text += f"; reverted: {', '.join(self.reverted)}"
+        if self.revert_failed:
+            text += f"; COULD NOT REVERT: {', '.join(self.revert_failed)}"
+        super().__init__(text)
 
 
 class ApplyError(RoutersError):

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
-
 from routers.cluster._kube import Kube
 from routers.cluster._transport import ApiStatus
 from routers.contract import ClusterFacts
@@ -26,6 +24,7 @@ from routers.engine import Binding, bind, crd_facts, gather, plan_all
 from routers.errors import ApplyError, ConflictError, ForbiddenError, RoutersError
 from routers.model import Desired, RoutingConfig
 from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.patch import inverse_ops
 from routers.planning.plan import Create, Operation, Patch, Plan
 from routers.registry import Registry
 
@@ -71,9 +70,19 @@ class Outcome:
 
 
 class _Retry(Exception):
-    def __init__(self, op: Operation, cause: ApiStatus) -> None:
+    def __init__(
+        self,
+        op: Operation,
+        cause: ApiStatus,
+        applied: Sequence[str] = (),
+        reverted: Sequence[str] = (),
+        failed: Sequence[str] = (),
+    ) -> None:
         self.op = op
         self.cause = cause
+        self.applied = tuple(applied)
+        self.reverted = tuple(reverted)
+        self.failed = tuple(failed)
         super().__init__(str(cause))
 
 
@@ -169,17 +178,14 @@ def _do(kube: Kube, op: Operation, live: LiveObjects, dry_run: bool) -> Applied:
 def _revert_one(kube: Kube, done: Applied) -> None:
     op = done.op
     if isinstance(op, Create):
-        after = done.after or {}
-        meta = after.get("metadata") or {}
-        kube.delete(op.ref, uid=meta.get("uid"), resource_version=meta.get("resourceVersion"))
+        meta = (done.after or {}).get("metadata") or {}
+        kube.delete(op.ref, uid=meta.get("uid"), resource_version=None)
     elif isinstance(op, Patch):
         assert done.before is not None
         assert done.after is not None
-        inverse = jsonpatch.make_patch(_strip(done.after), _strip(done.before)).patch
+        inverse = inverse_ops(_strip(done.after), _strip(done.before))
         if inverse:
-            rv = (done.after.get("metadata") or {}).get("resourceVersion")
-            guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []
-            kube.json_patch(op.ref, [*guard, *inverse])
+            kube.json_patch(op.ref, inverse)
     elif done.before is not None:
         kube.create(op.ref, _strip(done.before))
 
@@ -198,18 +204,32 @@ def _revert(kube: Kube, journal: Sequence[Applied]) -> tuple[list[str], list[str
 
 
 def execute(
-    kube: Kube, plans: Sequence[Plan], live: LiveObjects, *, dry_run: bool = False
+    kube: Kube,
+    plans: Sequence[Plan],
+    live: LiveObjects,
+    *,
+    dry_run: bool = False,
+    revert_on_conflict: bool = True,
 ) -> list[Applied]:
-    """Run every operation in order; on failure revert this attempt's writes, then raise."""
+    """Run every operation in order; on failure revert this attempt's writes, then raise.
+
+    With ``revert_on_conflict=False`` a conflict leaves this attempt's writes in place: the
+    caller re-plans from fresh reads, and a declarative plan simply continues where they stop.
+    """
     journal: list[Applied] = []
     for plan in plans:
         for op in plan:
             try:
                 journal.append(_do(kube, op, live, dry_run))
             except ApiStatus as exc:
+                conflict = is_conflict(exc, op.verb)
+                if conflict and not revert_on_conflict:
+                    raise _Retry(op, exc, [d.describe() for d in journal]) from None
                 reverted, failed = ([], []) if dry_run else _revert(kube, journal)
-                if is_conflict(exc, op.verb) and not failed:
-                    raise _Retry(op, exc) from None
+                if conflict:
+                    raise _Retry(
+                        op, exc, [d.describe() for d in journal], reverted, failed
+                    ) from None
                 raise _api_error(
                     exc,
                     op.verb,
@@ -248,7 +268,9 @@ def reconcile(
         if all(p.empty for p in plans):
             return Outcome(tuple(plans), (), attempt, dry_run, snapshot)
         try:
-            journal = execute(kube, plans, snapshot, dry_run=dry_run)
+            journal = execute(
+                kube, plans, snapshot, dry_run=dry_run, revert_on_conflict=attempt == max_attempts
+            )
         except _Retry as retry:
             last = retry
             known = None  # the cache was stale: read from the server

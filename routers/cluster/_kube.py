@@ -98,7 +98,9 @@ class Kube:
             )
         # A kind may be served by only some versions of its group (TCPRoute: v1alpha2 only on
         # older Gateway API bundles), so the version is chosen per kind: the ref's own first.
-        order = ([ref.version] if ref.version in versions else []) + [v for v in versions if v != ref.version]
+        order = ([ref.version] if ref.version in versions else []) + [
+            v for v in versions if v != ref.version
+        ]
         for refresh in (False, True):
             for version in order:
                 if refresh:
@@ -108,7 +110,11 @@ class Kube:
                 if ref.kind in kinds:
                     plural, namespaced = kinds[ref.kind]
                     return ResourceInfo(ref.group, version, plural, namespaced)
-        raise ApiStatus(404, "NotFound", f"kind {ref.kind} is not served by {ref.group or 'core'} in any of {', '.join(versions)}")
+        raise ApiStatus(
+            404,
+            "NotFound",
+            f"kind {ref.kind} is not served by {ref.group or 'core'} in any of {', '.join(versions)}",
+        )
 
     # -- objects ----------------------------------------------------------------------------------
 

@@ -163,3 +163,30 @@ def apply_ops(doc: Mapping[str, Any], ops: Sequence[JSON]) -> JSON:
     """Apply ops to a copy with RFC 6902 semantics (``test`` failures raise)."""
     result: JSON = jsonpatch.JsonPatch(list(ops)).apply(copy.deepcopy(dict(doc)))
     return result
+
+
+def inverse_ops(after: Mapping[str, Any], before: Mapping[str, Any]) -> list[JSON]:
+    """Ops that take ``after`` back to ``before``, each guarded by a ``test`` of what it changes.
+
+    Used to revert our own write. The guards name only the values we wrote -- not the
+    resourceVersion -- so a foreign edit of *other* fields since our write does not block the
+    revert, while a foreign edit of the same fields does (and is reported, never overwritten).
+    """
+    ops: list[JSON] = []
+    work: JSON = copy.deepcopy(dict(after))
+    for op in jsonpatch.make_patch(dict(after), dict(before)).patch:
+        kind = op["op"]
+        if kind in ("replace", "remove"):
+            ops.append({"op": "test", "path": op["path"], "value": _at(work, op["path"])})
+        elif kind in ("move", "copy"):
+            ops.append({"op": "test", "path": op["from"], "value": _at(work, op["from"])})
+        ops.append(op)
+        jsonpatch.JsonPatch([op]).apply(work, in_place=True)
+    return ops
+
+
+def _at(doc: Any, path: str) -> Any:
+    node = doc
+    for token in _split(path):
+        node = node[int(token)] if isinstance(node, list) else node[token]
+    return copy.deepcopy(node)

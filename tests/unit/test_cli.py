@@ -138,14 +138,32 @@ def test_cleanup_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_explain_offline_with_objects(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explain", "--config", str(EX / "routing.yaml"), "--state", str(EX / "state.yaml"), "-f", str(EX / "live.yaml")]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--config",
+                str(EX / "routing.yaml"),
+                "--state",
+                str(EX / "state.yaml"),
+                "-f",
+                str(EX / "live.yaml"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "wanted: send 20/100 of unmatched traffic to web-canary" in out
     assert "will patch ConfigMap shop/proxy-weights: set weights" in out
     assert "limit: no header-based routing" in out
 
 
-def test_explain_says_what_cannot_be_expressed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_says_what_cannot_be_expressed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = write(tmp_path, "s.yaml", "headerRoutes: [{name: h, matches: [{method: GET}]}]\n")
     assert main(["explain", "--config", str(EX / "routing.yaml"), "--state", state]) == 2
-    assert "cannot express: setHeaderRoute 'h': header-based routing is not supported" in capsys.readouterr().out
+    assert (
+        "cannot express: setHeaderRoute 'h': header-based routing is not supported"
+        in capsys.readouterr().out
+    )

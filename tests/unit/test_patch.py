@@ -90,3 +90,27 @@ def test_trailing_guards_are_dropped() -> None:
 )
 def test_json_equal(a: object, b: object, eq: bool) -> None:
     assert json_equal(a, b) is eq
+
+
+def test_inverse_ops_restore_and_guard_only_what_we_wrote() -> None:
+    from routers.planning.patch import inverse_ops
+
+    before = {
+        "metadata": {"annotations": {"x": "1"}},
+        "spec": {"list": [{"name": "a", "w": 1}], "keep": 1},
+    }
+    b = PatchBuilder(before)
+    b.add("/spec/list/0", {"name": "ours"})
+    b.replace("/spec/list/1/w", 9)
+    after = apply_ops(before, b.ops())
+    inverse = inverse_ops(after, before)
+    assert apply_ops(after, inverse) == before
+    # A foreign edit of another field does not block the revert ...
+    foreign = {**after, "spec": {**after["spec"], "keep": 2}}
+    assert apply_ops(foreign, inverse)["spec"]["keep"] == 2
+    # ... but an edit of a field we wrote does.
+    import jsonpatch
+
+    touched = apply_ops(after, [{"op": "replace", "path": "/spec/list/1/w", "value": 5}])
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        apply_ops(touched, inverse)
