@@ -45,7 +45,7 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-", "tagged-union[", "union[")) or part in _INTERNAL:
+        elif part.startswith(_TAG_PREFIXES) or part in _INTERNAL:
             continue
         else:
             out += f".{part}" if out else part
@@ -53,6 +53,11 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 _INTERNAL = frozenset({"[key]", "model", "list", "tuple", "dict"})
+# pydantic's names for union members and wrapped validators; never part of a user's path
+_TAG_PREFIXES = (
+    "function-", "tagged-union[", "union[", "constrained-", "literal[", "is-instance[", "lax-",
+    "json-or-python[", "chain[",
+)
 
 
 def config_error(

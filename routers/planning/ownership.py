@@ -64,6 +64,8 @@ def write_ledger(builder: PatchBuilder, data: Mapping[str, Any]) -> None:
     path = pointer("metadata", "annotations", LEDGER)
     cleaned = {k: v for k, v in data.items() if v not in (None, [], {}, "")}
     if not cleaned:
-        builder.remove(path)
+        # The API server drops an empty annotations map; so do we, or offline and server differ.
+        if builder.remove(path) and builder.get(pointer("metadata", "annotations"), None) == {}:
+            builder.remove(pointer("metadata", "annotations"))
         return
     builder.set(path, json.dumps(cleaned, sort_keys=True, separators=(",", ":")))
