@@ -185,16 +185,17 @@ def walk(caps: Capabilities, base: TrafficState) -> Iterator[tuple[str, Desired]
             TrafficState(weight=w, total=100, additional_destinations=extra if w <= 50 else ()),
         )
     state = TrafficState(weight=10)
+    hw = 10 if caps.header_routes_with_weight else 0
     if caps.header_routes:
         header = {"name": "X-Canary", sorted(caps.header_match)[0]: "always"}
         state = TrafficState.parse(
-            {"weight": 10, "headerRoutes": [{"name": names[0], "matches": [{"headers": [header]}]}]}
+            {"weight": hw, "headerRoutes": [{"name": names[0], "matches": [{"headers": [header]}]}]}
         )
         yield "header route add", state
         header2 = {"name": "X-Canary", sorted(caps.header_match)[0]: "beta"}
         state = TrafficState.parse(
             {
-                "weight": 10,
+                "weight": hw,
                 "headerRoutes": [{"name": names[0], "matches": [{"headers": [header2]}]}],
             }
         )

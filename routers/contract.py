@@ -21,12 +21,14 @@ from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Plan
 
 __all__ = [
+    "ALL_MATCH_TYPES",
     "API_VERSION",
     "SUPPORTED_API_VERSIONS",
     "Capabilities",
     "ClusterFacts",
     "Condition",
     "CrdFacts",
+    "MatchLimits",
     "MirrorSupport",
     "Observation",
     "ObservedWeights",
@@ -51,12 +53,27 @@ class MirrorSupport(StrEnum):
 
 
 @dataclass(frozen=True)
+class MatchLimits:
+    """Which request conditions a kind of managed route can express."""
+
+    header_match: frozenset[MatchType] = frozenset()
+    path_match: frozenset[MatchType] = frozenset()
+    query_match: frozenset[MatchType] = frozenset()
+    method_match: bool = False
+    max_matches_per_route: int | None = None
+    max_headers_per_match: int | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a plugin can express. The core refuses anything outside it before planning."""
 
     weight: bool = True
     additional_destinations: bool = True
     header_routes: bool = False
+    header_routes_with_weight: bool = True
+    """False when a header route needs all weighted traffic on stable (SMI: requests that no
+    header route matches bypass the TrafficSplit's backends and go to the root Service)."""
     mirror: MirrorSupport = MirrorSupport.NONE
     header_match: frozenset[MatchType] = frozenset()
     path_match: frozenset[MatchType] = frozenset()
@@ -70,13 +87,31 @@ class Capabilities:
     """Largest weight total expressed exactly; ``None`` = any. Coarser targets report rounding."""
     readiness: bool = False
     """Whether observe() reports data-plane readiness (status conditions)."""
+    mirror_matches: MatchLimits | None = None
+    """Limits of mirror-route matches when they differ from header routes' (``None``: same)."""
+    mirror_round_up: bool = False
+    """A FULL_ONLY target was allowed (by config) to mirror 100% when less is asked."""
     notes: tuple[str, ...] = ()
+
+    def header_limits(self) -> MatchLimits:
+        return MatchLimits(
+            header_match=self.header_match,
+            path_match=self.path_match,
+            query_match=self.query_match,
+            method_match=self.method_match,
+            max_matches_per_route=self.max_matches_per_route,
+            max_headers_per_match=self.max_headers_per_match,
+        )
+
+    def mirror_limits(self) -> MatchLimits:
+        return self.mirror_matches if self.mirror_matches is not None else self.header_limits()
 
     def to_data(self) -> dict[str, Any]:
         return {
             "weight": self.weight,
             "additionalDestinations": self.additional_destinations,
             "headerRoutes": self.header_routes,
+            "headerRoutesWithWeight": self.header_routes_with_weight,
             "mirror": self.mirror.value,
             "headerMatch": sorted(self.header_match),
             "pathMatch": sorted(self.path_match),
@@ -87,8 +122,23 @@ class Capabilities:
             "maxHeadersPerMatch": self.max_headers_per_match,
             "maxTotal": self.max_total,
             "readiness": self.readiness,
+            "mirrorMatches": None
+            if self.mirror_matches is None
+            else _limits_data(self.mirror_matches),
+            "mirrorRoundUp": self.mirror_round_up,
             "notes": list(self.notes),
         }
+
+
+def _limits_data(limits: MatchLimits) -> dict[str, Any]:
+    return {
+        "headerMatch": sorted(limits.header_match),
+        "pathMatch": sorted(limits.path_match),
+        "queryMatch": sorted(limits.query_match),
+        "methodMatch": limits.method_match,
+        "maxMatchesPerRoute": limits.max_matches_per_route,
+        "maxHeadersPerMatch": limits.max_headers_per_match,
+    }
 
 
 @dataclass(frozen=True)
@@ -97,6 +147,8 @@ class CrdFacts:
     served_versions: tuple[str, ...] = ()
     bundle_version: str | None = None
     channel: str | None = None
+    schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Served version -> its openAPIV3Schema, for plugins whose output shape depends on it."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from fractions import Fraction
 from typing import Any
 
 from routers.contract import (
-    Capabilities,
     ClusterFacts,
     CrdFacts,
+    MatchLimits,
     MirrorSupport,
     Observation,
     RouterPlugin,
@@ -130,12 +130,26 @@ def check_capabilities(binding: Binding, desired: Desired, facts: ClusterFacts) 
         instruction = f"setHeaderRoute {route.name!r}"
         if not caps.header_routes:
             refuse(instruction, "header-based routing is not supported")
-        _check_matches(caps, route.matches, instruction, refuse)
+        _check_matches(caps.header_limits(), route.matches, instruction, refuse)
+    if (
+        desired.header_routes
+        and not caps.header_routes_with_weight
+        and (desired.weight or any(d.weight for d in desired.additional_destinations))
+    ):
+        refuse(
+            f"setHeaderRoute {desired.header_routes[0].name!r}",
+            "header routes can only be combined with weight 0 here (requests no header route "
+            "matches would not be split by weight)",
+        )
     for mirror in desired.mirror_routes:
         instruction = f"setMirrorRoute {mirror.name!r}"
         if caps.mirror is MirrorSupport.NONE:
             refuse(instruction, "traffic mirroring is not supported")
-        if caps.mirror is MirrorSupport.FULL_ONLY and mirror.percentage != 100:
+        if (
+            caps.mirror is MirrorSupport.FULL_ONLY
+            and mirror.percentage != 100
+            and not caps.mirror_round_up
+        ):
             refuse(
                 instruction, f"only 100% mirroring can be expressed, {mirror.percentage}% requested"
             )
@@ -144,11 +158,11 @@ def check_capabilities(binding: Binding, desired: Desired, facts: ClusterFacts) 
                 instruction,
                 f"only whole percentages can be mirrored, {mirror.percentage}% requested",
             )
-        _check_matches(caps, mirror.matches, instruction, refuse)
+        _check_matches(caps.mirror_limits(), mirror.matches, instruction, refuse)
 
 
 def _check_matches(
-    caps: Capabilities,
+    caps: MatchLimits,
     matches: Sequence[RequestMatch],
     instruction: str,
     refuse: Callable[[str, str], None],
@@ -292,8 +306,13 @@ def verify(
     wanted = weights.split(desired)
     for b, obs in zip(bindings, observations, strict=True):
         caps = b.plugin.capabilities(b.config, facts)
-        expressed_total = min(wanted.total, caps.max_total) if caps.max_total else wanted.total
-        tolerance = Fraction(1, expressed_total) if expressed_total != wanted.total else Fraction(0)
+        # A fixed-total target expresses w/T exactly only when its total is a multiple of T.
+        if caps.max_total is not None and (
+            wanted.total > caps.max_total or caps.max_total % wanted.total
+        ):
+            tolerance = Fraction(1, caps.max_total)
+        else:
+            tolerance = Fraction(0)
         want = {
             "stable": Fraction(wanted.stable, wanted.total),
             "canary": Fraction(wanted.canary, wanted.total),
@@ -323,7 +342,10 @@ def verify(
             )
         else:
             for name, pct in want_mirrors.items():
-                if abs(obs.mirror_routes[name] - pct) > 1e-9:
+                got = obs.mirror_routes[name]
+                if caps.mirror_round_up and got == 100.0:
+                    continue  # rounded up to 100% by the user's explicit choice
+                if abs(got - pct) > 1e-9:
                     out.append(
                         f"{b.name}: mirror {name!r} at {obs.mirror_routes[name]}%, want {pct}%"
                     )
@@ -351,6 +373,11 @@ def crd_facts(doc: Mapping[str, Any]) -> tuple[str, CrdFacts]:
         served_versions=ordered,
         bundle_version=ann.get("gateway.networking.k8s.io/bundle-version"),
         channel=ann.get("gateway.networking.k8s.io/channel"),
+        schemas={
+            v["name"]: (v.get("schema") or {}).get("openAPIV3Schema") or {}
+            for v in versions
+            if v.get("served")
+        },
     )
     return str(spec.get("group") or ""), facts
 

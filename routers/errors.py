@@ -36,6 +36,7 @@ __all__ = [
     "RoutersError",
     "TargetNotFoundError",
     "UnsupportedError",
+    "is_transient",
 ]
 
 
@@ -207,3 +208,15 @@ class ForbiddenError(ApplyError):
             message=f"missing permission {verb} on {resource}: {message}",
             **kw,  # type: ignore[arg-type]
         )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying later as is: the cluster may change (an object appears, a conflict clears,
+    the API server comes back). Config, unsupported, limit and plugin errors never heal alone."""
+    if isinstance(exc, (TargetNotFoundError, ConflictError)):
+        return True
+    if isinstance(exc, ForbiddenError):
+        return False
+    if isinstance(exc, ApplyError):
+        return exc.code in (None, 0, 409, 429) or (exc.code is not None and exc.code >= 500)
+    return False

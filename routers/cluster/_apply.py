@@ -65,6 +65,17 @@ class Outcome:
         return len(self.applied)
 
     @property
+    def result(self) -> LiveObjects:
+        """The objects after this outcome: the snapshot, updated by the write responses."""
+        objects = dict(self.live.items())
+        for done in self.applied:
+            if done.after is None:
+                objects.pop(done.op.ref, None)
+            else:
+                objects[done.op.ref] = done.after
+        return LiveObjects(objects.items())
+
+    @property
     def changed(self) -> bool:
         return bool(self.applied)
 
@@ -165,12 +176,23 @@ def _strip(obj: Mapping[str, Any]) -> JSON:
     return out
 
 
-def _do(kube: Kube, op: Operation, live: LiveObjects, dry_run: bool) -> Applied:
+_RV_GUARD_PATH = "/metadata/resourceVersion"
+
+
+def _do(
+    kube: Kube, op: Operation, live: LiveObjects, dry_run: bool, relaxed: bool = False
+) -> Applied:
     before = live.get(op.ref)
     if isinstance(op, Create):
         return Applied(op, None, kube.create(op.ref, op.body, dry_run=dry_run))
     if isinstance(op, Patch):
-        return Applied(op, before, kube.json_patch(op.ref, op.ops, dry_run=dry_run))
+        ops = op.ops
+        if relaxed:
+            # Under a writer that changes the object faster than we can read-plan-write (Argo CD
+            # self-heal, a mutating webhook), the resourceVersion test never passes. The identity
+            # and value guards of each edit still hold, so the edit cannot land in the wrong place.
+            ops = tuple(o for o in ops if not (o["op"] == "test" and o["path"] == _RV_GUARD_PATH))
+        return Applied(op, before, kube.json_patch(op.ref, ops, dry_run=dry_run))
     kube.delete(op.ref, uid=op.uid, resource_version=op.resource_version, dry_run=dry_run)
     return Applied(op, before, None)
 
@@ -210,6 +232,7 @@ def execute(
     *,
     dry_run: bool = False,
     revert_on_conflict: bool = True,
+    relax_resource_version: bool = False,
 ) -> list[Applied]:
     """Run every operation in order; on failure revert this attempt's writes, then raise.
 
@@ -220,7 +243,7 @@ def execute(
     for plan in plans:
         for op in plan:
             try:
-                journal.append(_do(kube, op, live, dry_run))
+                journal.append(_do(kube, op, live, dry_run, relax_resource_version))
             except ApiStatus as exc:
                 conflict = is_conflict(exc, op.verb)
                 if conflict and not revert_on_conflict:
@@ -252,12 +275,18 @@ def reconcile(
     live: Mapping[ObjectRef, JSON] | None = None,
     facts: ClusterFacts | None = None,
     dry_run: bool = False,
-    max_attempts: int = 8,
+    max_attempts: int = 10,
+    relax_after: int | None = 4,
     backoff: float = 0.05,
     sleep: Callable[[float], None] = time.sleep,
     jitter: Callable[[], float] = random.random,
 ) -> Outcome:
-    """Make the cluster express ``desired``. Writes nothing when it already does."""
+    """Make the cluster express ``desired``. Writes nothing when it already does.
+
+    Each attempt reads, plans and writes with every guard. After ``relax_after`` conflicting
+    attempts the resourceVersion guard is dropped (identity and value guards stay), so a hot
+    foreign writer of unrelated fields cannot starve us; ``relax_after=None`` never relaxes.
+    """
     bindings = list(bindings) if bindings is not None else bind(config, registry)
     facts = facts or gather_facts(kube, bindings)
     known = live
@@ -269,7 +298,12 @@ def reconcile(
             return Outcome(tuple(plans), (), attempt, dry_run, snapshot)
         try:
             journal = execute(
-                kube, plans, snapshot, dry_run=dry_run, revert_on_conflict=attempt == max_attempts
+                kube,
+                plans,
+                snapshot,
+                dry_run=dry_run,
+                revert_on_conflict=attempt == max_attempts,
+                relax_resource_version=relax_after is not None and attempt > relax_after,
             )
         except _Retry as retry:
             last = retry

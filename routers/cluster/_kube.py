@@ -119,7 +119,12 @@ class Kube:
     # -- objects ----------------------------------------------------------------------------------
 
     def get(self, ref: ObjectRef) -> JSON | None:
-        info = self.resource(ref)
+        try:
+            info = self.resource(ref)
+        except ApiStatus as exc:
+            if exc.code == 404:
+                return None  # the API is not served, so no such object can exist
+            raise
         try:
             obj: JSON = self.transport.request("GET", info.path(ref.namespace, ref.name))
         except ApiStatus as exc:

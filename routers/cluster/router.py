@@ -1,9 +1,13 @@
 """The controller-facing API: one object per routing config, safe to share between threads.
 
     router = Router.from_kubeconfig(config)
-    router.set_weight(20)                    # imperative verbs, Argo Rollouts' vocabulary
-    router.apply_state(state)                # or declarative: same state twice = zero writes
+    router.apply_state(state)                # declarative: same state twice = zero writes
+    router.set_weight(20)                    # or Argo Rollouts' verbs, transitions of router.state
     report = router.verify()                 # is it really applied (and ready)?
+
+The verbs transform the router's in-memory state, which a restarted process does not have: a
+controller should store its desired state durably (e.g. in its resource's status) and call
+``apply_state`` with it on every reconcile.
 
 Pass ``live=`` (e.g. objects from an informer cache) to skip the reads; a stale cache costs one
 conflict and a fresh read, never a lost write.
@@ -34,7 +38,7 @@ from routers.model import (
     SetWeight,
     TrafficState,
 )
-from routers.planning.objects import JSON, ObjectRef
+from routers.planning.objects import JSON, LiveObjects, ObjectRef
 from routers.registry import Registry
 
 __all__ = ["Router"]
@@ -107,13 +111,20 @@ class Router:
                 self._state = state
             return outcome
 
-    def cleanup(self, *, restore_stable: bool = True, dry_run: bool = False) -> Outcome:
+    def cleanup(
+        self,
+        *,
+        restore_stable: bool = True,
+        live: Mapping[ObjectRef, JSON] | None = None,
+        dry_run: bool = False,
+    ) -> Outcome:
         with self._lock:
             outcome = reconcile(
                 self.kube,
                 self.config,
                 Cleanup(restore_stable=restore_stable),
                 bindings=self._bindings,
+                live=live,
                 facts=self.facts(),
                 dry_run=dry_run,
             )
@@ -151,6 +162,18 @@ class Router:
             return self.apply_state(RemoveManagedRoutes().apply(self._state), **kw)
 
     # -- reading ----------------------------------------------------------------------------------
+
+    def read(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> LiveObjects:
+        """The targets as they are now (objects in ``live`` are not read again)."""
+        return gather(self._bindings, reader(self.kube), live)
+
+    def targets(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> list[ObjectRef]:
+        """Every object this config routes through (what to watch, where progress is kept)."""
+        snapshot = gather(self._bindings, reader(self.kube), live)
+        out: list[ObjectRef] = []
+        for b in self._bindings:
+            out.extend(r for r in b.plugin.targets(b.config, snapshot) if r not in out)
+        return out
 
     def observe(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> list[Observation]:
         snapshot = gather(self._bindings, reader(self.kube), live)

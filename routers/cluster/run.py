@@ -17,11 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from routers.cluster._apply import reader
 from routers.cluster._kube import Kube
 from routers.cluster._transport import ApiStatus
 from routers.cluster.router import Router
-from routers.engine import gather
 from routers.errors import ApplyError, ConflictError, RoutersError
 from routers.model import TrafficState
 from routers.model.steps import Pause, StepFile
@@ -59,12 +57,11 @@ def run_id(router: Router, steps: StepFile) -> str:
 
 def _holder(router: Router) -> tuple[ObjectRef, JSON] | None:
     """The first target that exists: where progress is recorded."""
-    live = gather(router._bindings, reader(router.kube))
-    for b in router._bindings:
-        for ref in b.plugin.targets(b.config, live):
-            obj = live.get(ref)
-            if obj is not None:
-                return ref, obj
+    snapshot = router.read()
+    for ref in router.targets(live=snapshot):
+        obj = snapshot.get(ref)
+        if obj is not None:
+            return ref, obj
     return None
 
 

@@ -55,8 +55,15 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 _INTERNAL = frozenset({"[key]", "model", "list", "tuple", "dict"})
 # pydantic's names for union members and wrapped validators; never part of a user's path
 _TAG_PREFIXES = (
-    "function-", "tagged-union[", "union[", "constrained-", "literal[", "is-instance[", "lax-",
-    "json-or-python[", "chain[",
+    "function-",
+    "tagged-union[",
+    "union[",
+    "constrained-",
+    "literal[",
+    "is-instance[",
+    "lax-",
+    "json-or-python[",
+    "chain[",
 )
 
 

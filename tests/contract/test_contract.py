@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from routers.contract import Capabilities, ClusterFacts, MirrorSupport, RouterPlugin
+from routers.contract import Capabilities, ClusterFacts, MatchLimits, MirrorSupport, RouterPlugin
 from routers.engine import (
     Binding,
     bind,
@@ -127,7 +127,7 @@ def string_match(kinds: frozenset[str], path: bool = False) -> st.SearchStrategy
 
 
 @st.composite
-def request_match(draw: st.DrawFn, caps: Capabilities) -> dict[str, Any]:
+def request_match(draw: st.DrawFn, caps: MatchLimits) -> dict[str, Any]:
     match: dict[str, Any] = {}
     if caps.header_match:
         limit = min(caps.max_headers_per_match or 2, 2)
@@ -173,7 +173,9 @@ def states(draw: st.DrawFn, loaded: Loaded) -> TrafficState:
     ]
     budget = min(caps.max_routes if caps.max_routes is not None else 3, 3, len(managed))
     names = draw(st.lists(st.sampled_from(managed), unique=True, max_size=budget))
-    per_route = min(caps.max_matches_per_route or 2, 2)
+    header_limits, mirror_limits = caps.header_limits(), caps.mirror_limits()
+    per_route = min(header_limits.max_matches_per_route or 2, 2)
+    per_mirror = min(mirror_limits.max_matches_per_route or 2, 2)
     headers, mirrors = [], []
     for name in names:
         can_mirror = caps.mirror is not MirrorSupport.NONE
@@ -181,22 +183,32 @@ def states(draw: st.DrawFn, loaded: Loaded) -> TrafficState:
             headers.append(
                 {
                     "name": name,
-                    "matches": draw(st.lists(request_match(caps), min_size=1, max_size=per_route)),
+                    "matches": draw(
+                        st.lists(request_match(header_limits), min_size=1, max_size=per_route)
+                    ),
                 }
             )
         elif can_mirror:
             pct = {
-                MirrorSupport.FULL_ONLY: st.just(100.0),
+                MirrorSupport.FULL_ONLY: st.sampled_from([5.0, 100.0])
+                if caps.mirror_round_up
+                else st.just(100.0),
                 MirrorSupport.PERCENT: st.integers(1, 100).map(float),
                 MirrorSupport.FRACTION: st.sampled_from([0.5, 12.5, 50.0, 100.0]),
             }[caps.mirror]
             mirrors.append(
                 {
                     "name": name,
-                    "matches": draw(st.lists(request_match(caps), min_size=1, max_size=per_route)),
+                    "matches": draw(
+                        st.lists(request_match(mirror_limits), min_size=1, max_size=per_mirror)
+                    ),
                     "percentage": draw(pct),
                 }
             )
+    if headers and not caps.header_routes_with_weight:
+        doc["weight"] = 0
+        for d in doc.get("additionalDestinations", []):
+            d["weight"] = 0
     doc["headerRoutes"] = headers
     doc["mirrorRoutes"] = mirrors
     return TrafficState.parse(doc)

@@ -1,0 +1,361 @@
+"""Planning: one canary Ingress per stable Ingress, mirror annotations on the stable one.
+
+The canary Ingress is ours (created with owner markers, then only patched; cleanup deletes it,
+guarded by uid). The stable Ingress is the user's: we touch only ``mirror-target`` and
+``mirror-host`` and list them in the ledger. On both objects the ledger names the annotation
+keys we own, so a key we stop wanting is removed and every other key survives (Argo #1070:
+Argo either removed foreign annotations or, after its fix, never removed its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from routers.errors import PlanError, TargetNotFoundError, UnsupportedError
+from routers.model import Cleanup, Desired, MirrorRoute, TrafficState
+from routers.planning import weights
+from routers.planning.objects import JSON, LiveObjects, get_annotations, resource_version, uid
+from routers.planning.ownership import (
+    OWNER,
+    is_created_by_us,
+    ledger,
+    owner_metadata,
+    write_ledger,
+)
+from routers.planning.patch import PatchBuilder, json_equal, pointer
+from routers.planning.plan import Create, Delete, Note, Operation, Plan
+from routers_nginx import annotations as ann
+from routers_nginx.config import GROUP, PLUGIN, VERSION, Config, Pair
+from routers_nginx.ingress import CanarySpec, derive, mirror_host, mirror_target
+
+__all__ = [
+    "LEDGER_ANNOTATIONS",
+    "LEDGER_HEADER_ROUTES",
+    "LEDGER_MIRROR_ROUTES",
+    "PLUGIN",
+    "express_weight",
+    "ledger_names",
+    "owned_keys",
+    "plan",
+]
+
+LEDGER_ANNOTATIONS = "annotations"
+LEDGER_HEADER_ROUTES = "headerRoutes"
+LEDGER_MIRROR_ROUTES = "mirrorRoutes"
+_MIRROR_NAMES = (ann.MIRROR_TARGET, ann.MIRROR_HOST)
+
+
+def owned_keys(obj: Mapping[str, Any]) -> set[str]:
+    raw = ledger(obj).get(LEDGER_ANNOTATIONS)
+    return {k for k in raw if isinstance(k, str)} if isinstance(raw, list) else set()
+
+
+def ledger_names(obj: Mapping[str, Any], field: str) -> list[str]:
+    raw = ledger(obj).get(field)
+    return [k for k in raw if isinstance(k, str)] if isinstance(raw, list) else []
+
+
+def express_weight(config: Config, state: TrafficState) -> tuple[int, int, Note | None]:
+    """``(canary-weight, total)`` exactly as ingress-nginx will read them.
+
+    ingress-nginx reads ``canary-weight-total`` only above 100 (below, it uses 100), so a
+    smaller total is multiplied up to the first multiple >= 100: 20 -> 100, 30 -> 120. That is
+    exact for every total; only ``weightTotalAnnotation: false`` (controllers before v1.1.1)
+    rounds to 100ths, and says so.
+    """
+    wanted = weights.split(state)
+    if not config.section.weight_total_annotation:
+        got = wanted.scaled(100)
+        note = Note(PLUGIN, got.describe_rounding(wanted), "warning") if got.rounded else None
+        return got.canary, 100, note
+    if wanted.total >= 100:
+        return wanted.canary, wanted.total, None
+    got = wanted.scaled(wanted.total * -(-100 // wanted.total))
+    return got.canary, got.total, None
+
+
+def _routes(config: Config, state: TrafficState) -> tuple[ann.HeaderCondition | None, str | None]:
+    if len(state.header_routes) > 1:
+        names = ", ".join(repr(r.name) for r in state.header_routes)
+        raise UnsupportedError(
+            PLUGIN,
+            f"setHeaderRoute {state.header_routes[1].name!r}",
+            f"a canary Ingress has one canary-by-header condition; {len(state.header_routes)} "
+            f"header routes requested ({names})",
+            hint="merge them into one route (one header, a regex for alternatives) or use "
+            "canaryByCookie for a second opt-in",
+        )
+    if len(state.mirror_routes) > 1:
+        raise UnsupportedError(
+            PLUGIN,
+            f"setMirrorRoute {state.mirror_routes[1].name!r}",
+            f"an Ingress has one mirror-target; {len(state.mirror_routes)} mirror routes requested",
+        )
+    if state.header_routes and state.mirror_routes:
+        raise UnsupportedError(
+            PLUGIN,
+            f"setMirrorRoute {state.mirror_routes[0].name!r}",
+            f"header route {state.header_routes[0].name!r} is active: ingress-nginx mirrors every "
+            "request of the Ingress, so requests the header route sends to the canary would "
+            "reach it twice (and a route order cannot change that)",
+            hint="use the header route and the mirror route in different steps, or the "
+            "gatewayapi or istio plugin",
+        )
+    header = None
+    if state.header_routes:
+        route = state.header_routes[0]
+        static = config.key(ann.CANARY_BY_HEADER)
+        if static in config.static:
+            raise UnsupportedError(
+                PLUGIN,
+                f"setHeaderRoute {route.name!r}",
+                f"{static} is already set statically by the config "
+                "(additionalIngressAnnotations/canaryIngressAnnotations) and a canary Ingress "
+                "has one header condition",
+                hint="remove the static canary-by-header annotations to use header routes",
+            )
+        header = ann.header_condition(
+            PLUGIN, route, allow_underscore=config.section.allow_underscore_headers
+        )
+    return header, (state.header_routes[0].name if state.header_routes else None)
+
+
+def _canary_annotations(
+    config: Config,
+    spec: CanarySpec,
+    weight: int,
+    total: int,
+    header: ann.HeaderCondition | None,
+) -> dict[str, str]:
+    out = dict(config.static)
+    if spec.class_annotation is not None:
+        out[ann.CLASS_ANNOTATION] = spec.class_annotation
+    out[config.key(ann.CANARY)] = "true"
+    out[config.key(ann.CANARY_WEIGHT)] = str(weight)
+    if total > 100:
+        out[config.key(ann.CANARY_WEIGHT_TOTAL)] = str(total)
+    if header is not None:
+        out.update({config.key(k): v for k, v in header.annotations().items()})
+    if config.section.canary_by_cookie is not None:
+        out[config.key(ann.CANARY_BY_COOKIE)] = config.section.canary_by_cookie
+    return out
+
+
+def _edit_canary(
+    builder: PatchBuilder,
+    spec: CanarySpec,
+    wanted: Mapping[str, str],
+    header_route: str | None,
+) -> None:
+    """Bring a canary Ingress (new or live) to the desired state; same code for both paths,
+    so what we create is exactly what a second plan finds."""
+    owned = owned_keys(builder.doc)
+    for key in sorted(wanted):
+        builder.set(pointer("metadata", "annotations", key), wanted[key])
+    for key in sorted(owned - set(wanted)):
+        builder.remove(pointer("metadata", "annotations", key))
+    data = dict(ledger(builder.doc))
+    data[LEDGER_ANNOTATIONS] = sorted(wanted)
+    data[LEDGER_HEADER_ROUTES] = [header_route] if header_route else []
+    write_ledger(builder, data)
+    _sync(builder, "/spec/ingressClassName", spec.class_name)
+    _sync(builder, "/spec/tls", spec.tls)
+    _sync(builder, "/spec/rules", spec.rules)
+
+
+def _sync(builder: PatchBuilder, path: str, value: Any) -> None:
+    """Spec fields derived from the stable Ingress; guarded by a test of what we replace."""
+    if value is None:
+        builder.remove(path)
+        return
+    if builder.exists(path):
+        if json_equal(builder.get(path), value):
+            return
+        builder.test(path)
+    builder.set(path, value)
+
+
+def _foreign_canary_notes(
+    config: Config, pair: Pair, canary: Mapping[str, Any], wanted: Mapping[str, str]
+) -> list[Note]:
+    owned = owned_keys(canary)
+    stray = sorted(
+        k
+        for k in get_annotations(canary)
+        if k.startswith(config.prefix + "/")
+        and k[len(config.prefix) + 1 :] in ann.CANARY_KEYS
+        and k not in owned
+        and k not in wanted
+    )
+    if not stray:
+        return []
+    return [
+        Note(
+            PLUGIN,
+            f"{pair.canary}: {', '.join(stray)} were not set by canary-routers and are left in place; they "
+            "change which requests reach the canary",
+            "warning",
+        )
+    ]
+
+
+def _plan_canary(
+    config: Config,
+    pair: Pair,
+    live: LiveObjects,
+    spec: CanarySpec,
+    wanted: dict[str, str],
+    header_route: str | None,
+) -> tuple[Operation | None, list[Note]]:
+    current = live.get(pair.canary)
+    if current is None:
+        skeleton: JSON = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Ingress",
+            "metadata": {
+                "name": pair.canary.name,
+                "namespace": pair.canary.namespace,
+                **owner_metadata(PLUGIN),
+            },
+            "spec": {},
+        }
+        builder = PatchBuilder(skeleton, guard_resource_version=False)
+        _edit_canary(builder, spec, wanted, header_route)
+        reason = f"create the canary Ingress for {pair.stable.name}"
+        return Create(pair.canary, builder.doc, reason), []
+    if not is_created_by_us(current, PLUGIN):
+        owner = get_annotations(current).get(OWNER)
+        raise PlanError(
+            "exists but was not created by canary-routers"
+            + (f" (owner annotation says {owner!r})" if owner else "")
+            + "; refusing to take over another controller's canary Ingress (delete it, or "
+            "rename the stable Ingress)",
+            plugin=PLUGIN,
+            obj=str(pair.canary),
+        )
+    builder = PatchBuilder(current)
+    _edit_canary(builder, spec, wanted, header_route)
+    notes = _foreign_canary_notes(config, pair, current, wanted)
+    return builder.patch(
+        pair.canary, f"canary weight, routes and paths of {pair.stable.name}"
+    ), notes
+
+
+def _edit_stable(
+    config: Config,
+    pair: Pair,
+    stable: Mapping[str, Any],
+    wanted: Mapping[str, str],
+    mirror_route: str | None,
+) -> PatchBuilder:
+    builder = PatchBuilder(stable)
+    # Only keys we could have written: a hand-edited ledger never makes us delete foreign ones.
+    owned = {k for k in owned_keys(stable) if k.rpartition("/")[2] in _MIRROR_NAMES}
+    current = get_annotations(stable)
+    for key in sorted(wanted):
+        if key in current and key not in owned:
+            raise PlanError(
+                f"already carries {key}: {current[key]!r}, not set by canary-routers; an "
+                "Ingress has one mirror target, so the mirror route cannot be added",
+                plugin=PLUGIN,
+                obj=str(pair.stable),
+            )
+        builder.set(pointer("metadata", "annotations", key), wanted[key])
+    for key in sorted(owned - set(wanted)):
+        builder.remove(pointer("metadata", "annotations", key))
+    data = dict(ledger(stable))
+    data[LEDGER_ANNOTATIONS] = sorted(wanted)
+    data[LEDGER_MIRROR_ROUTES] = [mirror_route] if mirror_route else []
+    write_ledger(builder, data)
+    return builder
+
+
+def _plan_state(config: Config, live: LiveObjects, state: TrafficState) -> Plan:
+    header, header_route = _routes(config, state)
+    weight, total, weight_note = express_weight(config, state)
+    notes: list[Note] = [weight_note] if weight_note else []
+    mirror: MirrorRoute | None = state.mirror_routes[0] if state.mirror_routes else None
+    if mirror is not None and mirror.percentage != 100:
+        if not config.section.allow_mirror_round_up:
+            raise UnsupportedError(
+                PLUGIN,
+                f"setMirrorRoute {mirror.name!r}",
+                f"ingress-nginx mirrors 100% of requests or none; {mirror.percentage:g}% requested",
+                hint="set allowMirrorRoundUp: true to mirror 100% instead",
+            )
+        notes.append(
+            Note(
+                PLUGIN,
+                f"mirror route {mirror.name!r}: {mirror.percentage:g}% requested, ingress-nginx "
+                "mirrors 100% (allowMirrorRoundUp)",
+                "warning",
+            )
+        )
+    # Everything is checked for every stable Ingress before any operation is returned.
+    prepared = []
+    for pair in config.pairs:
+        stable = live.get(pair.stable)
+        if stable is None:
+            raise TargetNotFoundError(
+                f"the stable Ingress configured at {pair.path} does not exist",
+                plugin=PLUGIN,
+                obj=str(pair.stable),
+            )
+        spec = derive(config, pair, stable)
+        mirror_wanted: dict[str, str] = {}
+        if mirror is not None:
+            mirror_wanted = {
+                config.key(ann.MIRROR_TARGET): mirror_target(config, pair, stable, live, mirror),
+                config.key(ann.MIRROR_HOST): mirror_host(config),
+            }
+        prepared.append((pair, stable, spec, mirror_wanted))
+    ops: list[Operation | None] = []
+    for pair, stable, spec, mirror_wanted in prepared:
+        wanted = _canary_annotations(config, spec, weight, total, header)
+        op, more = _plan_canary(config, pair, live, spec, wanted, header_route)
+        ops.append(op)
+        notes.extend(more)
+        builder = _edit_stable(config, pair, stable, mirror_wanted, mirror.name if mirror else None)
+        ops.append(builder.patch(pair.stable, "mirror annotations pointing at the canary Service"))
+    return Plan.of(PLUGIN, ops, notes)
+
+
+def _plan_cleanup(config: Config, live: LiveObjects) -> Plan:
+    """Delete the canary Ingresses we created (uid-guarded, Argo #4751 left them frozen) and
+    take our mirror annotations off the stable Ingresses. Deleting the canary Ingress is the
+    only way back to 100% stable, so ``restoreStable: false`` deletes it too."""
+    ops: list[Operation | None] = []
+    notes: list[Note] = []
+    for pair in config.pairs:
+        stable = live.get(pair.stable)
+        if stable is not None:
+            builder = _edit_stable(config, pair, stable, {}, None)
+            ops.append(builder.patch(pair.stable, "cleanup: remove our mirror annotations"))
+        canary = live.get(pair.canary)
+        if canary is None:
+            continue
+        if is_created_by_us(canary, PLUGIN):
+            ops.append(
+                Delete(
+                    pair.canary,
+                    uid(canary),
+                    resource_version(canary),
+                    "cleanup: delete the canary Ingress we created",
+                )
+            )
+        else:
+            notes.append(
+                Note(
+                    PLUGIN,
+                    f"{pair.canary} was not created by canary-routers and is left in place",
+                    "warning",
+                )
+            )
+    return Plan.of(PLUGIN, ops, notes)
+
+
+def plan(config: Config, live: LiveObjects, desired: Desired) -> Plan:
+    if isinstance(desired, Cleanup):
+        return _plan_cleanup(config, live)
+    return _plan_state(config, live, desired)
