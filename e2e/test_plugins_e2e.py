@@ -176,8 +176,10 @@ def test_golden_scenario_on_a_real_apiserver(
 # -- instruction walk per plugin -------------------------------------------------------------------
 
 
-def walk(caps: Capabilities, base: TrafficState) -> Iterator[tuple[str, Desired]]:
-    names = ["canary-header", "canary-mirror"]
+def walk(
+    caps: Capabilities, base: TrafficState, managed: list[str]
+) -> Iterator[tuple[str, Desired]]:
+    names = (managed + managed)[:2] if managed else ["canary-header", "canary-mirror"]
     extra = base.additional_destinations
     for w in (0, 10, 50, 100):
         yield (
@@ -209,11 +211,12 @@ def walk(caps: Capabilities, base: TrafficState) -> Iterator[tuple[str, Desired]
             MirrorSupport.FRACTION: 12.5,
         }[caps.mirror]
         match: dict[str, Any] = {}
-        if caps.method_match:
+        lim = caps.mirror_limits()
+        if lim.method_match:
             match["method"] = "GET"
-        elif caps.header_match:
-            match["headers"] = [{"name": "X-Shadow", sorted(caps.header_match)[0]: "yes"}]
-        if caps.path_match and "prefix" in caps.path_match:
+        elif lim.header_match:
+            match["headers"] = [{"name": "X-Shadow", sorted(lim.header_match)[0]: "yes"}]
+        if lim.path_match and "prefix" in lim.path_match:
             match["path"] = {"prefix": "/"}
         state = TrafficState.parse(
             {
@@ -252,7 +255,7 @@ def test_instruction_walk(
     router = Router(routing, kube=kube_for(cp), registry=registry)
     (binding,) = [b for b in bind(routing, registry) if b.name == name]
     caps = binding.plugin.capabilities(binding.config, router.facts())
-    for label, desired in walk(caps, base):
+    for label, desired in walk(caps, base, [r.name for r in routing.managed_routes]):
         if isinstance(desired, Cleanup):
             router.cleanup()
             for obs in router.observe():
