@@ -181,7 +181,7 @@ def problem(path: str, message: str) -> ConfigError:
 # -- cluster commands ---------------------------------------------------------------------------
 
 
-def cluster_options(f: Any) -> Any:
+def _kube_flags(f: Any, *, config_required: bool) -> Any:
     f = click.option(
         "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
     )(f)
@@ -190,10 +190,16 @@ def cluster_options(f: Any) -> Any:
     return click.option(
         "--config",
         "config_path",
-        required=True,
+        required=config_required,
+        default=None,
         metavar="FILE",
-        help="Routing config: ours, an Argo trafficRouting block, or a Rollout.",
+        help="Routing config: ours, an Argo trafficRouting block, or a Rollout"
+        + ("." if config_required else " (not needed when FILE is a Rollout)."),
     )(f)
+
+
+def cluster_options(f: Any) -> Any:
+    return _kube_flags(f, config_required=True)
 
 
 def state_options(f: Any) -> Any:
@@ -446,18 +452,7 @@ def _load_run_inputs(
 
 
 def kube_options(f: Any) -> Any:
-    f = click.option(
-        "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
-    )(f)
-    f = click.option("--context", default=None, help="kubeconfig context.")(f)
-    f = click.option("-n", "--namespace", default=None, help="Namespace (overrides the config).")(f)
-    return click.option(
-        "--config",
-        "config_path",
-        default=None,
-        metavar="FILE",
-        help="Routing config (not needed when FILE is a Rollout).",
-    )(f)
+    return _kube_flags(f, config_required=False)
 
 
 @cli.command()
