@@ -24,7 +24,7 @@ from routers.simulate._strings import regex_matches
 from routers.simulate.outcome import Outcome, add_shares, fraction_of
 from routers.simulate.request import Request
 
-__all__ = ["Intent", "intended", "match_applies", "split_outcome"]
+__all__ = ["Intent", "intended", "keep_foreign", "match_applies", "split_outcome"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,17 @@ def intended(
         mirrors = {canary: pct / 100} if pct else {}
         return Intent(Outcome(base.shares, mirrors, f"mirror route {route.name!r}"), ambiguous)
     return Intent(split_outcome(state, stable, canary), ambiguous)
+
+
+def keep_foreign(want: Outcome, before: Outcome | None, ours: set[str]) -> Outcome:
+    """A weighted rule's foreign destinations keep the share they had; ours split the rest.
+
+    Plugins leave backends they do not own on a rule (a legacy renderer at weight 5), so the
+    state's split applies to what is left. Header routes send 100% to canary and are not scaled.
+    """
+    if want.via.startswith("header route"):
+        return want
+    foreign = {k: v for k, v in (before.shares if before else {}).items() if k not in ours}
+    rest = 1 - sum(foreign.values(), Fraction(0))
+    shares = {k: v * rest for k, v in want.shares.items()}
+    return Outcome({**shares, **foreign}, want.mirrors, want.via)

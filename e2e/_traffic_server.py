@@ -1,0 +1,50 @@
+"""A backend test host for e2e/test_traffic.py: answers every request with its own name.
+
+Runs inside the test's network namespace (``ip netns exec``). Stdlib only; stops by itself
+after ``--max-seconds`` so a crashed test can never leave it serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("listen", help="ADDRESS:PORT")
+    parser.add_argument("name")
+    parser.add_argument("--max-seconds", type=float, default=900.0)
+    args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    body = args.name.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("X-Backend", args.name)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
+
+        def log_message(self, format: str, *a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server.daemon_threads = True
+    threading.Timer(args.max_seconds, server.shutdown).start()
+    print(f"ready {args.name} {args.listen}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
