@@ -23,9 +23,10 @@ import pytest
 from kubernetes import config as kube_config
 
 from e2e.cluster import ControlPlane
-from routers.cluster import Kube, Router, Transport, reconcile
+from routers.cluster import Kube, RequestRecord, Router, Transport, rbac_manifests, reconcile
 from routers.contract import Capabilities, MirrorSupport
 from routers.engine import bind
+from routers.errors import ConfigError, UnsupportedError
 from routers.io import load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import JSON, ObjectRef
@@ -173,6 +174,52 @@ def test_golden_scenario_on_a_real_apiserver(
         )
 
 
+def grant(cp: ControlPlane, manifests: list[dict[str, Any]], ns: str, *, user: str) -> None:
+    """Create the generated Role/ClusterRole and bind them to ``user``."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    subject = [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]
+    for m in manifests:
+        if m["kind"] == "Role":
+            status, body = cp.request(
+                "POST",
+                f"{rbac}/namespaces/{ns}/roles",
+                {**m, "metadata": {**m["metadata"], "namespace": ns}},
+            )
+            assert status == 201, body
+            binding = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": m["metadata"]["name"], "namespace": ns},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": m["metadata"]["name"],
+                },
+                "subjects": subject,
+            }
+            status, body = cp.request("POST", f"{rbac}/namespaces/{ns}/rolebindings", binding)
+            assert status == 201, body
+        else:
+            name = f"{m['metadata']['name']}-{ns}"
+            status, body = cp.request(
+                "POST", f"{rbac}/clusterroles", {**m, "metadata": {"name": name}}
+            )
+            assert status in (201, 409), body
+            binding = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": name,
+                },
+                "subjects": subject,
+            }
+            status, body = cp.request("POST", f"{rbac}/clusterrolebindings", binding)
+            assert status in (201, 409), body
+
+
 # -- instruction walk per plugin -------------------------------------------------------------------
 
 
@@ -252,9 +299,15 @@ def test_instruction_walk(
     routing = routing.model_copy(update={"namespace": ns})
     admin = kube_for(cp, "admin")
     create_all(cp, admin, [{**o, "metadata": {**o["metadata"], "namespace": ns}} for o in live], ns)
-    router = Router(routing, kube=kube_for(cp), registry=registry)
+    # Run as a user that has exactly the permissions `routers rbac` generates for this config:
+    # every step below proves they are sufficient.
+    grant(cp, rbac_manifests(routing, registry=registry), ns, user="routers-limited")
+    router = Router(routing, kube=kube_for(cp, "routers-limited"), registry=registry)
     (binding,) = [b for b in bind(routing, registry) if b.name == name]
     caps = binding.plugin.capabilities(binding.config, router.facts())
+    assert router.facts().crds or not binding.plugin.crds, (
+        "the generated ClusterRole cannot read the CRDs"
+    )
     for label, desired in walk(caps, base, [r.name for r in routing.managed_routes]):
         if isinstance(desired, Cleanup):
             router.cleanup()
@@ -269,7 +322,7 @@ def test_instruction_walk(
         mark = cp.audit_mark()
         again = router.cleanup() if isinstance(desired, Cleanup) else router.apply_state(desired)
         assert again.writes == 0, f"{name}: {label}: second apply wrote {again.writes}"
-        writes = cp.write_requests(since=mark, user="routers")
+        writes = cp.write_requests(since=mark, user="routers-limited")
         assert writes == [], f"{name}: {label}: " + "; ".join(cp.summarize(writes))
 
 
@@ -327,3 +380,48 @@ def test_concurrent_foreign_writer(
     print(
         f"\n{name}: 200 contended steps, {retries} conflict retries, foreign writes {sum(1 for c in counts.values() if c)} objects"
     )
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_refused_instructions_never_reach_the_server(
+    name: str, control_plane: Callable[..., ControlPlane], registry: Registry
+) -> None:
+    """Something the target cannot express fails before the first write, with the reason."""
+    routing, live, _, crd_set = example(name)
+    cp = control_plane(crd_sets(crd_set))
+    ns = cp.new_namespace(f"{name}-refuse")
+    routing = routing.model_copy(update={"namespace": ns})
+    create_all(
+        cp,
+        kube_for(cp, "admin"),
+        [{**o, "metadata": {**o["metadata"], "namespace": ns}} for o in live],
+        ns,
+    )
+    records: list[RequestRecord] = []
+    client = kube_config.new_client_from_config(config_file=str(cp.kubeconfig_for("routers")))
+    router = Router(
+        routing, kube=Kube(Transport(client, on_request=records.append)), registry=registry
+    )
+    (binding,) = [b for b in bind(routing, registry) if b.name == name]
+    caps = binding.plugin.capabilities(binding.config, router.facts())
+    match = {"headers": [{"name": "X-Canary", "exact": "always"}]}
+    managed = [r.name for r in routing.managed_routes] or ["a-route", "b-route"]
+    if caps.mirror is MirrorSupport.NONE:
+        bad = {
+            "weight": 5,
+            "mirrorRoutes": [{"name": managed[0], "matches": [match], "percentage": 10}],
+        }
+        expected: type[Exception] = UnsupportedError
+    elif caps.max_routes == 1:
+        bad = {"headerRoutes": [{"name": n, "matches": [match]} for n in (managed * 2)[:2]]}
+        expected = UnsupportedError if len(set((managed * 2)[:2])) == 2 else ConfigError
+    else:
+        bad = {"headerRoutes": [{"name": "not-listed-anywhere", "matches": [match]}]}
+        expected = ConfigError if routing.managed_routes else UnsupportedError
+        if not routing.managed_routes:
+            pytest.skip(f"{name} can express every instruction of the model on this example")
+    mark = cp.audit_mark()
+    with pytest.raises(expected):
+        router.apply_state(TrafficState.parse(bad))
+    assert not [r for r in records if r.is_write]
+    assert cp.write_requests(since=mark, user="routers") == []
