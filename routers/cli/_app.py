@@ -382,12 +382,19 @@ def status(
     import time
 
     router = _router(config_path, kubeconfig, context, namespace)
+    if output == "table" and watch and _render.stdout_is_terminal():
+        _render.watch_status(router.observe, interval)  # a live rich table until Ctrl-C
+        return
     while True:
         observations = router.observe()
         if output == "json":
             click.echo(json.dumps(_render.observations_data(observations), indent=2))
         else:
             click.echo(_render.observations_table(observations))
+            conditions = _render.conditions_table(observations)
+            if conditions:
+                click.echo("")
+                click.echo(conditions)
         if not watch:
             return
         time.sleep(interval)

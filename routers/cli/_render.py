@@ -205,3 +205,79 @@ class RunDisplay:
         if self._live:
             click.echo("", err=True)
             self._live = False
+
+
+def conditions_table(observations: Sequence[Observation]) -> str:
+    rows = [
+        (
+            o.plugin,
+            c.obj,
+            c.type,
+            c.status,
+            c.reason,
+            "current" if c.current else "STALE generation",
+        )
+        for o in observations
+        for c in o.conditions
+    ]
+    if not rows:
+        return ""
+    return columns(("TARGET", "OBJECT", "CONDITION", "STATUS", "REASON", "GENERATION"), rows)
+
+
+def stdout_is_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def _rich_status(observations: Sequence[Observation]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+
+    weights = Table(title="traffic", title_justify="left")
+    for col in ("target", "location", "canary", "managed routes", "ready", "problems"):
+        weights.add_column(col)
+    for o in observations:
+        routes = (
+            ", ".join(
+                [*o.header_routes, *(f"{n} (mirror {p:g}%)" for n, p in o.mirror_routes.items())]
+            )
+            or "-"
+        )
+        ready = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[o.ready]
+        for w in o.weights or ():
+            pct = f"{100 * w.canary / w.total:.4g}%" if w.total else "-"
+            weights.add_row(
+                o.plugin,
+                w.location,
+                f"{w.canary}/{w.total} ({pct})",
+                routes,
+                ready,
+                "; ".join(o.problems),
+            )
+        if not o.weights:
+            weights.add_row(o.plugin, "-", "-", routes, ready, "; ".join(o.problems))
+    parts: list[Any] = [weights]
+    if any(o.conditions for o in observations):
+        conds = Table(title="conditions", title_justify="left")
+        for col in ("target", "object", "condition", "status", "reason"):
+            conds.add_column(col)
+        for o in observations:
+            for c in o.conditions:
+                status = c.status if c.current else f"{c.status} (stale)"
+                style = "green" if c.status == "True" and c.current else "red"
+                conds.add_row(o.plugin, c.obj, c.type, f"[{style}]{status}[/]", c.reason)
+        parts.append(conds)
+    return Group(*parts)
+
+
+def watch_status(observe: Any, interval: float) -> None:
+    import time
+
+    from rich.live import Live
+
+    with Live(_rich_status(observe()), refresh_per_second=4) as live:
+        while True:
+            time.sleep(interval)
+            live.update(_rich_status(observe()))

@@ -167,3 +167,35 @@ def test_explain_says_what_cannot_be_expressed(
         "cannot express: setHeaderRoute 'h': header-based routing is not supported"
         in capsys.readouterr().out
     )
+
+
+def test_status_renderers() -> None:
+    from rich.console import Console
+
+    from routers.cli import _render
+    from routers.contract import Condition, Observation, ObservedWeights
+
+    obs = [
+        Observation(
+            "gatewayapi",
+            weights=(ObservedWeights("HTTPRoute shop/web rules[0]", 80, 20),),
+            header_routes=("canary-header",),
+            mirror_routes={"shadow": 12.5},
+            ready=False,
+            conditions=(
+                Condition("HTTPRoute shop/web", "Accepted", "True", "Accepted"),
+                Condition("HTTPRoute shop/web", "ResolvedRefs", "False", "BackendNotFound", current=False),
+            ),
+        )
+    ]
+    table = _render.observations_table(obs)
+    assert "20/100 (20%)" in table
+    assert "canary-header,shadow(mirror 12.5%)" in table
+    conds = _render.conditions_table(obs)
+    assert "BackendNotFound" in conds
+    assert "STALE generation" in conds
+    console = Console(record=True, width=200)
+    console.print(_render._rich_status(obs))
+    text = console.export_text()
+    assert "shadow (mirror 12.5%)" in text
+    assert "False (stale)" in text
