@@ -201,13 +201,17 @@ def _check_matches(
 def gather(
     bindings: Sequence[Binding],
     read: Reader,
-    known: Mapping[ObjectRef, JSON] | None = None,
+    known: Mapping[ObjectRef, JSON | None] | None = None,
     *,
     max_rounds: int = 4,
 ) -> LiveObjects:
-    """Read every target, following targets that only become known from other objects."""
-    live: dict[ObjectRef, JSON] = dict(known or {})
-    absent: set[ObjectRef] = set()
+    """Read every target, following targets that only become known from other objects.
+
+    ``known`` objects (an informer cache, our last write responses) are not read again; a
+    ``None`` value says the object is known not to exist.
+    """
+    live: dict[ObjectRef, JSON] = {r: o for r, o in (known or {}).items() if o is not None}
+    absent: set[ObjectRef] = {r for r, o in (known or {}).items() if o is None}
     for _ in range(max_rounds):
         wanted: list[ObjectRef] = []
         view = LiveObjects(live.items())
@@ -223,7 +227,7 @@ def gather(
                 absent.add(ref)
             else:
                 live[ref] = obj
-    return LiveObjects(live.items())
+    return LiveObjects(live.items(), absent)
 
 
 # -- planning -------------------------------------------------------------------------------

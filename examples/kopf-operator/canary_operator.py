@@ -36,7 +36,7 @@ import kopf
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from routers.cluster import ApiStatus, Kube, Outcome, Router, Transport
+from routers.cluster import ApiStatus, Kube, Router, Transport
 from routers.errors import (
     ConfigError,
     LimitExceededError,
@@ -196,18 +196,6 @@ def _describe(state: TrafficState) -> dict[str, Any]:
         "headerRoutes": [r.name for r in state.header_routes],
         "mirrorRoutes": [r.name for r in state.mirror_routes],
     }
-
-
-def _written(outcome: Outcome) -> dict[ObjectRef, JSON]:
-    """The objects after ``outcome``: what was planned from, updated by the write responses."""
-    # TODO(shared): proposed as ``Outcome.result`` in routers/cluster/_apply.py.
-    objects = dict(outcome.live)
-    for done in outcome.applied:
-        if done.after is None:
-            objects.pop(done.op.ref, None)
-        else:
-            objects[done.op.ref] = done.after
-    return objects
 
 
 def client_configuration(options: Options) -> Configuration:
@@ -432,7 +420,7 @@ class Controller:
         outcome = router.apply_state(state, live=live)
         # Verify against what the server answered to our writes (the cache lags behind the
         # watch for a moment): no extra reads, and still the server's own view.
-        return router.verify(state, live=_written(outcome)).ok
+        return router.verify(state, live=outcome.result).ok
 
     def _gate_open(
         self, program: Program, obj: JSON, step: int, pause_started: float | None

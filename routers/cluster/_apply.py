@@ -65,15 +65,13 @@ class Outcome:
         return len(self.applied)
 
     @property
-    def result(self) -> LiveObjects:
-        """The objects after this outcome: the snapshot, updated by the write responses."""
-        objects = dict(self.live.items())
+    def result(self) -> dict[ObjectRef, JSON | None]:
+        """Every target after this outcome (missing ones as ``None``): the snapshot updated by
+        our write responses. Hand it back as ``live=`` and the next step reads nothing."""
+        objects = self.live.known()
         for done in self.applied:
-            if done.after is None:
-                objects.pop(done.op.ref, None)
-            else:
-                objects[done.op.ref] = done.after
-        return LiveObjects(objects.items())
+            objects[done.op.ref] = done.after
+        return objects
 
     @property
     def changed(self) -> bool:
@@ -272,7 +270,7 @@ def reconcile(
     *,
     registry: Registry | None = None,
     bindings: Sequence[Binding] | None = None,
-    live: Mapping[ObjectRef, JSON] | None = None,
+    live: Mapping[ObjectRef, JSON | None] | None = None,
     facts: ClusterFacts | None = None,
     dry_run: bool = False,
     max_attempts: int = 10,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,8 @@ class Transport:
         *,
         timeout: float = 30.0,
         on_request: Callable[[RequestRecord], None] | None = None,
+        throttle_retries: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_client = api_client
         self.timeout = timeout
@@ -61,6 +64,8 @@ class Transport:
             # The kubeconfig chose insecure-skip-tls-verify; like kubectl, do not warn per request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._hooks: list[Callable[[RequestRecord], None]] = [on_request] if on_request else []
+        self.throttle_retries = throttle_retries
+        self.sleep = sleep
         self._lock = threading.Lock()
 
     def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
@@ -79,6 +84,25 @@ class Transport:
         query: Sequence[tuple[str, str]] = (),
         body: Any = None,
         content_type: str = "application/json",
+    ) -> Any:
+        """One API call. A 429 (API Priority and Fairness throttling) was not processed by the
+        server, so it is retried after the server's ``retryAfterSeconds``, as client-go does."""
+        for attempt in range(self.throttle_retries + 1):
+            try:
+                return self._request_once(method, path, query, body, content_type)
+            except ApiStatus as exc:
+                if exc.code != 429 or attempt == self.throttle_retries:
+                    raise
+                after = (exc.details or {}).get("retryAfterSeconds")
+                self.sleep(
+                    min(
+                        float(after) if isinstance(after, (int, float)) and after > 0 else 1.0, 10.0
+                    )
+                )
+        raise AssertionError("unreachable")
+
+    def _request_once(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str
     ) -> Any:
         # The client serialises the body itself (json.dumps); a JSON patch must stay a list, or
         # the client silently switches the content type to strategic merge.

@@ -94,7 +94,7 @@ class Router:
         self,
         state: TrafficState,
         *,
-        live: Mapping[ObjectRef, JSON] | None = None,
+        live: Mapping[ObjectRef, JSON | None] | None = None,
         dry_run: bool = False,
     ) -> Outcome:
         with self._lock:
@@ -115,7 +115,7 @@ class Router:
         self,
         *,
         restore_stable: bool = True,
-        live: Mapping[ObjectRef, JSON] | None = None,
+        live: Mapping[ObjectRef, JSON | None] | None = None,
         dry_run: bool = False,
     ) -> Outcome:
         with self._lock:
@@ -163,11 +163,11 @@ class Router:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def read(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> LiveObjects:
+    def read(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> LiveObjects:
         """The targets as they are now (objects in ``live`` are not read again)."""
         return gather(self._bindings, reader(self.kube), live)
 
-    def targets(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> list[ObjectRef]:
+    def targets(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[ObjectRef]:
         """Every object this config routes through (what to watch, where progress is kept)."""
         snapshot = gather(self._bindings, reader(self.kube), live)
         out: list[ObjectRef] = []
@@ -175,7 +175,7 @@ class Router:
             out.extend(r for r in b.plugin.targets(b.config, snapshot) if r not in out)
         return out
 
-    def observe(self, *, live: Mapping[ObjectRef, JSON] | None = None) -> list[Observation]:
+    def observe(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[Observation]:
         snapshot = gather(self._bindings, reader(self.kube), live)
         return observe_all(self._bindings, snapshot, self.facts())
 
@@ -183,7 +183,7 @@ class Router:
         self,
         state: TrafficState | None = None,
         *,
-        live: Mapping[ObjectRef, JSON] | None = None,
+        live: Mapping[ObjectRef, JSON | None] | None = None,
         require_ready: bool = False,
     ) -> VerifyReport:
         want = state or self.state

@@ -59,8 +59,12 @@ class ObjectRef:
 class LiveObjects(Mapping[ObjectRef, JSON]):
     """What the core read for a plan. Absent refs are objects that do not exist (yet)."""
 
-    def __init__(self, objects: Iterable[tuple[ObjectRef, JSON]] = ()) -> None:
+    def __init__(
+        self, objects: Iterable[tuple[ObjectRef, JSON]] = (), absent: Iterable[ObjectRef] = ()
+    ) -> None:
         self._objects: dict[ObjectRef, JSON] = dict(objects)
+        self.absent: frozenset[ObjectRef] = frozenset(absent) - self._objects.keys()
+        """Refs read and found missing: a caller can hand them back as known-absent."""
 
     @classmethod
     def from_manifests(
@@ -79,6 +83,12 @@ class LiveObjects(Mapping[ObjectRef, JSON]):
 
     def of_kind(self, group: str, kind: str) -> list[tuple[ObjectRef, JSON]]:
         return [(r, o) for r, o in self._objects.items() if r.group == group and r.kind == kind]
+
+    def known(self) -> dict[ObjectRef, JSON | None]:
+        """Everything known, missing objects as ``None`` (what ``live=`` accepts)."""
+        out: dict[ObjectRef, JSON | None] = dict.fromkeys(self.absent)
+        out.update(self._objects)
+        return out
 
     def merged(self, more: Mapping[ObjectRef, JSON]) -> LiveObjects:
         combined = dict(self._objects)

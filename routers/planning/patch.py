@@ -61,7 +61,10 @@ class PatchBuilder:
     """Accumulates a guarded, minimal JSON patch against one live object."""
 
     def __init__(self, live: Mapping[str, Any], *, guard_resource_version: bool = True) -> None:
-        self._doc: JSON = copy.deepcopy(dict(live))
+        # Copy-on-write: nested containers stay shared with ``live`` until an edit touches them,
+        # so planning a 500-route VirtualService does not deep-copy 500 routes.
+        self._doc: JSON = dict(live)
+        self._own: dict[int, Any] = {id(self._doc): self._doc}
         self._ops: list[JSON] = []
         self._edits = 0
         rv = resource_version(live) if guard_resource_version else None
@@ -135,7 +138,27 @@ class PatchBuilder:
         self._emit({"op": "remove", "path": path})
         return True
 
+    def _own_path(self, path: str) -> None:
+        """Shallow-copy each still-shared container from the root down to the op's parent."""
+        node: Any = self._doc
+        for token in _split(path)[:-1]:
+            if isinstance(node, dict) and token in node:
+                key: str | int = token
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                key = int(token)
+            else:
+                return
+            child = node[key]
+            if isinstance(child, (dict, list)) and id(child) not in self._own:
+                child = copy.copy(child)
+                node[key] = child
+                self._own[id(child)] = child
+            node = child
+
     def _emit(self, op: JSON) -> None:
+        self._own_path(op["path"])
+        if "from" in op:
+            self._own_path(op["from"])
         jsonpatch.JsonPatch([op]).apply(self._doc, in_place=True)
         self._ops.append(op)
         if op["op"] != "test":

@@ -184,7 +184,9 @@ def test_status_renderers() -> None:
             ready=False,
             conditions=(
                 Condition("HTTPRoute shop/web", "Accepted", "True", "Accepted"),
-                Condition("HTTPRoute shop/web", "ResolvedRefs", "False", "BackendNotFound", current=False),
+                Condition(
+                    "HTTPRoute shop/web", "ResolvedRefs", "False", "BackendNotFound", current=False
+                ),
             ),
         )
     ]

@@ -1,0 +1,131 @@
+"""Throughput: N independent rollouts stepping through a 10-step canary at the same time.
+
+One thread per rollout (each with its own Router and namespace, sharing one client and its
+connection pool, as a controller's workers do), released together by a barrier. Steps/s is
+N x 10 over the wall time from release to the last step; latency is per step, as the caller
+sees it (read, plan, write, conflict retries). Each driver runs on fresh objects in the same
+apiserver, one after the other, so they never compete with each other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.cluster import (
+    DRIVERS,
+    Counter,
+    Driver,
+    canary_steps,
+    client,
+    make_driver,
+    new_kube,
+    seed_many,
+)
+from bench.scenarios import SPECS
+from bench.stats import percentile
+from e2e.cluster import ControlPlane
+from routers.registry import Registry
+
+__all__ = ["run"]
+
+JOIN_TIMEOUT = 900.0
+
+
+def measure(
+    cp: ControlPlane, plugin: str, driver: str, n: int, registry: Registry
+) -> dict[str, Any]:
+    scenario = SPECS[plugin].api[0]
+    api = client(cp, pool=n + 8)
+    counter = Counter(keep=False)
+    kube = new_kube(api, counter)
+    seeded = seed_many(cp, kube, scenario, "bench-tp", n)
+    with ThreadPoolExecutor(8) as pool:
+        drivers: list[Driver] = list(
+            pool.map(
+                lambda item: make_driver(driver, kube, scenario, item[0], item[1], registry),
+                seeded,
+            )
+        )
+    steps = canary_steps()
+    latencies: list[list[float]] = [[] for _ in range(n)]
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n + 1)
+
+    def rollout(i: int) -> None:
+        barrier.wait()
+        for state in steps:
+            start = time.perf_counter()
+            try:
+                drivers[i].step(state)
+            except Exception as exc:  # counted and reported, never hidden
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            latencies[i].append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=rollout, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    before = (counter.requests, counter.writes, counter.request_bytes)
+    barrier.wait()
+    start = time.perf_counter()
+    deadline = start + JOIN_TIMEOUT
+    for t in threads:
+        t.join(max(0.0, deadline - time.perf_counter()))
+    wall = time.perf_counter() - start
+    stuck = sum(t.is_alive() for t in threads)
+    api.close()  # type: ignore[no-untyped-call]
+    flat = [x for per in latencies for x in per]
+    done = len(flat)
+    return {
+        "plugin": plugin,
+        "object": scenario.label,
+        "driver": driver,
+        "rollouts": n,
+        "steps": done,
+        "errors": len(errors),
+        "firstErrors": sorted(set(errors))[:3],
+        "stuckThreads": stuck,
+        "wallSeconds": round(wall, 2),
+        "stepsPerSecond": round(done / wall, 1) if wall else 0.0,
+        "p50Ms": round(percentile(flat, 50) * 1e3, 1) if flat else None,
+        "p99Ms": round(percentile(flat, 99) * 1e3, 1) if flat else None,
+        "requestsPerStep": round((counter.requests - before[0]) / done, 2) if done else None,
+        "requestBytesPerStep": round((counter.request_bytes - before[2]) / done) if done else None,
+    }
+
+
+def run(
+    cp: ControlPlane,
+    registry: Registry,
+    plugins: list[str],
+    sizes: tuple[int, ...],
+    rounds: int = 1,
+) -> dict[str, Any]:
+    """Drivers interleaved round by round (A B C, A B C, ...) so a change in the machine's load
+    hits all of them; the row of each driver is its median round by steps/s."""
+    rows: list[dict[str, Any]] = []
+    for plugin in plugins:
+        for n in sizes:
+            runs: dict[str, list[dict[str, Any]]] = {d: [] for d in DRIVERS}
+            for _ in range(rounds):
+                for d in DRIVERS:
+                    runs[d].append(measure(cp, plugin, d, n, registry))
+            by_driver = {d: _median_round(r) for d, r in runs.items()}
+            base = by_driver["get+put"]["stepsPerSecond"]
+            for row in by_driver.values():
+                row["vsBaseline"] = round(row["stepsPerSecond"] / base, 2) if base else None
+                rows.append(row)
+    return {"rows": rows}
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(rounds, key=lambda r: r["stepsPerSecond"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["rounds"] = [r["stepsPerSecond"] for r in rounds]
+    row["errors"] = sum(r["errors"] for r in rounds)
+    return row
