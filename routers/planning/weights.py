@@ -8,13 +8,22 @@ reports the rounding instead of hiding it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from routers.model.state import TrafficState
 
-__all__ = ["Split", "largest_remainder", "share", "shares_close", "split"]
+__all__ = [
+    "BesideForeign",
+    "Split",
+    "beside_foreign",
+    "largest_remainder",
+    "share",
+    "shares_close",
+    "split",
+]
 
 
 @dataclass(frozen=True)
@@ -107,3 +116,48 @@ def shares_close(
     return all(
         abs(observed.get(k, Fraction(0)) - wanted.get(k, Fraction(0))) <= tolerance for k in keys
     )
+
+
+@dataclass(frozen=True)
+class BesideForeign:
+    split: Split
+    """Our weights, summing to the sum that keeps the foreign share."""
+    foreign_scale: Fraction
+    """Factor for every foreign weight (1: untouched)."""
+
+
+def beside_foreign(
+    split: Split, ours: int, foreign: Sequence[int], max_weight: int
+) -> BesideForeign | None:
+    """Our split on a rule that also carries weights we do not own (relative weights).
+
+    Writing the state's split in the state's own total next to a foreign ``legacy: 5`` would
+    move legacy's share with the total (5/105 at 100, 5/1000005 at 1,000,000). Foreign weights
+    keep their share only while our sum keeps its proportion to them, so the split is written
+    in our current sum when that is exact; otherwise every weight moves to the smallest finer
+    scale that is exact (``foreign_scale`` multiplies the foreign ones: their values change,
+    their shares do not); failing that, the finest scale within ``max_weight``, rounded.
+
+    Where to write ``split`` when the rule's foreign weights are ``foreign`` and our weights
+    sum to ``ours`` today; None when no foreign weight is positive (any total keeps them at 0%).
+
+    Raises ValueError when ``ours`` is 0 next to positive foreign weights: the foreign share is
+    then 100% and no split of the rest exists.
+    """
+    positive = [f for f in foreign if f > 0]
+    if not positive:
+        return None
+    if ours <= 0:
+        raise ValueError("our weights sum to 0 next to positive foreign weights")
+    scale = math.gcd(ours, *positive)
+    base = ours // scale
+    widest = max(base, *(f // scale for f in positive))
+    fits = max_weight // widest
+    exact_every = split.total // math.gcd(split.total, base * math.gcd(*split.weights))
+    candidates = [scale, -(-scale // exact_every) * exact_every, exact_every]
+    chosen = next(
+        (m for m in candidates if m % exact_every == 0 and (m <= fits or m == scale)), None
+    )
+    if chosen is None:
+        chosen = fits if fits >= 1 else scale
+    return BesideForeign(split.scaled(chosen * base), Fraction(chosen, scale))

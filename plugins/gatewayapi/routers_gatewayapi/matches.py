@@ -5,6 +5,10 @@ managed rule must repeat the conditions of the rule it shadows (path, method, qu
 gRPC method) and add its own: a header rule that drops the path loses to a stable ``/api`` rule
 (plugin #207). The AND of two conditions on the same field is computed exactly where it can be
 (nested path prefixes, equal values, disjoint literals) and refused where it cannot.
+
+The same two tools order managed routes against each other: :func:`intersect` ANDs two Gateway
+API matches and :func:`outranks` compares their precedence, which depends on the match alone
+(path kind and length, method, header and query counts), never on the request.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
+
+import re2
 
 from routers.model import HeaderMatch, PathMatch, QueryParamMatch, RequestMatch
 from routers.planning import matching
@@ -23,6 +29,8 @@ __all__ = [
     "combine_http",
     "gateway_path",
     "gateway_string_match",
+    "intersect",
+    "outranks",
     "path_is_valid",
     "steals_from",
 ]
@@ -189,7 +197,12 @@ def steals_from(
 
 
 def _merge_named(
-    existing: Sequence[Any], added: Sequence[JSON], *, fold_case: bool, what: str
+    existing: Sequence[Any],
+    added: Sequence[JSON],
+    *,
+    fold_case: bool,
+    what: str,
+    owner: str = "the source rule",
 ) -> list[Any] | None:
     """AND two lists of name/type/value conditions; None when they exclude each other."""
     out = [copy.deepcopy(x) for x in existing]
@@ -204,17 +217,77 @@ def _merge_named(
             out.append(cond)
             index[key(cond["name"])] = cond
             continue
-        same = have.get("type", "Exact") == cond["type"] and have.get("value") == cond["value"]
-        if same:
-            continue
-        if have.get("type", "Exact") == "Exact" and cond["type"] == "Exact":
+        both = _and_condition(have, cond)
+        if both is _UNKNOWN:
+            raise Unexpressible(
+                f"{what} {cond['name']!r} is already matched by {owner} "
+                f"({have.get('type', 'Exact')} {have.get('value')!r}); Gateway API allows one "
+                "condition per name and no single condition states both"
+            )
+        if both is None:
             return None
-        raise Unexpressible(
-            f"{what} {cond['name']!r} is already matched by the source rule "
-            f"({have.get('type', 'Exact')} {have.get('value')!r}); Gateway API allows one "
-            "condition per name"
-        )
+        if both is not have:
+            out[out.index(have)] = both
+            index[key(cond["name"])] = both
     return out
+
+
+_UNKNOWN: Any = object()
+_META = frozenset("\\.+*?()|[]{}^$")
+
+
+def _literal_prefix(regex: str) -> str | None:
+    """The literal ``p`` when ``regex`` is exactly :func:`matching.prefix_regex` of ``p``."""
+    if not (regex.startswith("^") and regex.endswith(".*")):
+        return None
+    body, out, k = regex[1:-2], [], 0
+    while k < len(body):
+        c = body[k]
+        if c == "\\" and k + 1 < len(body) and body[k + 1] in _META:
+            out.append(body[k + 1])
+            k += 2
+            continue
+        if c in _META:
+            return None
+        out.append(c)
+        k += 1
+    literal = "".join(out)
+    return literal if matching.prefix_regex(literal) == regex else None
+
+
+def _regex_verdict(pattern: str, value: str) -> bool | None:
+    """Whether ``pattern`` matches ``value`` under both full-match and search semantics (the
+    spec leaves the choice to implementations); None when they disagree or RE2 rejects it."""
+    try:
+        compiled = re2.compile(pattern)
+    except re2.error:
+        return None
+    full = compiled.fullmatch(value) is not None
+    return full if full == (compiled.search(value) is not None) else None
+
+
+def _and_condition(have: Mapping[str, Any], cond: Mapping[str, Any]) -> Any:
+    """One condition equal to ``have AND cond`` on the same name: ``have`` itself when it
+    already implies ``cond``, None when they exclude each other, ``_UNKNOWN`` when no single
+    condition states it."""
+    ht, ct = have.get("type", "Exact"), cond.get("type", "Exact")
+    hv, cv = str(have.get("value")), str(cond.get("value"))
+    if ht == ct and hv == cv:
+        return have
+    if ht == "Exact" and ct == "Exact":
+        return None
+    if ht == "Exact" or ct == "Exact":
+        exact, regex = (have, cv) if ht == "Exact" else (cond, hv)
+        verdict = _regex_verdict(regex, str(exact.get("value")))
+        if verdict is None:
+            return _UNKNOWN
+        return exact if verdict else None
+    hp, cp = _literal_prefix(hv), _literal_prefix(cv)
+    if hp is None or cp is None:
+        return _UNKNOWN
+    if hp.startswith(cp):
+        return have
+    return cond if cp.startswith(hp) else None
 
 
 def combine_http(source: Mapping[str, Any], wanted: RequestMatch) -> JSON | None:
@@ -272,3 +345,151 @@ def combine_grpc(source: Mapping[str, Any] | None, wanted: RequestMatch) -> JSON
         return None
     out["headers"] = headers
     return out
+
+
+# -- managed routes against each other ---------------------------------------------------------
+
+
+_EMPTY: Any = object()
+"""No request matches both."""
+
+
+def _catch_all(path: Mapping[str, Any]) -> bool:
+    return path.get("type", "PathPrefix") == "PathPrefix" and _under("/", str(path.get("value")))
+
+
+def _intersect_paths(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> Any:
+    a, b = a or PATH_PREFIX_ALL, b or PATH_PREFIX_ALL
+    if _catch_all(b):
+        return dict(a)
+    path = _intersect_path(a, dict(b))
+    return _EMPTY if path is None else path
+
+
+def _intersect_grpc_method(a: Any, b: Any) -> Any:
+    if not isinstance(a, Mapping) or not (a.get("service") or a.get("method")):
+        return copy.deepcopy(b)
+    if not isinstance(b, Mapping) or not (b.get("service") or b.get("method")):
+        return copy.deepcopy(a)
+    if _canon(a) == _canon(b):
+        return copy.deepcopy(dict(a))
+    if "RegularExpression" in (a.get("type", "Exact"), b.get("type", "Exact")):
+        raise Unexpressible(
+            f"cannot AND gRPC method matches {dict(a)} and {dict(b)} (regular expressions)"
+        )
+    out = copy.deepcopy(dict(a))
+    for field in ("service", "method"):
+        if a.get(field) and b.get(field) and a.get(field) != b.get(field):
+            return _EMPTY
+        if b.get(field):
+            out[field] = b[field]
+    return out
+
+
+def _canon(value: Any) -> Any:
+    """Order-insensitive comparable form of a small JSON mapping (CRD defaults applied)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _canon(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_canon(v) for v in value)
+    return value
+
+
+def intersect(
+    kind: Literal["http", "grpc"], a: Mapping[str, Any], b: Mapping[str, Any]
+) -> JSON | None:
+    """The one match equal to ``a AND b`` (both with CRD defaults); None when they are disjoint.
+
+    Raises Unexpressible when no single match states it (two different regular expressions).
+    """
+    out: JSON = copy.deepcopy(dict(a))
+    if kind == "http":
+        if a.get("path") is not None or b.get("path") is not None:
+            path = _intersect_paths(a.get("path"), b.get("path"))
+            if path is _EMPTY:
+                return None
+            out["path"] = path
+        ma, mb = a.get("method"), b.get("method")
+        if ma and mb and ma != mb:
+            return None
+        if mb:
+            out["method"] = mb
+    else:
+        method = _intersect_grpc_method(a.get("method"), b.get("method"))
+        if method is _EMPTY:
+            return None
+        if method is not None:
+            out["method"] = method
+    for key, fold in (("headers", True), ("queryParams", False)):
+        theirs = [x for x in b.get(key) or [] if isinstance(x, Mapping)]
+        if not theirs:
+            continue
+        merged = _merge_named(
+            out.get(key) or [],
+            [{"type": "Exact", **x} for x in theirs],
+            fold_case=fold,
+            what="header" if fold else "query parameter",
+            owner="the other match",
+        )
+        if merged is None:
+            return None
+        out[key] = merged
+    return out
+
+
+def _distinct(items: Any, fold: bool) -> int:
+    names = {
+        (str(x.get("name")).lower() if fold else str(x.get("name")))
+        for x in items or []
+        if isinstance(x, Mapping)
+    }
+    return len(names)
+
+
+def _http_rank(m: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
+    path = m.get("path") or PATH_PREFIX_ALL
+    value = str(path.get("value", "/"))
+    exact = path.get("type") == "Exact"
+    head = (2, len(value)) if exact else (1, len(value.rstrip("/")))
+    return (
+        *head,
+        1 if m.get("method") else 0,
+        _distinct(m.get("headers"), True),
+        _distinct(m.get("queryParams"), False),
+    )
+
+
+def _grpc_rank(m: Mapping[str, Any]) -> tuple[int, int, int]:
+    raw = m.get("method")
+    method: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    return (
+        len(str(method.get("service") or "")),
+        len(str(method.get("method") or "")),
+        _distinct(m.get("headers"), True),
+    )
+
+
+def outranks(kind: Literal["http", "grpc"], a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether match ``a`` takes precedence over match ``b`` for a request matching both
+    (specs §2.8; equal rank goes to the earlier rule, so this is strict).
+
+    Raises Unexpressible when a regular expression (HTTP path, gRPC method) makes the order
+    implementation-specific.
+    """
+    if kind == "http":
+        pa, pb = a.get("path") or PATH_PREFIX_ALL, b.get("path") or PATH_PREFIX_ALL
+        regex = "RegularExpression" in (pa.get("type"), pb.get("type"))
+        if regex and _canon(pa) != _canon(pb):
+            raise Unexpressible(
+                f"the precedence of path {pa.get('type')} {pa.get('value')!r} against "
+                f"{pb.get('type')} {pb.get('value')!r} is implementation-specific"
+            )
+        return _http_rank(a) > _http_rank(b)
+    ma, mb = a.get("method") or {}, b.get("method") or {}
+    regex = "RegularExpression" in (ma.get("type"), mb.get("type"))
+    if regex and _canon(ma) != _canon(mb):
+        raise Unexpressible(
+            f"the precedence of gRPC method match {dict(ma)} against {dict(mb)} is "
+            "implementation-specific (regular expression)"
+        )
+    return _grpc_rank(a) > _grpc_rank(b)

@@ -3,7 +3,9 @@
 Edits are explicit JSON-patch ops on the live dict (never a rebuilt spec), in an order that keeps
 every index valid: weights first (they never change the rule count), then removal/replacement of
 our rules at their original indices, then insertion of ours at the front (a tie in specificity
-goes to the first rule of a route, and a managed route should win its ties).
+goes to the first rule of a route, and a managed route should win its ties), in managed-route
+order, so an earlier route also wins its ties with a later one (see ``_first_route_wins``).
+Weights keep foreign backendRefs' share of their rule (see ``shares``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from routers.errors import LimitExceededError, PlanError, UnsupportedError
 from routers.model import Cleanup, Desired, HeaderRoute, ManagedRoute, TrafficState
@@ -24,7 +26,14 @@ from routers.planning.plan import Note, Patch
 from routers.planning.routes import ordered_routes
 from routers_gatewayapi.config import Config, Target
 from routers_gatewayapi.features import Features
-from routers_gatewayapi.matches import Unexpressible, combine_grpc, combine_http, steals_from
+from routers_gatewayapi.matches import (
+    Unexpressible,
+    combine_grpc,
+    combine_http,
+    intersect,
+    outranks,
+    steals_from,
+)
 from routers_gatewayapi.rules import (
     Backends,
     Ledger,
@@ -36,10 +45,13 @@ from routers_gatewayapi.rules import (
     normalized,
     rule_matches,
 )
+from routers_gatewayapi.shares import BesideForeign, beside_foreign
 
 __all__ = ["DesiredRule", "RoutePlan", "RoutePlanner", "classify", "instruction"]
 
 JSON = dict[str, Any]
+Pair = tuple[Any, JSON]
+"""(source rule match, managed match derived from it)."""
 INT32_MAX = 2**31 - 1
 
 # CRD limits, identical in every release since v1.2 on both channels (specs §2.2).
@@ -179,13 +191,39 @@ class RoutePlanner:
         return ref
 
     def _weigh(
-        self, b: PatchBuilder, base: str, i: int, split: weights.Split | None, restore: bool
+        self,
+        b: PatchBuilder,
+        base: str,
+        i: int,
+        split: weights.Split | None,
+        restore: bool,
+        *,
+        report: bool = True,
     ) -> None:
-        """Set the weights of source rule ``i`` (at ``base`` in ``b``); ``split=None`` = cleanup."""
+        """Set the weights of source rule ``i`` (at ``base`` in ``b``); ``split=None`` = cleanup.
+
+        ``report=False`` for the copies mirror rules carry: the source rule's pass reports."""
         refs_path = base + "/backendRefs"
         wanted = dict(split.additional) if split is not None else {}
         current = classify(self.config, self.target, b.get(base), self.book.backends)
         refs = b.get(refs_path)
+        ours = [*current.stable, *current.canary, *(j for js in current.added.values() for j in js)]
+        foreign = [(j, _weight_of(refs[j])) for j in current.foreign]
+        if split is not None:
+            placed = self._beside_foreign(
+                i, split, sum(_weight_of(refs[j]) for j in ours), foreign, report=report
+            )
+            if placed is not None:
+                split = placed.split
+                wanted = dict(split.additional)
+                # Before any removal below shifts the indices.
+                for j, w in foreign:
+                    if w > 0 and placed.foreign_scale != 1:
+                        new = placed.foreign_scale * w
+                        assert new.denominator == 1
+                        self._guarded_set(
+                            b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", int(new)
+                        )
         freed = 0
         for j in sorted(
             (j for s, js in current.added.items() if s not in wanted for j in js), reverse=True
@@ -238,10 +276,52 @@ class RoutePlanner:
                 )
             b.add(f"{refs_path}/-", self._new_backend(i, service, w))
 
+    def _beside_foreign(
+        self,
+        i: int,
+        split: weights.Split,
+        ours: int,
+        foreign: Sequence[tuple[int, int]],
+        *,
+        report: bool,
+    ) -> BesideForeign | None:
+        """Our split in the sum that keeps the foreign backends' share (see shares.py)."""
+        try:
+            placed = beside_foreign(split, ours, [w for _, w in foreign])
+        except ValueError:
+            raise self._error(
+                f"{self._rule_label(i)}: the stable and canary backendRefs both weigh 0 next to "
+                "backendRefs canary-routers does not own, which take 100% of the rule; there is "
+                "no share left to split (give the stable backendRef a weight: the sum of ours "
+                "sets the share the split divides)"
+            ) from None
+        if placed is None or not report:
+            return placed
+        label = f"{self.target} {self._rule_label(i)}"
+        if placed.split.rounded:
+            self.notes.append(
+                Note(
+                    self.plugin,
+                    f"{label}: {placed.split.describe_rounding(split)}, keeping the share of the "
+                    "backendRefs it does not own exact (finer weights would exceed 1,000,000)",
+                    level="warning",
+                )
+            )
+        if placed.foreign_scale != 1:
+            self.notes.append(
+                Note(
+                    self.plugin,
+                    f"{label}: every backendRef canary-routers does not own is reweighted "
+                    f"x{placed.foreign_scale} (same share of the rule, same ratio among them) so "
+                    f"that canary {split.canary}/{split.total} is expressed exactly beside them",
+                )
+            )
+        return placed
+
     def _weighted_copy(self, i: int, split: weights.Split) -> JSON:
         """Source rule ``i`` as it is after the weight pass (mirror rules carry the same split)."""
         scratch = PatchBuilder({"rule": self.rules[i]}, guard_resource_version=False)
-        self._weigh(scratch, "/rule", i, split, restore=False)
+        self._weigh(scratch, "/rule", i, split, restore=False, report=False)
         rule: JSON = copy.deepcopy(scratch.doc["rule"])
         return rule
 
@@ -297,20 +377,23 @@ class RoutePlanner:
                 }
         return {"type": "RequestMirror", "requestMirror": mirror}
 
-    def _rules_for(self, route: ManagedRoute, i: int, split: weights.Split) -> list[JSON]:
-        """Managed rule bodies (without name) shadowing source rule ``i`` for ``route``."""
-        src = self.rules[i]
-        pairs: list[tuple[Any, JSON]] = []
-        sources: list[Any] = rule_matches(self.kind, src)
-        if self.kind.matches == "grpc" and not sources:
-            sources = [{}]
-        others = [
+    def _others(self, i: int) -> list[Mapping[str, Any]]:
+        """Matches of the user's other rules (they keep their requests)."""
+        return [
             m
             for j in self.unmanaged
             if j != i and isinstance(self.rules[j], Mapping)
             for m in rule_matches(self.kind, self.rules[j])
             if isinstance(m, Mapping)
         ]
+
+    def _pairs(self, route: ManagedRoute, i: int) -> list[Pair]:
+        """(source match, managed match) for ``route`` shadowing source rule ``i``."""
+        pairs: list[Pair] = []
+        sources: list[Any] = rule_matches(self.kind, self.rules[i])
+        if self.kind.matches == "grpc" and not sources:
+            sources = [{}]
+        others = self._others(i)
         try:
             for sm in sources:
                 for rm in route.matches:
@@ -328,9 +411,104 @@ class RoutePlanner:
                     pairs.append((sm, m))
         except Unexpressible as exc:
             raise self._unsupported(route, f"{self._rule_label(i)}: {exc}") from None
+        return pairs
+
+    def _first_route_wins(self, routes: Sequence[ManagedRoute], i: int) -> list[list[Pair]]:
+        """Every route's pairs for source rule ``i``, plus what keeps route order decisive.
+
+        Gateway API gives a request to its most specific match, but the state means the first
+        managed route (``ordered_routes``) whose matches hold. So wherever a later route's match
+        ``x`` outranks an earlier route's match ``m`` and some request satisfies both, the earlier
+        route also gets ``m AND x``: at least as specific as ``x`` in every precedence field, and
+        placed before it (ties go to the first rule). A header route thus takes the requests it
+        shares with a mirror route entirely (100% canary, not mirrored), and a mirror route
+        listed first keeps the split and mirrors the requests it shares with a later header
+        route. Working from the last route back, each route's added matches already hold its
+        followers' own. Routes that treat a request alike (two header routes, two mirror
+        routes with one percentage) need no order. Refused (UnsupportedError) when the AND or the order cannot be stated
+        exactly: two different regular expressions on one field, regex path precedence, or an
+        added match that would outrank a user's rule that both routes leave alone.
+        """
+        kind: Literal["http", "grpc"] = "grpc" if self.kind.matches == "grpc" else "http"
+        out = [self._pairs(route, i) for route in routes]
+        others = self._others(i)
+        later: list[tuple[int, Pair]] = []
+        for j in reversed(range(len(routes))):
+            added: list[Pair] = []
+            for sm, m in out[j]:
+                for k, (sx, x) in later:
+                    if _same_outcome(routes[j], routes[k]):
+                        continue
+                    combo = self._combine_routes(kind, routes[j], routes[k], i, m, x, others)
+                    if combo is None or any(json_equal(combo, p) for _, p in out[j] + added):
+                        continue
+                    path = combo.get("path")
+                    added.append((sx if json_equal(path, sx.get("path")) else sm, combo))
+            out[j] = out[j] + added
+            later = [(j, p) for p in out[j]] + later
+        return out
+
+    def _combine_routes(
+        self,
+        kind: Literal["http", "grpc"],
+        first: ManagedRoute,
+        then: ManagedRoute,
+        i: int,
+        m: Mapping[str, Any],
+        x: Mapping[str, Any],
+        others: Sequence[Mapping[str, Any]],
+    ) -> JSON | None:
+        """``m AND x`` when ``first``'s match ``m`` would lose requests to ``then``'s ``x``."""
+
+        def refuse(why: str) -> UnsupportedError:
+            return self._unsupported(
+                first,
+                f"{self._rule_label(i)}: it precedes {instruction(then)} and their matches "
+                f"overlap, so its rule must outrank that one on the shared requests, but {why}",
+            )
+
+        try:
+            combo: JSON | None = intersect(kind, m, x)
+        except Unexpressible as exc:
+            combo, problem = {}, str(exc)
+        else:
+            problem = ""
+        if combo is None:
+            return None
+        try:
+            if not outranks(kind, x, m):
+                return None
+        except Unexpressible as exc:
+            raise refuse(str(exc)) from None
+        if problem:
+            raise refuse(problem)
+        assert combo is not None
+        for o in others:
+            try:
+                if intersect(kind, o, combo) is None:
+                    continue
+            except Unexpressible:
+                pass
+            try:
+                steals = (
+                    outranks(kind, o, m) and outranks(kind, o, x) and not outranks(kind, o, combo)
+                )
+            except Unexpressible as exc:
+                raise refuse(str(exc)) from None
+            if steals:
+                raise refuse(
+                    f"their combined match would also outrank another rule's match {dict(o)} "
+                    "that keeps those requests today"
+                )
+        return combo
+
+    def _bodies(
+        self, route: ManagedRoute, i: int, pairs: Sequence[Pair], split: weights.Split
+    ) -> list[JSON]:
+        """Managed rule bodies (without name) shadowing source rule ``i`` for ``route``."""
         if not pairs:
             return []
-        body: JSON = copy.deepcopy(src)
+        body: JSON = copy.deepcopy(self.rules[i])
         body.pop("name", None)
         if isinstance(route, HeaderRoute):
             body["backendRefs"] = [self._canary_ref(i)]
@@ -359,10 +537,12 @@ class RoutePlanner:
         if not self.target.managed_rules:
             return []
         split = weights.split(state)
+        routes = ordered_routes(state, self.config.managed_order)
+        pairs = {i: self._first_route_wins(routes, i) for i in self.weighted}
         out: list[DesiredRule] = []
-        for route in ordered_routes(state, self.config.managed_order):
+        for n, route in enumerate(routes):
             kind: ManagedKind = "header" if isinstance(route, HeaderRoute) else "mirror"
-            bodies = [b for i in self.weighted for b in self._rules_for(route, i, split)]
+            bodies = [b for i in self.weighted for b in self._bodies(route, i, pairs[i][n], split)]
             produced[route.name] = len(bodies)
             for k, body in enumerate(bodies):
                 rid = route.name if k == 0 else f"{route.name}.{k + 1}"
@@ -498,16 +678,24 @@ class RoutePlanner:
     def _foreign_notes(self) -> None:
         for i in self.weighted:
             refs = self.rules[i].get("backendRefs") or []
+            total = sum(_weight_of(r) for r in refs)
             for j in self.backends[i].foreign:
                 ref = refs[j] if isinstance(refs[j], Mapping) else {}
                 self.notes.append(
                     Note(
                         self.plugin,
                         f"{self.target} {self._rule_label(i)}: backendRef {ref.get('name')!r} "
-                        f"(weight {_weight_of(ref)}) is not ours and keeps its weight; the split "
-                        "applies to the share of the stable/canary Services",
+                        f"is not ours and keeps its share of the rule (weight {_weight_of(ref)} "
+                        f"of {total}); the split divides the rest",
                     )
                 )
+
+
+def _same_outcome(a: ManagedRoute, b: ManagedRoute) -> bool:
+    """Two routes whose rules do the same with a request (so which one wins does not matter)."""
+    if isinstance(a, HeaderRoute) or isinstance(b, HeaderRoute):
+        return isinstance(a, HeaderRoute) and isinstance(b, HeaderRoute)
+    return a.percentage == b.percentage
 
 
 def _weight_of(ref: Any) -> int:

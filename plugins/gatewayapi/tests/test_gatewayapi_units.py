@@ -231,8 +231,20 @@ def test_header_conditions_merge_with_the_source_ones() -> None:
     )
     assert same is not None and [h["name"] for h in same["headers"]] == ["x-tenant", "X-Canary"]
     assert combine_http(src, match(headers=[{"name": "X-TENANT", "exact": "other"}])) is None
+    # An exact value and a regex on one header: the exact one when the regex accepts it under
+    # both full-match and search semantics, nothing when it rejects it under both.
+    narrowed = combine_http(src, match(headers=[{"name": "x-tenant", "regex": "a.*"}]))
+    assert narrowed is not None and narrowed["headers"] == src["headers"]
+    assert combine_http(src, match(headers=[{"name": "x-tenant", "prefix": "b"}])) is None
+    unanchored = {
+        **src,
+        "headers": [{"name": "x-tenant", "type": "RegularExpression", "value": "cme"}],
+    }
     with pytest.raises(Unexpressible, match="one condition per name"):
-        combine_http(src, match(headers=[{"name": "x-tenant", "regex": "a.*"}]))
+        combine_http(unanchored, match(headers=[{"name": "x-tenant", "exact": "acme"}]))
+    regex = {**src, "headers": [{"name": "x-tenant", "type": "RegularExpression", "value": "ac.*"}]}
+    with pytest.raises(Unexpressible, match="no single condition states both"):
+        combine_http(regex, match(headers=[{"name": "x-tenant", "regex": "a.*"}]))
 
 
 def test_steals_from_drops_a_narrowed_match_owned_by_a_more_specific_rule() -> None:

@@ -1,9 +1,11 @@
 """Abstract request matches -> Istio ``HTTPMatchRequest``, ANDed with the primary route's own.
 
 Istio's ``match[]`` is ORed and the conditions inside one entry are ANDed, exactly like our
-``RequestMatch`` list, so one abstract match is one ``HTTPMatchRequest``. Istio has native
-``exact`` / ``prefix`` / ``regex`` (RE2, whole value) for uri, method, headers and query
-parameters: no translation to regex is ever needed.
+``RequestMatch`` list. Istio has native ``exact`` / ``prefix`` / ``regex`` (RE2, whole value)
+for uri, method, headers and query parameters: no translation to regex is ever needed. One
+difference: our path ``prefix`` is element-wise (``/api`` covers ``/api`` and ``/api/x``, not
+``/apix``, as in Gateway API) while Istio's uri ``prefix`` compares characters, so a path prefix
+``P`` becomes two ORed entries, ``exact P`` and ``prefix P/``.
 
 A managed route must never capture traffic its primary route did not serve (a VirtualService
 serving ``/api`` among other paths), so its matches are the cross product of the primary
@@ -43,18 +45,29 @@ def _string_match(kind: MatchType, value: str) -> StringMatch:
     return {kind: value}
 
 
-def to_istio(match: RequestMatch) -> dict[str, Any]:
-    """One abstract match as an ``HTTPMatchRequest`` (header names lower-cased, as Istio asks)."""
+def _uris(kind: MatchType, value: str) -> list[StringMatch]:
+    """Istio uri conditions, ORed, that match exactly the paths our ``kind``/``value`` does."""
+    if kind != "prefix":
+        return [_string_match(kind, value)]
+    base = value.rstrip("/")  # a trailing '/' is ignored, as element-wise matching does
+    if not base:
+        return [{"prefix": "/"}]
+    return [{"exact": base}, {"prefix": base + "/"}]
+
+
+def to_istio(match: RequestMatch) -> list[dict[str, Any]]:
+    """One abstract match as ORed ``HTTPMatchRequest`` entries (two for an element-wise path
+    prefix, else one; header names lower-cased, as Istio asks)."""
     out: dict[str, Any] = {}
-    if match.path is not None:
-        out["uri"] = _string_match(match.path.kind, match.path.value)
     if match.method is not None:
         out["method"] = {"exact": match.method.value}
     if match.headers:
         out["headers"] = {h.name.lower(): _string_match(h.kind, h.value) for h in match.headers}
     if match.query_params:
         out["queryParams"] = {q.name: _string_match(q.kind, q.value) for q in match.query_params}
-    return out
+    if match.path is None:
+        return [out]
+    return [{"uri": uri, **copy.deepcopy(out)} for uri in _uris(match.path.kind, match.path.value)]
 
 
 def _kind(m: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -133,9 +146,12 @@ def _merge_map(
     return out
 
 
-def merge(primary: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]:
+def merge(
+    primary: Mapping[str, Any], ours: Mapping[str, Any], *, fixed_uri: bool = False
+) -> dict[str, Any]:
     """AND one primary ``HTTPMatchRequest`` (kept whole: gateways, port, withoutHeaders...) with
-    one of ours."""
+    one of ours. ``fixed_uri``: the primary route rewrites ``rewrite.uri``, which replaces the
+    part of the path its uri condition matched, so that condition must not change."""
     out = copy.deepcopy(dict(primary))
     if "uri" in ours:
         kind = _kind(ours["uri"])
@@ -151,6 +167,11 @@ def merge(primary: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]
                 raise Undecidable(f"uri: {exc}") from None
         else:
             out["uri"] = dict(ours["uri"])
+        if fixed_uri and out["uri"] != primary.get("uri"):
+            raise Undecidable(
+                "the primary route rewrites the uri (rewrite.uri replaces the matched path or "
+                "prefix), so a narrower path condition would change the path sent upstream"
+            )
     if "method" in ours:
         if isinstance(out.get("method"), Mapping):
             try:
@@ -172,21 +193,27 @@ def merge(primary: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]
 
 
 def cross_product(
-    primary: Sequence[Mapping[str, Any]] | None, ours: Sequence[RequestMatch]
+    primary: Sequence[Mapping[str, Any]] | None,
+    ours: Sequence[RequestMatch],
+    *,
+    fixed_uri: bool = False,
 ) -> list[dict[str, Any]]:
     """Every (primary match AND our match) pair that can match a request.
 
     Raises Undecidable when a pair cannot be expressed, Disjoint when no pair can match at all
     (a route without matches would capture everything, so that is never emitted).
     """
-    translated = [to_istio(m) for m in ours]
+    translated: list[dict[str, Any]] = []
+    for entry in (e for m in ours for e in to_istio(m)):
+        if entry not in translated:
+            translated.append(entry)
     if not primary:
-        return translated
+        primary = [{}]  # matches everything: ANDing keeps ours (and checks fixed_uri)
     out: list[dict[str, Any]] = []
     for p in primary:
         for o in translated:
             try:
-                merged = merge(p, o)
+                merged = merge(p, o, fixed_uri=fixed_uri)
             except Disjoint:
                 continue
             if merged not in out:

@@ -48,13 +48,17 @@ from routers_istio.routes import (
     PLUGIN,
     Context,
     Dest,
+    Owned,
     Selected,
     Style,
     Target,
     classify,
+    copy_name,
     delegate_refs,
+    managed_name,
     owned_routes,
     resolve,
+    route_label,
 )
 
 __all__ = ["IstioPlugin"]
@@ -81,8 +85,10 @@ class IstioPlugin:
         if config is not None:
             max_total = _config(config).section.fixed_total
         notes = [
-            "header and mirror routes copy the primary http route's behaviour (rewrite, "
-            "timeout, retries, headers) and AND its match conditions",
+            "header and mirror routes get one copy right before each selected http route "
+            "they overlap (named <route>, <route>.2, ...), with that route's behaviour "
+            "(rewrite, timeout, retries, headers) and its match conditions ANDed",
+            "path prefixes are element-wise: prefix P becomes uri exact P or prefix P/",
             "weights sum to weightTotal (default 100, accepted by every Istio version); other "
             "totals need Istio >= 1.15",
         ]
@@ -144,12 +150,30 @@ class IstioPlugin:
         notes: dict[str, Note] = {}
         vs_ops: list[Patch | None] = []
         decreasing = False
+        produced: dict[str, int] = {}
         for t in targets:
             result = _plan_vs(cfg, t, base, desired, managed)
             vs_ops.append(result.patch)
             decreasing = decreasing or result.canary_decreasing
             for n in result.notes:
                 notes.setdefault(n.message, n)
+            for name, count in result.produced.items():
+                produced[name] = produced.get(name, 0) + count
+        for r in managed:
+            if not produced.get(r.name):
+                labels = ", ".join(
+                    f"{t.describe()} {s.label}"
+                    for t in targets
+                    for s in t.selected
+                    if s.kind == "http"
+                )
+                raise UnsupportedError(
+                    self.name,
+                    _instruction(r),
+                    f"no request can satisfy both its matches and the conditions of a selected "
+                    f"http route ({labels})",
+                    hint="match requests that the selected routes serve",
+                )
         dr_ops: list[Patch | None] = []
         removes_subsets = False
         if cfg.destination_rule is not None:
@@ -181,24 +205,40 @@ class IstioPlugin:
                 found.append(_observed(t, sel, classify(route, ctx, t.namespace)))
             http = _http(t.obj)
             owned = owned_routes(t.obj, cfg)
+            primaries = {s.index for s in t.selected if s.kind == "http"}
             present = set()
-            for r in http:
-                name = r.get("name") if isinstance(r, Mapping) else None
-                if name not in owned:
+            for i, r in enumerate(http):
+                if not _ours(r, owned):
                     continue
+                name = r["name"]
                 present.add(name)
+                route_name = managed_name(name)
+                after = next(
+                    (j for j in range(i + 1, len(http)) if not _ours(http[j], owned)), None
+                )
+                if after not in primaries:
+                    problems.append(
+                        f"{t.describe()}: managed route {name!r} is not right before a selected "
+                        "http route, so it may capture requests they do not serve; the next plan "
+                        "moves it"
+                    )
                 if any(k in r for k in MIRROR_KEYS):
-                    mirrors[name] = _mirror_percentage(r)
-                    primary = t.primary
-                    if primary is not None and not json_equal(
-                        r.get("route"), http[primary.index].get("route")
+                    pct = _mirror_percentage(r)
+                    if mirrors.setdefault(route_name, pct) != pct:
+                        problems.append(
+                            f"{t.describe()}: copies of mirror route {route_name!r} mirror "
+                            f"different percentages; the next plan re-syncs them"
+                        )
+                    if after in primaries and not json_equal(
+                        r.get("route"), http[after].get("route")
                     ):
                         problems.append(
                             f"{t.describe()}: mirror route {name!r} serves different "
-                            f"destinations than {primary.label}; the next plan re-syncs it"
+                            f"destinations than {route_label('http', http[after], after)}; the "
+                            "next plan re-syncs it"
                         )
-                elif name not in headers:
-                    headers.append(name)
+                elif route_name not in headers:
+                    headers.append(route_name)
             for name in ledger(t.obj).get("routes") or []:
                 if name not in present:
                     problems.append(
@@ -268,6 +308,8 @@ class _VsResult:
     patch: Patch | None
     notes: list[Note] = field(default_factory=list)
     canary_decreasing: bool = False
+    produced: dict[str, int] = field(default_factory=dict)
+    """Managed route name -> Istio routes generated for it in this VirtualService."""
 
 
 class _Editor:
@@ -410,9 +452,12 @@ def _plan_vs(
             b.remove(dpath(d))
         ed.forget()
 
-    names = _layout(cfg, t, b, ed, managed, state, ctx)
+    owned = owned_routes(t.obj, cfg)
+    http: list[Any] = b.get(pointer("spec", "http"), [])
+    copies = _wanted(cfg, t, http, managed, ctx, owned, result) if state is not None else []
+    _layout(b, ed, owned, copies)
     data = dict(led)
-    data["routes"] = sorted(names)
+    data["routes"] = sorted(w.name for w in copies)
     data["destinations"] = sorted(added_after)
     data["weights"] = sorted(weighted_after)
     write_ledger(b, data)
@@ -466,33 +511,53 @@ def _is_label(value: str) -> bool:
 # -- managed routes ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """One Istio route generated for a managed route, and where it goes."""
+
+    name: str
+    route: str
+    """The managed route it stands for."""
+    rank: int
+    """It goes right before the route (not ours) with this many routes not ours before it: its
+    primary, so it only ever captures requests that primary serves."""
+    body: dict[str, Any]
+
+
+def _instruction(route: ManagedRoute) -> str:
+    kind = "setHeaderRoute" if isinstance(route, HeaderRoute) else "setMirrorRoute"
+    return f"{kind} {route.name!r}"
+
+
+def _managed_match(
+    t: Target, primary: Selected, route: ManagedRoute, doc_route: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Our matches ANDed with the primary's; empty when no request satisfies both."""
+    try:
+        rewrite = doc_route.get("rewrite")
+        fixed_uri = isinstance(rewrite, Mapping) and "uri" in rewrite
+        return cross_product(doc_route.get("match"), route.matches, fixed_uri=fixed_uri)
+    except Undecidable as exc:
+        raise UnsupportedError(
+            PLUGIN,
+            _instruction(route),
+            f"its matches cannot be ANDed with the conditions of {t.describe()} "
+            f"{primary.label}: {exc}",
+            hint="use matches compatible with the primary route's (e.g. a narrower path prefix)",
+        ) from None
+    except Disjoint:
+        return []
+
+
 def _managed_body(
     t: Target,
-    primary: Selected,
     route: ManagedRoute,
     doc_route: Mapping[str, Any],
+    match: list[dict[str, Any]],
     cfg: IstioConfig,
     ctx: Context,
 ) -> dict[str, Any]:
     """A managed route: the primary route's behaviour, our matches, our destinations."""
-    kind = "setHeaderRoute" if isinstance(route, HeaderRoute) else "setMirrorRoute"
-    instruction = f"{kind} {route.name!r}"
-    where = f"{t.describe()} {primary.label}"
-    try:
-        match = cross_product(doc_route.get("match"), route.matches)
-    except Undecidable as exc:
-        raise UnsupportedError(
-            PLUGIN,
-            instruction,
-            f"its matches cannot be ANDed with the conditions of {where}: {exc}",
-            hint="use matches compatible with the primary route's (e.g. a narrower path prefix)",
-        ) from None
-    except Disjoint:
-        raise UnsupportedError(
-            PLUGIN,
-            instruction,
-            f"no request can satisfy both its matches and the conditions of {where}",
-        ) from None
     entries = doc_route.get("route") or []
     canary = next(d for d in classify(doc_route, ctx, t.namespace) if d.role == "canary")
     canary_entry = copy.deepcopy(entries[canary.index])
@@ -519,32 +584,50 @@ def _managed_body(
     return body
 
 
-def _rank(http: list[Any], owned: set[str], index: int) -> int:
-    return sum(1 for r in http[:index] if r.get("name") not in owned)
-
-
-def _layout(
+def _wanted(
     cfg: IstioConfig,
     t: Target,
-    b: PatchBuilder,
-    ed: _Editor,
+    http: list[Any],
     managed: list[ManagedRoute],
-    state: TrafficState | None,
     ctx: Context,
-) -> list[str]:
-    """Managed routes as one block, in precedence order, right before the first route that
-    could shadow them; returns the names now managed here."""
-    http_path = pointer("spec", "http")
-    http: list[Any] = b.get(http_path, [])
-    owned = owned_routes(t.obj, cfg)
-    primary = t.primary
-    wanted: list[tuple[str, dict[str, Any]]] = []
-    if primary is not None and state is not None:
+    owned: Owned,
+    result: _VsResult,
+) -> list[_Wanted]:
+    """Per selected http route, in ``http[]`` order: a copy of every managed route whose matches
+    overlap it, in precedence order. Istio evaluates first match: a copy placed right before
+    its primary sees exactly the requests that primary would serve, whatever else the
+    VirtualService holds (foreign routes between the primaries, a catch-all before one)."""
+    primaries = sorted((s for s in t.selected if s.kind == "http"), key=lambda s: s.index)
+    per_route: dict[str, list[tuple[Selected, dict[str, Any]]]] = {r.name: [] for r in managed}
+    # One pass over http[] (VirtualServices with hundreds of routes are real): the first foreign
+    # catch-all shadows every primary after it.
+    first_all = next((i for i, r in enumerate(http) if not _ours(r, owned) and _all(r)), None)
+    for primary in primaries:
         doc_route = http[primary.index]
-        wanted = [(r.name, _managed_body(t, primary, r, doc_route, cfg, ctx)) for r in managed]
-    names = {n for n, _ in wanted}
-    for i, r in enumerate(http):
-        name = r.get("name") if isinstance(r, Mapping) else None
+        shadow = first_all if first_all is not None and first_all < primary.index else None
+        if managed and shadow is not None:
+            catch_all = route_label("http", http[shadow], shadow)
+            result.notes.append(
+                Note(
+                    PLUGIN,
+                    f"{t.describe()} {primary.label} comes after {catch_all}, which matches "
+                    "every request: neither it nor its header/mirror routes get traffic",
+                    level="warning",
+                )
+            )
+        for r in managed:
+            match = _managed_match(t, primary, r, doc_route)
+            if match:
+                per_route[r.name].append((primary, _managed_body(t, r, doc_route, match, cfg, ctx)))
+    copies: list[tuple[str, str, int, dict[str, Any]]] = []
+    for r in managed:
+        result.produced[r.name] = result.produced.get(r.name, 0) + len(per_route[r.name])
+        for k, (primary, body) in enumerate(per_route[r.name]):
+            body["name"] = copy_name(r.name, k)
+            copies.append((body["name"], r.name, primary.index, body))
+    names = {c[0] for c in copies}
+    for i, route in enumerate(http):
+        name = route.get("name") if isinstance(route, Mapping) else None
         if name in names and name not in owned:
             raise PlanError(
                 f"http[{i}] is named {name!r} but was not added by us (no ledger entry, not in "
@@ -552,65 +635,85 @@ def _layout(
                 plugin=PLUGIN,
                 obj=t.describe(),
             )
-    owned |= names
-    # Ranks among routes that are not ours do not change when ours are removed or inserted;
-    # the selected indices are those of the object as read.
-    selected = [s.index for s in t.selected if s.kind == "http"]
-    ranks = [_rank(http, owned, i) for i in selected]
-    ranks += [
-        _rank(http, owned, i)
-        for i, r in enumerate(http)
-        if r.get("name") not in owned and not r.get("match")
-    ]
-    anchor_rank = min(ranks, default=len(http))
+    # Ranks among routes not ours do not change when ours are removed or inserted; the primary
+    # indices are those of the object as read.
+    ours = owned.with_names(names)
+    order = {r.name: n for n, r in enumerate(managed)}
+    rank = _ranks(http, ours)
+    out = [_Wanted(n, r, rank[i], body) for n, r, i, body in copies]
+    return sorted(out, key=lambda w: (w.rank, order[w.route]))
 
-    # 1. Managed routes that are no longer wanted go (descending, each guarded by its name).
-    for i in range(len(http) - 1, -1, -1):
-        name = http[i].get("name") if isinstance(http[i], Mapping) else None
-        if name in owned and name not in names:
+
+def _ranks(http: list[Any], owned: Owned) -> list[int]:
+    """For each index, how many routes not ours precede it (prefix counts, one pass)."""
+    out: list[int] = []
+    seen = 0
+    for r in http:
+        out.append(seen)
+        if not _ours(r, owned):
+            seen += 1
+    return out
+
+
+def _all(route: Any) -> bool:
+    """A route without conditions (Istio: only the last route should be one). A delegating
+    one falls through when no delegate route matches."""
+    return isinstance(route, Mapping) and not route.get("match") and not route.get("delegate")
+
+
+def _ours(route: Any, owned: Owned) -> bool:
+    return isinstance(route, Mapping) and route.get("name") in owned
+
+
+def _layout(b: PatchBuilder, ed: _Editor, owned: Owned, wanted: list[_Wanted]) -> None:
+    """Each primary's copies as one block right before it; copies already in their block and in
+    order stay (rewritten if they drifted), the rest are removed and re-inserted."""
+    http_path = pointer("spec", "http")
+    names = {w.name for w in wanted}
+    owned = owned.with_names(names)
+    by_rank: dict[int, list[str]] = {}
+    for w in wanted:
+        by_rank.setdefault(w.rank, []).append(w.name)
+
+    def remove(indices: list[int]) -> None:
+        for i in sorted(indices, reverse=True):
             ed.guard(pointer("spec", "http", i, "name"))
             b.remove(pointer("spec", "http", i))
             ed.forget()
-    if not wanted:
-        return []
-    http = b.get(http_path)
 
-    def anchor() -> int:
-        current = b.get(http_path)
-        seen = 0
-        for i, r in enumerate(current):
-            if r.get("name") not in owned:
-                if seen == anchor_rank:
-                    return i
-                seen += 1
-        return len(current)
-
-    # 2. Keep the current block if it is in order and in place; otherwise rebuild it.
-    order = [n for n, _ in wanted]
-    current = [(i, r.get("name")) for i, r in enumerate(http) if r.get("name") in owned]
-    a = anchor()
-    in_place = [i for i, _ in current] == list(range(a - len(current), a)) and _subsequence(
-        [n for _, n in current], order
+    # 1. Ours that are no longer wanted go (each guarded by its name).
+    http: list[Any] = b.get(http_path, [])
+    remove([i for i, r in enumerate(http) if _ours(r, owned) and r.get("name") not in names])
+    # 2. A block that is not an in-order part of what its primary needs is rebuilt.
+    http = b.get(http_path, [])
+    blocks: dict[int, list[tuple[int, str]]] = {}
+    ranks = _ranks(http, owned)
+    for i, r in enumerate(http):
+        if _ours(r, owned):
+            blocks.setdefault(ranks[i], []).append((i, r["name"]))
+    remove(
+        [
+            i
+            for rank, block in blocks.items()
+            if not _subsequence([n for _, n in block], by_rank.get(rank, []))
+            for i, _ in block
+        ]
     )
-    if not in_place:
-        for i, _ in reversed(current):
-            ed.guard(pointer("spec", "http", i, "name"))
-            b.remove(pointer("spec", "http", i))
-            ed.forget()
-        current = []
-    start = anchor() - len(current)
     # 3. Insert what is missing, rewrite what drifted.
-    for k, (name, body) in enumerate(wanted):
-        i = start + k
-        routes = b.get(http_path)
-        if i < len(routes) and routes[i].get("name") == name:
-            if not json_equal(routes[i], body):
-                ed.guard(pointer("spec", "http", i, "name"))
-                b.replace(pointer("spec", "http", i), body)
-        else:
-            b.add(pointer("spec", "http", i), body)
-            ed.forget()
-    return order
+    for rank in sorted(by_rank):
+        routes: list[Any] = b.get(http_path, [])
+        theirs = [i for i, r in enumerate(routes) if not _ours(r, owned)]
+        start = theirs[rank - 1] + 1 if rank > 0 else 0
+        for k, w in enumerate(x for x in wanted if x.rank == rank):
+            i = start + k
+            routes = b.get(http_path, [])
+            if i < len(routes) and _ours(routes[i], owned) and routes[i].get("name") == w.name:
+                if not json_equal(routes[i], w.body):
+                    ed.guard(pointer("spec", "http", i, "name"))
+                    b.replace(pointer("spec", "http", i), w.body)
+            else:
+                b.add(pointer("spec", "http", i), w.body)
+                ed.forget()
 
 
 def _subsequence(items: list[Any], of: list[Any]) -> bool:

@@ -6,7 +6,8 @@ guarded edits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,9 +20,12 @@ from routers_istio.hosts import same_host
 __all__ = [
     "Context",
     "Dest",
+    "Owned",
     "Selected",
     "Target",
     "classify",
+    "copy_name",
+    "managed_name",
     "owned_routes",
     "resolve",
     "route_label",
@@ -67,7 +71,7 @@ class Target:
 
     @property
     def primary(self) -> Selected | None:
-        """The first selected http route: managed routes copy its behaviour and conditions."""
+        """The first selected http route; without one there is nowhere to put managed routes."""
         return next((s for s in self.selected if s.kind == "http"), None)
 
     def describe(self) -> str:
@@ -119,12 +123,49 @@ def route_label(kind: str, route: Mapping[str, Any], index: int) -> str:
     return f"{kind}[{name}]" if isinstance(name, str) and name else f"{kind}[{index}]"
 
 
-def owned_routes(obj: Mapping[str, Any], config: IstioConfig) -> set[str]:
-    """Route names we may remove or rewrite: our ledger, plus ``managedRoutes`` (Argo's rule)."""
+_COPY = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9][0-9]*)$")
+
+
+def copy_name(route: str, k: int) -> str:
+    """Istio name of the ``k``-th (0-based) http route generated for managed route ``route``.
+
+    A managed route gets one Istio route per selected http route it overlaps; managed route
+    names are DNS-1123 labels, so the ``.n`` suffix never collides with another one.
+    """
+    return route if k == 0 else f"{route}.{k + 1}"
+
+
+def managed_name(name: str) -> str:
+    """The managed route an Istio route name of ours stands for (inverse of :func:`copy_name`)."""
+    m = _COPY.match(name)
+    return m["base"] if m is not None and int(m["n"]) >= 2 else name
+
+
+class Owned:
+    """Route names we may remove or rewrite: our ledger, ``managedRoutes`` (Argo's rule) and
+    the copies (``<name>.<n>``) of the ``managedRoutes`` entries."""
+
+    def __init__(self, names: Iterable[str], bases: Iterable[str]) -> None:
+        self.names = frozenset(names)
+        self.bases = frozenset(bases)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name in self.names:
+            return True
+        base = managed_name(name)
+        return base != name and base in self.bases
+
+    def with_names(self, names: Iterable[str]) -> Owned:
+        return Owned(self.names | frozenset(names), self.bases)
+
+
+def owned_routes(obj: Mapping[str, Any], config: IstioConfig) -> Owned:
     names = ledger(obj).get("routes") or []
     out = {n for n in names if isinstance(n, str)}
     out.update(config.managed_order)
-    return out
+    return Owned(out, config.managed_order)
 
 
 def _weight(entry: Mapping[str, Any]) -> int:
@@ -199,7 +240,7 @@ def _delegate_ref(route: Mapping[str, Any], namespace: str | None) -> ObjectRef 
     return ObjectRef(GROUP, "VirtualService", ns or namespace, d["name"], VERSION)
 
 
-def _describe_routes(routes: Sequence[Any], skip: set[str]) -> str:
+def _describe_routes(routes: Sequence[Any], skip: Owned) -> str:
     labels = [
         route_label("http", r, i)
         for i, r in enumerate(routes)
@@ -223,6 +264,10 @@ def _select_http(
     what = f"VirtualService {ref.namespace}/{ref.name}"
     if names:
         picked: list[int] = []
+        by_name: dict[str, list[int]] = {}  # one pass: configs may name hundreds of routes
+        for i, r in enumerate(routes):
+            if isinstance(r, Mapping) and isinstance(r.get("name"), str):
+                by_name.setdefault(r["name"], []).append(i)
         for n in names:
             if n in owned:
                 raise ConfigError(
@@ -234,9 +279,7 @@ def _select_http(
                         )
                     ]
                 )
-            hits = [
-                i for i, r in enumerate(routes) if isinstance(r, Mapping) and r.get("name") == n
-            ]
+            hits = by_name.get(n, [])
             if not hits:
                 raise TargetNotFoundError(
                     f"http route {n!r} (named at {where}) does not exist; routes: "

@@ -22,14 +22,31 @@ def test_to_istio_uses_native_string_matches() -> None:
             queryParams=[{"name": "Variant", "exact": "x"}],
         )
     )
-    assert got == {
-        "uri": {"exact": "/api"},
-        "method": {"exact": "POST"},
-        # Istio wants lower-case header keys; a prefix stays a prefix (no regex needed).
-        "headers": {"x-canary": {"prefix": "v1.2"}, "x-b": {"regex": "a|b"}},
-        # Query parameter names are case-sensitive.
-        "queryParams": {"Variant": {"exact": "x"}},
-    }
+    assert got == [
+        {
+            "uri": {"exact": "/api"},
+            "method": {"exact": "POST"},
+            # Istio wants lower-case header keys; a prefix stays a prefix (no regex needed).
+            "headers": {"x-canary": {"prefix": "v1.2"}, "x-b": {"regex": "a|b"}},
+            # Query parameter names are case-sensitive.
+            "queryParams": {"Variant": {"exact": "x"}},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "want"),
+    [
+        ("/api", [{"exact": "/api"}, {"prefix": "/api/"}]),
+        ("/api/", [{"exact": "/api"}, {"prefix": "/api/"}]),  # trailing '/' ignored
+        ("/a/b", [{"exact": "/a/b"}, {"prefix": "/a/b/"}]),
+        ("/", [{"prefix": "/"}]),
+    ],
+)
+def test_path_prefix_is_element_wise(prefix: str, want: list[dict[str, str]]) -> None:
+    """Istio's uri prefix compares characters (``/api`` would match ``/apix``); ours does not."""
+    got = to_istio(m(path={"prefix": prefix}, method="GET"))
+    assert got == [{"uri": u, "method": {"exact": "GET"}} for u in want]
 
 
 @pytest.mark.parametrize(
@@ -88,7 +105,9 @@ def test_merge_keeps_every_primary_condition_and_folds_header_case() -> None:
         "withoutHeaders": {"x-probe": {}},
         "sourceLabels": {"app": "web"},
     }
-    ours = to_istio(m(headers=[{"name": "x-tenant", "exact": "a"}, {"name": "x-c", "exact": "1"}]))
+    (ours,) = to_istio(
+        m(headers=[{"name": "x-tenant", "exact": "a"}, {"name": "x-c", "exact": "1"}])
+    )
     got = merge(primary, ours)
     assert got == {**primary, "headers": {"X-Tenant": {"exact": "a"}, "x-c": {"exact": "1"}}}
     assert primary["headers"] == {"X-Tenant": {"exact": "a"}}  # input untouched
@@ -96,20 +115,26 @@ def test_merge_keeps_every_primary_condition_and_folds_header_case() -> None:
 
 def test_merge_refuses_case_sensitive_path_on_ignore_uri_case() -> None:
     with pytest.raises(Undecidable, match="ignoreUriCase"):
-        merge({"ignoreUriCase": True}, to_istio(m(path={"prefix": "/Api"})))
+        merge({"ignoreUriCase": True}, to_istio(m(path={"exact": "/Api"}))[0])
 
 
 def test_cross_product_drops_disjoint_pairs_and_never_returns_empty() -> None:
     primary = [{"uri": {"prefix": "/api"}}, {"uri": {"prefix": "/web"}}]
     ours = [m(path={"prefix": "/api/v2"}), m(headers=[{"name": "x", "exact": "1"}])]
     assert cross_product(primary, ours) == [
-        {"uri": {"prefix": "/api/v2"}},
+        {"uri": {"exact": "/api/v2"}},
+        {"uri": {"prefix": "/api/v2/"}},
         {"uri": {"prefix": "/api"}, "headers": {"x": {"exact": "1"}}},
         {"uri": {"prefix": "/web"}, "headers": {"x": {"exact": "1"}}},
     ]
     with pytest.raises(Disjoint):
         cross_product([{"uri": {"prefix": "/api"}}], [m(path={"exact": "/web"})])
-    assert cross_product(None, ours) == [to_istio(o) for o in ours]
+    assert cross_product(None, ours) == [e for o in ours for e in to_istio(o)]
+    # An element-wise prefix never reaches a longer sibling path the primary serves.
+    assert cross_product([{"uri": {"prefix": "/ap"}}], [m(path={"prefix": "/api"})]) == [
+        {"uri": {"exact": "/api"}},
+        {"uri": {"prefix": "/api/"}},
+    ]
 
 
 def test_hosts_resolve_like_istio() -> None:

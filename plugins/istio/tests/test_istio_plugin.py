@@ -407,7 +407,9 @@ def test_header_route_uses_dr_host_canary_subset_and_port() -> None:
     assert out["spec"]["http"][0]["route"] == [dest("svc", 100, "canary", 80)]
 
 
-def test_managed_routes_go_before_the_first_shadowing_route() -> None:
+def test_managed_routes_go_right_before_their_primary_even_behind_a_catch_all() -> None:
+    """A copy placed before a foreign catch-all would steal the catch-all's traffic; right
+    before the (unreachable) primary it changes nothing, and a warning says so."""
     cfg = config({"virtualService": {"name": "app", "routes": ["primary"]}})
     catch_all = route("catch-all", dest("legacy"))
     before = route("static", dest("cdn"), match=[{"uri": {"prefix": "/static"}}])
@@ -424,9 +426,12 @@ def test_managed_routes_go_before_the_first_shadowing_route() -> None:
             ),
         )
     )
-    out = get(run(cfg, objs, state(headerRoutes=[HEADER], mirrorRoutes=[MIRROR])))
-    # The match-less route comes first: managed routes go before it, in state order.
-    assert http_names(out) == ["static", "h", "m", "catch-all", "primary"]
+    desired = state(headerRoutes=[HEADER], mirrorRoutes=[MIRROR])
+    out = get(run(cfg, objs, desired))
+    assert http_names(out) == ["static", "catch-all", "h", "m", "primary"]
+    (note,) = plan(cfg, objs, desired).notes
+    assert note.level == "warning"
+    assert "http[primary] comes after http[catch-all]" in note.message
 
 
 def test_ordering_of_destination_rule_and_virtual_service_patches() -> None:
@@ -551,7 +556,15 @@ def test_example_plans_and_fits_the_offline_pipeline() -> None:
     result = plan_offline(cfg, desired, load_documents([str(ex / "live.yaml")]))
     after = {r.kind: o for r, o in result.after.items() if o is not None}
     names = [r.get("name") for r in after["VirtualService"]["spec"]["http"]]
-    assert names == ["admin", "canary-header", "canary-mirror", "primary"]
+    assert names == [
+        "admin",
+        "canary-header",
+        "canary-mirror",
+        "mobile",
+        "canary-header.2",
+        "canary-mirror.2",
+        "primary",
+    ]
     subsets = {s["name"]: s["labels"] for s in after["DestinationRule"]["spec"]["subsets"]}
     assert subsets["canary"]["rollouts-pod-template-hash"] == "85c4d9f8b7"
     assert subsets["legacy"] == {"app": "checkout", "version": "v1"}

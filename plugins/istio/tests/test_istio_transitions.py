@@ -103,15 +103,16 @@ def test_state_sequences_converge_and_clean_up(sequence: list[TrafficState], mir
                 [*desired.header_routes, *desired.mirror_routes], key=lambda r: NAMES.index(r.name)
             )
         ]
-        assert names == ["admin", *wanted, "primary"]
+        # Every match drawn overlaps both selected routes: one copy before each.
+        assert names == ["admin", *wanted, "mobile", *(f"{n}.2" for n in wanted), "primary"]
     live = step(bindings, live, Cleanup())
     for ref, obj in original.items():
         got = live[ref]
         if ref.kind == "VirtualService":
             assert got["spec"]["http"][0] == obj["spec"]["http"][0]
-            assert [r["name"] for r in got["spec"]["http"]] == ["admin", "primary"]
-            weights = [d["weight"] for d in got["spec"]["http"][1]["route"]]
-            assert weights == [100, 0]
+            assert [r["name"] for r in got["spec"]["http"]] == ["admin", "mobile", "primary"]
+            for route in got["spec"]["http"][1:]:
+                assert [d["weight"] for d in route["route"]] == [100, 0]
         else:
             assert [s["name"] for s in got["spec"]["subsets"]] == [
                 s["name"] for s in obj["spec"]["subsets"]

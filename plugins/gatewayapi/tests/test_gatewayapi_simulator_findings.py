@@ -1,0 +1,336 @@
+"""Regressions for the two divergences the cross-target equivalence test found
+(tests/simulate/test_equivalence.py): overlapping managed routes resolved by Gateway API's
+specificity instead of route order, and a foreign backend's share following the state's total.
+
+Outcomes are checked with the Gateway API traffic simulator (most specific match wins), not by
+reading our own rules back, so a rule that looks right but loses precedence fails here.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from gatewayapi_helpers import (
+    config,
+    live,
+    obj_of,
+    plan,
+    ref,
+    route,
+    rule,
+    rules_of,
+    run,
+    state,
+    weights_of,
+)
+from routers_gatewayapi.matches import Unexpressible, intersect, outranks
+from routers_gatewayapi.shares import beside_foreign
+
+from routers.errors import PlanError, UnsupportedError
+from routers.planning import weights
+from routers.planning.objects import LiveObjects
+from routers.simulate import Outcome, parse_request, simulate_grpc_routes, simulate_http_routes
+
+HEADER = {
+    "name": "canary-header",
+    "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}],
+}
+ORDERS_MIRROR = {
+    "name": "canary-mirror",
+    "percentage": 12.5,
+    "matches": [{"method": "GET", "path": {"prefix": "/api/orders"}}],
+}
+
+
+def routed(objs: LiveObjects, request: str) -> Outcome:
+    return simulate_http_routes([obj_of(objs)], parse_request(request))
+
+
+def api_and_pages() -> LiveObjects:
+    return live(route(rule("/api"), rule("/")))
+
+
+# -- overlapping managed routes: the first in managedRoutes order wins --------------------------
+
+
+def test_simulator_header_route_beats_overlapping_more_specific_mirror_route() -> None:
+    """The shipped example: GET /api/orders with X-Canary went 80/20 + mirror, not 100% canary."""
+    after = run(
+        config(),
+        api_and_pages(),
+        state(weight=20, headerRoutes=[HEADER], mirrorRoutes=[ORDERS_MIRROR]),
+    )
+    both = routed(after, "GET /api/orders -H X-Canary:always")
+    assert (dict(both.shares), dict(both.mirrors)) == ({"web-canary": 1}, {})
+    assert "canary-header" in both.via
+    mirrored = routed(after, "GET /api/orders")
+    assert dict(mirrored.shares) == {"web-stable": Fraction(4, 5), "web-canary": Fraction(1, 5)}
+    assert dict(mirrored.mirrors) == {"web-canary": Fraction(1, 8)}
+    header_only = routed(after, "POST /api/orders -H X-Canary:always")
+    assert dict(header_only.shares) == {"web-canary": 1}
+    # The header rule derived from /api carries the combined match; the one from / does not
+    # need it (/api/orders belongs to the /api rule).
+    header_api = next(r for r in rules_of(after) if r.get("name") == "canary-header")
+    assert header_api["matches"][1] == {
+        "path": {"type": "PathPrefix", "value": "/api/orders"},
+        "headers": [{"name": "X-Canary", "type": "Exact", "value": "always"}],
+        "method": "GET",
+    }
+    assert (
+        len(next(r for r in rules_of(after) if r.get("name") == "canary-header.2")["matches"]) == 1
+    )
+
+
+def test_simulator_mirror_route_listed_first_keeps_requests_shared_with_a_header_route() -> None:
+    """managedRoutes puts the mirror first: a request matching both is split and mirrored."""
+    cfg = config(managedRoutes=[{"name": "canary-mirror"}, {"name": "canary-header"}])
+    header = {
+        "name": "canary-header",
+        "matches": [
+            {"path": {"exact": "/api/orders"}, "headers": [{"name": "X-Canary", "exact": "always"}]}
+        ],
+    }
+    after = run(
+        cfg, api_and_pages(), state(weight=20, headerRoutes=[header], mirrorRoutes=[ORDERS_MIRROR])
+    )
+    assert [r.get("name") for r in rules_of(after)][:2] == ["canary-mirror", "canary-header"]
+    both = routed(after, "GET /api/orders -H X-Canary:always")
+    assert dict(both.shares) == {"web-stable": Fraction(4, 5), "web-canary": Fraction(1, 5)}
+    assert dict(both.mirrors) == {"web-canary": Fraction(1, 8)}
+    # Requests only the header route matches still go to the canary.
+    assert dict(routed(after, "POST /api/orders -H X-Canary:always").shares) == {"web-canary": 1}
+
+
+def test_simulator_three_overlapping_routes_resolve_to_the_first() -> None:
+    """The first route also outranks the combined matches of the two behind it."""
+    cfg = config(managedRoutes=[{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    a = {"name": "a", "matches": [{"headers": [{"name": "X-A", "exact": "1"}]}]}
+    b = {"name": "b", "percentage": 50, "matches": [{"method": "GET"}]}
+    c = {"name": "c", "matches": [{"path": {"prefix": "/api/v2"}}]}
+    after = run(cfg, api_and_pages(), state(weight=10, headerRoutes=[a, c], mirrorRoutes=[b]))
+    everything = routed(after, "GET /api/v2/x -H X-A:1")
+    assert (dict(everything.shares), dict(everything.mirrors)) == ({"web-canary": 1}, {})
+    b_and_c = routed(after, "GET /api/v2/x")
+    assert dict(b_and_c.mirrors) == {"web-canary": Fraction(1, 2)}
+    assert dict(b_and_c.shares) == {"web-stable": Fraction(9, 10), "web-canary": Fraction(1, 10)}
+    assert dict(routed(after, "POST /api/v2/x").shares) == {"web-canary": 1}
+
+
+def test_simulator_routes_that_act_alike_or_never_overlap_get_no_combined_matches() -> None:
+    two_headers = [
+        HEADER,
+        {"name": "beta", "matches": [{"path": {"prefix": "/api"}, "method": "GET"}]},
+    ]
+    after = run(config(), api_and_pages(), state(headerRoutes=two_headers))
+    assert all(len(r["matches"]) == 1 for r in rules_of(after) if r.get("name"))
+    disjoint = {
+        "name": "never",
+        "percentage": 100,
+        "matches": [{"method": "GET", "headers": [{"name": "X-Canary", "exact": "never"}]}],
+    }
+    after = run(config(), api_and_pages(), state(headerRoutes=[HEADER], mirrorRoutes=[disjoint]))
+    assert all(len(r["matches"]) == 1 for r in rules_of(after) if r.get("name"))
+
+
+def test_simulator_overlap_that_cannot_be_ordered_exactly_is_refused() -> None:
+    header = {
+        "name": "canary-header",
+        "matches": [{"headers": [{"name": "X-Group", "regex": "(a|b)c"}]}],
+    }
+    mirror = {
+        "name": "canary-mirror",
+        "matches": [{"method": "GET", "headers": [{"name": "X-Group", "regex": "[ab]+c"}]}],
+    }
+    with pytest.raises(UnsupportedError) as err:
+        plan(config(), api_and_pages(), state(headerRoutes=[header], mirrorRoutes=[mirror]))
+    text = str(err.value)
+    assert "setHeaderRoute 'canary-header'" in text and "setMirrorRoute 'canary-mirror'" in text
+    assert "X-Group" in text and "no single condition states both" in text
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "both"),
+    [
+        # The exact value survives when the other side's regex accepts it.
+        (
+            {"headers": [{"name": "x", "type": "Exact", "value": "beta-1"}]},
+            {"headers": [{"name": "X", "type": "RegularExpression", "value": "^beta.*"}]},
+            {"headers": [{"name": "x", "type": "Exact", "value": "beta-1"}]},
+        ),
+        # Two literal prefixes: the longer one, or nothing.
+        (
+            {"headers": [{"name": "x", "type": "RegularExpression", "value": "^beta.*"}]},
+            {"headers": [{"name": "x", "type": "RegularExpression", "value": "^beta-2.*"}]},
+            {"headers": [{"name": "x", "type": "RegularExpression", "value": "^beta-2.*"}]},
+        ),
+        (
+            {"headers": [{"name": "x", "type": "RegularExpression", "value": "^alpha.*"}]},
+            {"headers": [{"name": "x", "type": "RegularExpression", "value": "^beta.*"}]},
+            None,
+        ),
+        (
+            {"path": {"type": "PathPrefix", "value": "/api"}},
+            {"path": {"type": "PathPrefix", "value": "/"}, "method": "GET"},
+            {"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET"},
+        ),
+        ({"method": "GET"}, {"method": "POST"}, None),
+    ],
+)
+def test_intersect_is_the_exact_and(
+    a: dict[str, Any], b: dict[str, Any], both: dict[str, Any] | None
+) -> None:
+    assert intersect("http", a, b) == both
+
+
+def test_outranks_follows_the_precedence_order_and_refuses_regex_paths() -> None:
+    def m(path: str, kind: str = "PathPrefix", **kw: Any) -> dict[str, Any]:
+        return {"path": {"type": kind, "value": path}, **kw}
+
+    header = [{"name": "x", "type": "Exact", "value": "1"}]
+    assert outranks("http", m("/api", "Exact"), m("/api/"))
+    assert outranks("http", m("/api/orders"), m("/api", method="GET", headers=header))
+    assert outranks("http", m("/api", method="GET"), m("/api", headers=header))
+    assert not outranks("http", m("/api/", headers=header), m("/api", headers=header))
+    with pytest.raises(Unexpressible, match="implementation-specific"):
+        outranks("http", m("/a.*", "RegularExpression"), m("/api"))
+
+
+# -- foreign backends keep their share -----------------------------------------------------------
+
+
+def with_legacy(stable: int | None = 100, canary: int = 0, legacy: int | None = 5) -> LiveObjects:
+    source = rule("/")
+    source["backendRefs"] = [
+        ref("web-stable", weight=stable),
+        ref("web-canary", weight=canary),
+        ref("legacy", weight=legacy),
+    ]
+    return live(route(source))
+
+
+def legacy_share(objs: LiveObjects) -> Fraction:
+    return routed(objs, "GET /").share("legacy")
+
+
+def test_simulator_foreign_backend_share_does_not_depend_on_total() -> None:
+    for desired in (state(weight=0, total=1_000_000), state(weight=20), state(weight=0, total=7)):
+        after = run(config(), with_legacy(), desired)
+        assert weights_of(rules_of(after)[0])["legacy"] == 5
+        assert legacy_share(after) == Fraction(5, 105)
+    assert weights_of(rules_of(run(config(), with_legacy(), state(weight=20)))[0]) == {
+        "web-stable": 80,
+        "web-canary": 20,
+        "legacy": 5,
+    }
+
+
+def test_simulator_foreign_backend_is_rescaled_only_when_our_sum_cannot_express_the_split() -> None:
+    desired = state(weight=123_457, total=1_000_000)
+    result = plan(config(), with_legacy(), desired)
+    after = run(config(), with_legacy(), desired)
+    assert weights_of(rules_of(after)[0]) == {
+        "web-stable": 876_543,
+        "web-canary": 123_457,
+        "legacy": 50_000,
+    }
+    out = routed(after, "GET /")
+    assert out.share("legacy") == Fraction(5, 105)
+    assert out.share("web-canary") == Fraction(123_457, 1_000_000) * Fraction(100, 105)
+    assert any("reweighted x10000" in n.message for n in result.notes)
+    # Later steps keep the finer scale: nothing is rewritten back and forth.
+    again = run(config(), after, state(weight=20))
+    assert weights_of(rules_of(again)[0]) == {
+        "web-stable": 800_000,
+        "web-canary": 200_000,
+        "legacy": 50_000,
+    }
+
+
+def test_simulator_default_weights_beside_a_foreign_backend_still_split_exactly() -> None:
+    """Weights left at their default of 1: our sum is 1, the split needs a finer scale."""
+    after = run(config(), with_legacy(stable=None, legacy=None), state(weight=20))
+    assert weights_of(rules_of(after)[0]) == {"web-stable": 4, "web-canary": 1, "legacy": 5}
+    assert legacy_share(after) == Fraction(1, 2)
+
+
+def test_simulator_split_is_rounded_with_a_warning_when_no_exact_scale_fits() -> None:
+    desired = state(weight=1, total=1_000_000)
+    result = plan(config(), with_legacy(stable=3, legacy=1), desired)
+    after = run(config(), with_legacy(stable=3, legacy=1), desired)
+    got = weights_of(rules_of(after)[0])
+    assert got == {"web-stable": 999_998, "web-canary": 1, "legacy": 333_333}
+    assert legacy_share(after) == Fraction(1, 4)
+    warning = [n for n in result.notes if n.level == "warning" and "rounding" in n.message]
+    assert warning and "exact" in warning[0].message
+
+
+def test_simulator_mirror_rule_carries_the_same_foreign_weights() -> None:
+    mirror = {"name": "shadow", "matches": [{"method": "GET"}]}
+    desired = state(weight=123_457, total=1_000_000, mirrorRoutes=[mirror])
+    after = run(config(), with_legacy(), desired)
+    shadow, source = rules_of(after)
+    assert shadow["backendRefs"] == source["backendRefs"]
+    assert routed(after, "GET /").share("legacy") == Fraction(5, 105)
+    assert routed(after, "POST /").share("legacy") == Fraction(5, 105)
+    notes = [n.message for n in plan(config(), with_legacy(), desired).notes]
+    assert sum("reweighted" in n for n in notes) == 1, "the mirror copy must not report again"
+
+
+def test_simulator_our_weights_at_zero_beside_a_foreign_backend_is_a_plan_error() -> None:
+    with pytest.raises(PlanError, match=r"rules\[0\].*both weigh 0.*give the stable backendRef"):
+        plan(config(), with_legacy(stable=0), state(weight=20))
+
+
+@pytest.mark.parametrize(
+    ("split", "ours", "foreign", "total", "scale"),
+    [
+        ((80, 20), 100, [5], 100, 1),  # our sum expresses it: untouched
+        ((80, 20), 1, [1], 5, 5),  # default weights: finer scale
+        ((70, 30), 100, [10, 0], 100, 1),
+        ((876_543, 123_457), 100, [5], 1_000_000, 10_000),
+        ((999_999, 1), 3, [1], 999_999, 333_333),  # no exact scale fits: the finest one
+    ],
+)
+def test_beside_foreign_picks_the_sum_that_keeps_the_foreign_share(
+    split: tuple[int, int], ours: int, foreign: list[int], total: int, scale: int
+) -> None:
+    requested = weights.Split(split[0], split[1], (), sum(split))
+    placed = beside_foreign(requested, ours, foreign)
+    assert placed is not None
+    assert placed.split.total == total and placed.foreign_scale == scale
+    assert Fraction(sum(foreign) * scale, total + sum(foreign) * scale) == Fraction(
+        sum(foreign), ours + sum(foreign)
+    )
+    assert beside_foreign(requested, ours, [0]) is None
+    with pytest.raises(ValueError, match="sum to 0"):
+        beside_foreign(requested, 0, [1])
+
+
+def test_simulator_grpc_header_route_beats_a_mirror_route_with_more_headers() -> None:
+    g = route(kind="GRPCRoute", name="g")
+    g["spec"]["rules"] = [
+        {
+            "matches": [{"method": {"type": "Exact", "service": "shop.v1.Cart"}}],
+            "backendRefs": [ref("web-stable", weight=1), ref("web-canary", weight=0)],
+        }
+    ]
+    mirror = {
+        "name": "shadow",
+        "matches": [{"headers": [{"name": "X-B", "exact": "1"}, {"name": "X-C", "exact": "1"}]}],
+    }
+    after = run(
+        config({"grpcRoute": "g"}),
+        live(g),
+        state(weight=10, headerRoutes=[HEADER], mirrorRoutes=[mirror]),
+    )
+    objs = [obj_of(after, "g", "GRPCRoute")]
+
+    def call(*headers: str) -> Outcome:
+        flags = " ".join(f"-H {h}" for h in headers)
+        return simulate_grpc_routes(objs, parse_request(f"POST /shop.v1.Cart/Add {flags}"))
+
+    both = call("X-Canary:always", "X-B:1", "X-C:1")
+    assert (dict(both.shares), dict(both.mirrors)) == ({"web-canary": 1}, {})
+    assert dict(call("X-B:1", "X-C:1").mirrors) == {"web-canary": 1}
