@@ -52,3 +52,30 @@ def test_scaling_keeps_additional_destinations_and_never_goes_negative() -> None
     out = s.scaled(100)
     assert out.weights == [34, 33, 33]
     assert out.additional == (("x", 33),)
+
+
+@given(
+    st.integers(1, 1000),
+    st.lists(st.integers(0, 1000), min_size=1, max_size=3),
+    st.integers(1, 100).flatmap(lambda t: st.tuples(st.just(t), st.integers(0, t))),
+)
+def test_beside_foreign_keeps_every_foreign_share(
+    ours: int, foreign: list[int], tw: tuple[int, int]
+) -> None:
+    from routers.planning.weights import beside_foreign
+
+    total, weight = tw
+    want = split(TrafficState(weight=weight, total=total))
+    out = beside_foreign(want, ours, foreign, 1_000_000)
+    if not any(foreign):
+        assert out is None
+        return
+    assert out is not None
+    new_foreign = [f * out.foreign_scale for f in foreign]
+    assert all(f.denominator == 1 for f in new_foreign)
+    before = ours + sum(foreign)
+    after = out.split.total + sum(new_foreign)
+    for old, new in zip(foreign, new_foreign, strict=True):
+        assert Fraction(old, before) == new / after  # the foreign share is exactly the same
+    if not out.split.rounded:
+        assert Fraction(out.split.canary, out.split.total) == Fraction(weight, total)
