@@ -9,7 +9,6 @@ the mechanics independently of any mesh CRD.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,18 +32,14 @@ from routers.model import RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Create, Patch, Plan
 from routers.registry import Registry
-from tests.conftest import THIRDPARTY, entry
+from tests.conftest import configmap_registry
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
-    sys.path.insert(0, str(THIRDPARTY))
-    yield Registry(
-        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=()
-    )  # type: ignore[list-item]
-    sys.path.remove(str(THIRDPARTY))
+    yield from configmap_registry()
 
 
 @pytest.fixture(scope="module")

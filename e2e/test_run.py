@@ -22,7 +22,7 @@ from routers.cluster.run import PROGRESS, Event, RunAborted, Runner, send_comman
 from routers.model import RoutingConfig
 from routers.model.steps import steps_from_document
 from routers.registry import Registry
-from tests.conftest import THIRDPARTY, entry
+from tests.conftest import THIRDPARTY, configmap_registry
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +35,7 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
-    sys.path.insert(0, str(THIRDPARTY))
-    yield Registry(
-        lambda: [entry("configmap", "routers_example_configmap:ConfigMapPlugin")], disabled=()
-    )  # type: ignore[list-item]
-    sys.path.remove(str(THIRDPARTY))
+    yield from configmap_registry()
 
 
 def router_for(cp: ControlPlane, ns: str, registry: Registry) -> Router:

@@ -51,6 +51,25 @@ def thirdparty_path() -> Iterator[None]:
         sys.path.remove(str(THIRDPARTY))
 
 
+def configmap_registry() -> Iterator[Registry]:
+    """Only the example ConfigMap plugin, importable while the generator is alive."""
+    sys.path.insert(0, str(THIRDPARTY))
+    try:
+        yield Registry(
+            lambda: [
+                entry(
+                    "configmap",
+                    "routers_example_configmap:ConfigMapPlugin",
+                    "routers-example-configmap",
+                    "0.3.0",
+                )
+            ],  # type: ignore[list-item]
+            disabled=(),
+        )
+    finally:
+        sys.path.remove(str(THIRDPARTY))
+
+
 @pytest.fixture
 def cm_registry(thirdparty_path: None) -> Registry:
     """Only the example ConfigMap plugin."""

@@ -144,15 +144,15 @@ def observations_data(observations: Sequence[Observation]) -> list[dict[str, Any
     ]
 
 
+def _routes_text(o: Observation, sep: str, mirror: str) -> str:
+    mirrors = (mirror.format(n, p) for n, p in o.mirror_routes.items())
+    return sep.join([*o.header_routes, *mirrors]) or "-"
+
+
 def observations_table(observations: Sequence[Observation]) -> str:
     rows = []
     for o in observations:
-        routes = (
-            ",".join(
-                [*o.header_routes, *(f"{n}(mirror {p:g}%)" for n, p in o.mirror_routes.items())]
-            )
-            or "-"
-        )
+        routes = _routes_text(o, ",", "{}(mirror {:g}%)")
         ready = {True: "True", False: "False", None: "-"}[o.ready]
         if not o.weights:
             rows.append((o.plugin, "-", "-", routes, ready, "; ".join(o.problems)))
@@ -239,12 +239,7 @@ def _rich_status(observations: Sequence[Observation]) -> Any:
     for col in ("target", "location", "canary", "managed routes", "ready", "problems"):
         weights.add_column(col)
     for o in observations:
-        routes = (
-            ", ".join(
-                [*o.header_routes, *(f"{n} (mirror {p:g}%)" for n, p in o.mirror_routes.items())]
-            )
-            or "-"
-        )
+        routes = _routes_text(o, ", ", "{} (mirror {:g}%)")
         ready = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[o.ready]
         for w in o.weights or ():
             pct = f"{100 * w.canary / w.total:.4g}%" if w.total else "-"
