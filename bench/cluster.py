@@ -161,16 +161,12 @@ class OursLive:
 
     def __init__(self, router: Router, live: dict[ObjectRef, JSON]) -> None:
         self.router = router
-        self.cache = dict(live)
+        self.cache: dict[ObjectRef, JSON | None] = dict(live)
 
     def step(self, state: TrafficState) -> int:
         outcome = self.router.apply_state(state, live=self.cache)
-        self.cache = dict(outcome.live)
-        for done in outcome.applied:
-            if done.after is None:
-                self.cache.pop(done.op.ref, None)
-            else:
-                self.cache[done.op.ref] = done.after
+        # Everything known after the step, objects known to be absent included (as None).
+        self.cache = outcome.result
         return len({a.op.ref for a in outcome.applied})
 
 
