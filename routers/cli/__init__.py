@@ -2,7 +2,8 @@
 
 Machine output goes to stdout, messages to stderr; user errors are one line plus a hint, never a
 traceback. Exit codes: 0 ok, 1 usage/config/plan/plugin error, 2 unsupported instruction,
-3 conflict or API error (cluster commands), 130 interrupted.
+3 conflict or API error (cluster commands), 4 run aborted, 130 interrupted; ``diff`` uses 1 for
+"differences found" and exits above 1 on errors, as ``kubectl diff`` does.
 """
 
 from __future__ import annotations
