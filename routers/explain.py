@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from routers.contract import ClusterFacts, MirrorSupport
+from routers.contract import Capabilities, ClusterFacts, MirrorSupport
 from routers.engine import Binding, check_capabilities
 from routers.errors import PlanError, UnsupportedError
-from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
+from routers.model import Cleanup, Desired, RoutingConfig
 from routers.planning.objects import LiveObjects
 from routers.planning.weights import split
 
@@ -72,7 +72,7 @@ def explain(
                 f"cannot express: {exc.instruction}: {exc.reason}"
                 + (f" (hint: {exc.hint})" if exc.hint else "")
             )
-            out.append(Explanation(b.name, False, tuple(lines + _limits(b.name, caps))))
+            out.append(Explanation(b.name, False, tuple(lines + _limits(caps))))
             continue
         if live is not None:
             try:
@@ -88,14 +88,11 @@ def explain(
             lines.extend(f"note: {n.message}" for n in plan.notes)
         else:
             lines.append("(no live objects given: explaining from declared capabilities)")
-        out.append(Explanation(b.name, True, tuple(lines + _limits(b.name, caps))))
+        out.append(Explanation(b.name, True, tuple(lines + _limits(caps))))
     return out
 
 
-def _limits(name: str, caps: object) -> list[str]:
-    from routers.contract import Capabilities
-
-    assert isinstance(caps, Capabilities)
+def _limits(caps: Capabilities) -> list[str]:
     out: list[str] = []
     if not caps.header_routes:
         out.append("limit: no header-based routing")
@@ -118,7 +115,3 @@ def _limits(name: str, caps: object) -> list[str]:
         )
     out.extend(f"note: {n}" for n in caps.notes)
     return out
-
-
-def is_state(desired: Desired) -> bool:
-    return isinstance(desired, TrafficState)
