@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from routers.contract import Capabilities, ClusterFacts, MirrorSupport
+from routers.contract import Capabilities, ClusterFacts, MatchLimits, MirrorSupport
 from routers.engine import Binding, check_capabilities
 from routers.errors import PlanError, UnsupportedError
 from routers.model import Cleanup, Desired, RoutingConfig
@@ -92,23 +92,41 @@ def explain(
     return out
 
 
+def _conditions(limits: MatchLimits) -> str:
+    def kinds(k: frozenset[str]) -> str:
+        return ", ".join(sorted(k)) or "no"
+
+    text = (
+        f"headers {kinds(limits.header_match)}; path {kinds(limits.path_match)}; "
+        f"method {'yes' if limits.method_match else 'no'}; query {kinds(limits.query_match)}"
+    )
+    if limits.max_matches_per_route is not None:
+        text += f"; at most {limits.max_matches_per_route} match(es) per route"
+    if limits.max_headers_per_match is not None:
+        text += f", {limits.max_headers_per_match} header(s) per match"
+    return text
+
+
 def _limits(caps: Capabilities) -> list[str]:
     out: list[str] = []
     if not caps.header_routes:
         out.append("limit: no header-based routing")
     else:
-        kinds = ", ".join(sorted(caps.header_match)) or "none"
-        out.append(
-            f"limit: header matches {kinds}; path {', '.join(sorted(caps.path_match)) or 'no'}; "
-            f"method {'yes' if caps.method_match else 'no'}; query {', '.join(sorted(caps.query_match)) or 'no'}"
-        )
+        out.append(f"limit: header routes match {_conditions(caps.header_limits())}")
+        if not caps.header_routes_with_weight:
+            out.append("limit: header routes only with weight 0")
     mirror = {
         MirrorSupport.NONE: "no mirroring",
-        MirrorSupport.FULL_ONLY: "mirroring at 100% only",
+        MirrorSupport.FULL_ONLY: "mirroring at 100% only"
+        + (" (smaller percentages rounded up, as configured)" if caps.mirror_round_up else ""),
         MirrorSupport.PERCENT: "mirroring in whole percent",
         MirrorSupport.FRACTION: "mirroring at any percentage",
     }
     out.append(f"limit: {mirror[caps.mirror]}")
+    if caps.mirror is not MirrorSupport.NONE and caps.mirror_matches is not None:
+        out.append(f"limit: mirror routes match {_conditions(caps.mirror_matches)}")
+    if caps.max_routes is not None:
+        out.append(f"limit: at most {caps.max_routes} managed route(s) at once")
     if caps.max_total is not None:
         out.append(
             f"limit: weights are exact up to a total of {caps.max_total}; finer totals are rounded (and reported)"
