@@ -9,17 +9,21 @@ reports the rounding instead of hiding it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from routers.model.state import TrafficState
 
 __all__ = [
     "BesideForeign",
     "Split",
+    "as_integers",
     "beside_foreign",
     "largest_remainder",
+    "parse_weight",
     "share",
     "shares_close",
     "split",
@@ -161,3 +165,43 @@ def beside_foreign(
     if chosen is None:
         chosen = fits if fits >= 1 else scale
     return BesideForeign(split.scaled(chosen * base), Fraction(chosen, scale))
+
+
+_QUANTITY = re.compile(
+    r"^(?P<num>[+]?(?:\d+(?:\.\d*)?|\.\d+))"
+    r"(?:(?P<bin>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<exp>[eE][+-]?\d+)|(?P<dec>[numkMGTPE])?)$"
+)
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+
+
+def parse_weight(value: Any) -> Fraction | None:
+    """A relative weight as an exact non-negative number, also from a Kubernetes quantity string
+    (``"500m"``, ``"1Ki"``, ``"2e3"``: SMI v1alpha1 objects others wrote); ``None`` when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Fraction(value) if value >= 0 else None
+    if isinstance(value, float):
+        return Fraction(value) if math.isfinite(value) and value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    m = _QUANTITY.match(value.strip())
+    if m is None:
+        return None
+    number = Fraction(m.group("num"))
+    if m.group("bin"):
+        return number * Fraction(2) ** _BINARY[m.group("bin")]
+    if m.group("exp"):
+        return number * Fraction(10) ** int(m.group("exp")[1:])
+    return number * Fraction(10) ** _DECIMAL[m.group("dec") or ""]
+
+
+def as_integers(weights: Sequence[Fraction]) -> list[int]:
+    """Relative weights as integers with the same ratios (``1/2, 1/10`` -> ``5, 1``)."""
+    scale = math.lcm(1, *(w.denominator for w in weights))
+    ints = [int(w * scale) for w in weights]
+    common = math.gcd(*ints) if any(ints) else 1
+    if scale > 1 and common > 1:
+        ints = [i // common for i in ints]
+    return ints

@@ -15,7 +15,7 @@ from routers.simulate.meaning import Intent, intended, match_applies, split_outc
 from routers.simulate.nginx import simulate_ingress_nginx
 from routers.simulate.outcome import Outcome
 from routers.simulate.request import Request, parse_request
-from routers.simulate.smi import quantity, simulate_traffic_split
+from routers.simulate.smi import simulate_traffic_split
 from routers.simulate.targets import Simulated, simulate_objects
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "intended",
     "match_applies",
     "parse_request",
-    "quantity",
     "simulate_grpc_routes",
     "simulate_http_routes",
     "simulate_ingress_nginx",

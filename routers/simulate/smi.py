@@ -15,45 +15,18 @@ Kubernetes quantities (``500m``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from routers.planning.weights import parse_weight
 from routers.simulate._strings import regex_matches
 from routers.simulate.outcome import Outcome, add_shares
 from routers.simulate.request import Request
 
-__all__ = ["quantity", "simulate_traffic_split"]
+__all__ = ["simulate_traffic_split"]
 
 JSON = Mapping[str, Any]
-
-_QUANTITY = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)(m|k|M|G|T|Ki|Mi|Gi)?$")
-_SUFFIX = {
-    None: Fraction(1),
-    "m": Fraction(1, 1000),
-    "k": Fraction(1000),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "Ki": Fraction(1024),
-    "Mi": Fraction(1024**2),
-    "Gi": Fraction(1024**3),
-}
-
-
-def quantity(value: Any) -> Fraction | None:
-    """A backend weight: a number, or a Kubernetes quantity string (v1alpha1)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        return Fraction(repr(value))
-    m = _QUANTITY.match(str(value).strip())
-    if not m:
-        return None
-    return Fraction(m.group(1)) * _SUFFIX[m.group(2)]
 
 
 def _short(service: str, namespace: str | None) -> str:
@@ -137,7 +110,7 @@ def simulate_traffic_split(
     backends = [
         b for b in (split.get("spec") or {}).get("backends") or [] if isinstance(b, Mapping)
     ]
-    weights = [quantity(b.get("weight")) for b in backends]
+    weights = [parse_weight(b.get("weight")) for b in backends]
     if any(w is None or w < 0 for w in weights):
         return Outcome(via=via, status=500, reason="invalid backend weight")
     total = sum((w for w in weights if w is not None), Fraction(0))

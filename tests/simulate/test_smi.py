@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from routers.simulate import parse_request, quantity, simulate_traffic_split
+from routers.planning.weights import parse_weight as quantity
+from routers.simulate import parse_request, simulate_traffic_split
 
 F = Fraction
 
