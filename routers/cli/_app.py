@@ -251,7 +251,6 @@ def apply(
     output: str | None,
 ) -> None:
     """Make the cluster express a state. Same state twice: zero writes."""
-    from routers.cluster import reconcile
 
     router = _router(config_path, kubeconfig, context, namespace)
     desired = load_desired(state_path, cleanup, keep_weights)
@@ -260,14 +259,7 @@ def apply(
         _render.notes(result.plans)
         _render.plan_result(result, output or "patch")
         return
-    outcome = reconcile(
-        router.kube,
-        router.config,
-        desired,
-        bindings=router._bindings,
-        facts=router.facts(),
-        dry_run=dry_run == "server",
-    )
+    outcome = router.reconcile(desired, dry_run=dry_run == "server")
     _render.notes(outcome.plans)
     _render.applied(outcome)
     if output:
@@ -281,12 +273,10 @@ def apply(
 
 
 def _plan_against_cluster(router: Any, desired: Desired) -> Any:
-    from routers.cluster import reader
-    from routers.engine import OfflineResult, gather, plan_all
+    from routers.engine import OfflineResult
     from routers.planning.offline import apply_plans
 
-    live = gather(router._bindings, reader(router.kube))
-    plans = plan_all(router._bindings, live, desired, router.facts(), routing=router.config)
+    plans, live = router.plan(desired)
     return OfflineResult(tuple(plans), live, apply_plans(plans, live))
 
 

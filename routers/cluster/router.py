@@ -26,10 +26,11 @@ from routers.cluster._apply import Outcome, gather_facts, reader, reconcile
 from routers.cluster._kube import Kube
 from routers.cluster._transport import Transport
 from routers.contract import ClusterFacts, Observation
-from routers.engine import Binding, VerifyReport, bind, gather, observe_all, verify
+from routers.engine import Binding, VerifyReport, bind, gather, observe_all, plan_all, verify
 from routers.model import (
     AdditionalDestination,
     Cleanup,
+    Desired,
     RemoveManagedRoutes,
     RequestMatch,
     RoutingConfig,
@@ -39,6 +40,7 @@ from routers.model import (
     TrafficState,
 )
 from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.plan import Plan
 from routers.registry import Registry
 
 __all__ = ["Router"]
@@ -166,6 +168,20 @@ class Router:
     def read(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> LiveObjects:
         """The targets as they are now (objects in ``live`` are not read again)."""
         return gather(self._bindings, reader(self.kube), live)
+
+    def plan(
+        self, desired: Desired, *, live: Mapping[ObjectRef, JSON | None] | None = None
+    ) -> tuple[list[Plan], LiveObjects]:
+        """What applying ``desired`` would do, without writing (``apply --dry-run=client``)."""
+        snapshot = self.read(live=live)
+        plans = plan_all(self._bindings, snapshot, desired, self.facts(), routing=self.config)
+        return plans, snapshot
+
+    def reconcile(self, desired: Desired, *, dry_run: bool = False) -> Outcome:
+        """``apply_state`` or ``cleanup``, whichever ``desired`` is."""
+        if isinstance(desired, Cleanup):
+            return self.cleanup(restore_stable=desired.restore_stable, dry_run=dry_run)
+        return self.apply_state(desired, dry_run=dry_run)
 
     def targets(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[ObjectRef]:
         """Every object this config routes through (what to watch, where progress is kept)."""
