@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from routers.contract import Capabilities, ClusterFacts, MirrorSupport
+from routers.contract import Capabilities, ClusterFacts, MatchLimits, MirrorSupport
 from routers.engine import (
     bind,
     check_capabilities,
@@ -181,6 +181,28 @@ class _Binding:
             "at most 1 managed route",
         ),
         (
+            Capabilities(
+                header_routes=True,
+                header_match=frozenset({"exact"}),
+                header_routes_with_weight=False,
+            ),
+            {
+                "weight": 10,
+                "headerRoutes": [
+                    {"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1"}]}]}
+                ],
+            },
+            "only be combined with weight 0",
+        ),
+        (
+            Capabilities(
+                mirror=MirrorSupport.FULL_ONLY,
+                mirror_matches=MatchLimits(path_match=frozenset({"prefix"})),
+            ),
+            {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 100}]},
+            "method matches",
+        ),
+        (
             Capabilities(additional_destinations=False),
             {"additionalDestinations": [{"service": "x", "weight": 1}]},
             "additional",
@@ -275,3 +297,16 @@ def test_facts_from_crd_manifests() -> None:
     got = facts.crd("httproutes.gateway.networking.k8s.io")
     assert got is not None
     assert (got.bundle_version, got.channel) == ("v1.2.1", "standard")
+
+
+def test_mirror_round_up_is_accepted_only_when_declared() -> None:
+    state = TrafficState.parse(
+        {"mirrorRoutes": [{"name": "m", "matches": [{"path": {"prefix": "/"}}], "percentage": 5}]}
+    )
+    caps = Capabilities(mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"}))
+    with pytest.raises(UnsupportedError, match="only 100% mirroring"):
+        check_capabilities(_Binding(caps), state, ClusterFacts())  # type: ignore[arg-type]
+    rounded = Capabilities(
+        mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"}), mirror_round_up=True
+    )
+    check_capabilities(_Binding(rounded), state, ClusterFacts())  # type: ignore[arg-type]

@@ -99,3 +99,92 @@ def test_known_absent_objects_are_not_read() -> None:
     assert reads == []
     assert live.absent == {ref}
     assert live.known() == {ref: None}
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, list[tuple[str, str]]]] = []
+
+    def request(
+        self, method: str, path: str, *, query: Any = (), body: Any = None, content_type: str = ""
+    ) -> Any:
+        self.calls.append((method, path, list(query)))
+        if path == "/apis":
+            return {"groups": []}
+        if path == "/api/v1":
+            return {"resources": [{"name": "configmaps", "kind": "ConfigMap", "namespaced": True}]}
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("ops", "strict"),
+    [
+        (
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+                {"op": "replace", "path": "/data/w", "value": "2"},
+            ],
+            False,
+        ),
+        ([{"op": "add", "path": "/data/new", "value": "x"}], True),
+        ([{"op": "replace", "path": "/spec/http/0", "value": {"name": "r"}}], True),
+    ],
+)
+def test_strict_field_validation_only_when_a_patch_adds_structure(
+    ops: list[Any], strict: bool
+) -> None:
+    from routers.cluster import Kube
+    from routers.planning.objects import ObjectRef
+
+    t = RecordingTransport()
+    Kube(t).json_patch(ObjectRef("", "ConfigMap", "ns", "c"), ops)  # type: ignore[arg-type]
+    (_, _, query) = t.calls[-1]
+    assert (("fieldValidation", "Strict") in query) is strict
+    assert ("fieldManager", "canary-routers") in query
+
+
+def test_is_transient() -> None:
+    from routers.errors import (
+        ApplyError,
+        ConfigError,
+        ConflictError,
+        ForbiddenError,
+        TargetNotFoundError,
+        UnsupportedError,
+        is_transient,
+    )
+
+    assert is_transient(ConflictError("x", 3, "409"))
+    assert is_transient(TargetNotFoundError("gone"))
+    assert is_transient(ApplyError("x", code=503, reason="", message=""))
+    assert is_transient(ApplyError("x", code=0, reason="Unreachable", message=""))
+    assert not is_transient(ApplyError("x", code=422, reason="Invalid", message=""))
+    assert not is_transient(ForbiddenError("x", verb="patch", resource="r", message=""))
+    assert not is_transient(ConfigError("bad"))
+    assert not is_transient(UnsupportedError("p", "i", "r"))
+
+
+def test_relaxed_attempts_drop_only_the_resource_version_guard() -> None:
+    from routers.cluster import execute
+    from routers.planning.objects import LiveObjects, ObjectRef
+    from routers.planning.plan import Patch, Plan
+
+    sent: list[Any] = []
+
+    class Kube:
+        def json_patch(self, ref: Any, ops: Any, *, dry_run: bool = False) -> dict[str, Any]:
+            sent.append(list(ops))
+            return {}
+
+    ref = ObjectRef("", "ConfigMap", "ns", "c")
+    ops = (
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+        {"op": "test", "path": "/spec/http/0/name", "value": "primary"},
+        {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 20},
+    )
+    plan = Plan("p", (Patch(ref, ops, "weights"),))
+    live = LiveObjects([(ref, {"metadata": {"resourceVersion": "7"}})])
+    execute(Kube(), [plan], live)  # type: ignore[arg-type]
+    execute(Kube(), [plan], live, relax_resource_version=True)  # type: ignore[arg-type]
+    assert sent[0] == list(ops)
+    assert sent[1] == list(ops[1:])  # identity guard kept
