@@ -17,6 +17,8 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 # Printable ASCII with single inner spaces/tabs: Gateway API's (experimental) header value
 # pattern. It also keeps CR/LF/NUL out, so a value can never split a header or a config line.
 _FIELD_VALUE = re.compile(r"^[!-~]+([\t ]?[!-~]+)*$")
+# Owner identity: what a ledger entry is keyed by (``team-a/checkout``, ``Rollout shop/web``).
+_OWNER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._:/ -]*[A-Za-z0-9])?$")
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -43,6 +45,15 @@ def _dns_label(value: str) -> str:
 def _object_name(value: str) -> str:
     if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
         raise ValueError(f"{value!r} is not a valid Kubernetes object name (DNS-1123 subdomain)")
+    return value
+
+
+def _owner(value: str) -> str:
+    if not _OWNER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid owner (letters, digits and . _ : / - or single inner "
+            "spaces; starting and ending with a letter or digit)"
+        )
     return value
 
 
@@ -78,4 +89,5 @@ RouteName = Annotated[str, Field(min_length=1), AfterValidator(_dns_label)]
 ObjectName = Annotated[str, Field(min_length=1), AfterValidator(_object_name)]
 MatchValue = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_field_value)]
 PathValue = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path_value)]
+OwnerName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_owner)]
 Regex = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(check_re2)]

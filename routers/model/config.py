@@ -16,13 +16,21 @@ from pydantic import Field, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, require_mapping
-from routers.model._validators import ObjectName, RouteName
+from routers.model._validators import ObjectName, OwnerName, RouteName
 from routers.model.state import MAX_TOTAL, TrafficState
 
-__all__ = ["ManagedRouteRef", "RoutingConfig", "Section"]
+__all__ = ["ManagedRouteRef", "RolloutRef", "RoutingConfig", "Section"]
 
 _COMMON = frozenset(
-    {"stableService", "canaryService", "namespace", "managedRoutes", "maxTrafficWeight"}
+    {
+        "stableService",
+        "canaryService",
+        "namespace",
+        "managedRoutes",
+        "maxTrafficWeight",
+        "owner",
+        "rollout",
+    }
 )
 _COMMON_SNAKE = frozenset(
     {"stable_service", "canary_service", "namespace", "managed_routes", "max_traffic_weight"}
@@ -31,6 +39,15 @@ _COMMON_SNAKE = frozenset(
 
 class ManagedRouteRef(Model):
     name: RouteName
+
+
+class RolloutRef(Model):
+    """The Argo Rollout a config belongs to: the source of Argo's defaults and of our owner key."""
+
+    name: ObjectName
+    namespace: ObjectName | None = None
+    uid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Recorded for humans; ownership is keyed by namespace/name, which survives re-creation."""
 
 
 class Section(Model):
@@ -47,6 +64,9 @@ class RoutingConfig(Model):
     namespace: ObjectName | None = None
     managed_routes: Annotated[tuple[ManagedRouteRef, ...], Field(strict=False)] = ()
     max_traffic_weight: Annotated[int, Field(ge=1, le=MAX_TOTAL)] | None = None
+    owner: OwnerName | None = None
+    """Who owns what this config adds to shared objects; see :meth:`owner_key`."""
+    rollout: RolloutRef | None = None
     sections: Annotated[tuple[Section, ...], Field(strict=False)] = ()
 
     @model_validator(mode="before")
@@ -111,11 +131,34 @@ class RoutingConfig(Model):
                 for k in ("stableService", "canaryService", "trafficRouting")
                 if k in canary
             }
-            ns = (doc.get("metadata") or {}).get("namespace")
+            meta = doc.get("metadata") or {}
+            ns = meta.get("namespace")
             if ns:
                 picked["namespace"] = ns
+            if meta.get("name"):
+                picked["rollout"] = {
+                    k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k) is not None
+                }
             return cls.parse(picked, source=source)
         return cls.parse(doc, source=source)
+
+    def owner_key(self, namespace: str | None = None) -> str:
+        """The identity every ledger entry we write is filed under.
+
+        Several configs (one per app or Rollout) may edit one shared VirtualService, HTTPRoute
+        or Ingress; each may only change or remove what its own key recorded. In order: an
+        explicit ``owner``; the Rollout (``Rollout <namespace>/<name>``, not its uid, so a
+        re-created Rollout keeps its routes); the canary Service (unique per app); else the
+        namespace alone, which makes every identity-less config in it one owner.
+        """
+        ns = self.namespace or namespace or "default"
+        if self.owner is not None:
+            return self.owner
+        if self.rollout is not None:
+            return f"Rollout {self.rollout.namespace or ns}/{self.rollout.name}"
+        if self.canary_service:
+            return f"{ns}/{self.canary_service}"
+        return ns
 
     def section(self, plugin: str) -> Section | None:
         return next((s for s in self.sections if s.plugin == plugin), None)
