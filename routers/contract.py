@@ -5,6 +5,11 @@ I/O; whatever it needs to know about the cluster (served API versions, CRD bundl
 channels) arrives as :class:`ClusterFacts`, gathered by the core. Plugins are found through the
 ``routers.plugins`` entry-point group; built-in ones take exactly the same path.
 
+Version 2 adds an optional data-plane evaluator (:class:`Evaluator`): how the target routes one
+request through the plugin's objects. A plugin owns its whole target that way: ``routers explain
+--request`` and the cross-target equivalence property work for any plugin that provides one.
+Version 1 plugins still load; they have no evaluator.
+
 Bump :data:`API_VERSION` on any breaking change to this module.
 """
 
@@ -19,25 +24,34 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from routers.model import Desired, MatchType, RoutingConfig
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Plan
+from routers.simulate.outcome import Routed
+from routers.simulate.request import Request
 
 __all__ = [
     "ALL_MATCH_TYPES",
     "API_VERSION",
+    "EVALUATOR_SINCE",
     "SUPPORTED_API_VERSIONS",
     "Capabilities",
     "ClusterFacts",
     "Condition",
     "CrdFacts",
+    "Evaluator",
     "MatchLimits",
     "MirrorSupport",
     "Observation",
     "ObservedWeights",
     "Permission",
+    "Routed",
     "RouterPlugin",
+    "evaluator_of",
+    "sample_requests",
 ]
 
-API_VERSION = 1
-SUPPORTED_API_VERSIONS = frozenset({1})
+API_VERSION = 2
+SUPPORTED_API_VERSIONS = frozenset({1, 2})
+EVALUATOR_SINCE = 2
+"""The first contract version with the optional evaluator."""
 
 ALL_MATCH_TYPES: frozenset[MatchType] = frozenset({"exact", "prefix", "regex"})
 
@@ -260,3 +274,35 @@ class RouterPlugin(Protocol):
     def permissions(self, config: Any) -> Sequence[Permission]:
         """RBAC rules needed to plan and apply this config."""
         ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """The optional data-plane evaluator of a plugin (contract version 2).
+
+    Pure and exact: shares are Fractions, nothing is sampled; the objects are those the plugin
+    reads and writes (as planned, or as read from a cluster).
+    """
+
+    def evaluate(self, config: Any, objects: LiveObjects, request: Request) -> Sequence[Routed]:
+        """Every routing decision ``objects`` make for ``request``, one per independent scope."""
+        ...
+
+
+def evaluator_of(plugin: RouterPlugin) -> Evaluator | None:
+    """The plugin's evaluator, or ``None`` (version 1 plugins never have one: a method of that
+    name predates the contract and means something else)."""
+    if getattr(plugin, "api_version", 0) < EVALUATOR_SINCE:
+        return None
+    if not callable(getattr(plugin, "evaluate", None)):
+        return None
+    return plugin  # type: ignore[return-value]
+
+
+def sample_requests(plugin: RouterPlugin, config: Any, objects: LiveObjects) -> list[Request]:
+    """Requests that reach each rule of ``objects``: the plugin's own when it offers
+    ``sample_requests(config, objects)`` (paths and hosts its objects route), else ``GET /``."""
+    fn = getattr(plugin, "sample_requests", None)
+    if evaluator_of(plugin) is not None and callable(fn):
+        return list(fn(config, objects)) or [Request()]
+    return [Request()]

@@ -413,6 +413,12 @@ class OfflineResult:
         touched = {op.ref for plan in self.plans for op in plan}
         return sorted(touched)
 
+    def objects_of(self, binding: Binding) -> LiveObjects:
+        """What one plugin reads or changes, as it is after the plan (for its evaluator)."""
+        refs = set(binding.plugin.targets(binding.config, self.before))
+        refs |= {op.ref for plan in self.plans if plan.plugin == binding.name for op in plan}
+        return LiveObjects((r, o) for r, o in self.after.items() if r in refs and o is not None)
+
 
 def plan_offline(
     config: RoutingConfig,

@@ -1,22 +1,35 @@
 """``routers explain``: say in words what each target will do with a state, and what it cannot.
 
 Pure: it plans against live objects when they are given (offline files or a cluster read) and
-otherwise explains from the declared capabilities alone.
+otherwise explains from the declared capabilities alone. With ``--request`` it routes requests
+through the planned objects with each plugin's own data-plane evaluator, side by side with what
+the state means, so a disagreement is visible at a glance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
 
-from routers.contract import Capabilities, ClusterFacts, MatchLimits, MirrorSupport
-from routers.engine import Binding, check_capabilities
+from routers.contract import (
+    Capabilities,
+    ClusterFacts,
+    MatchLimits,
+    MirrorSupport,
+    evaluator_of,
+)
+from routers.engine import Binding, bind, check_capabilities, facts_from_manifests, plan_offline
 from routers.errors import PlanError, UnsupportedError
-from routers.model import Cleanup, Desired, RoutingConfig
+from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
 from routers.planning.weights import split
+from routers.registry import Registry
+from routers.simulate import Request, parse_request
+from routers.simulate.equivalence import Meaning, judge
 
-__all__ = ["Explanation", "explain"]
+__all__ = ["Explanation", "explain", "explain_requests", "tolerance"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +146,101 @@ def _limits(caps: Capabilities) -> list[str]:
         )
     out.extend(f"note: {n}" for n in caps.notes)
     return out
+
+
+# -- explain --request ------------------------------------------------------------------------
+
+
+def tolerance(caps: Capabilities, desired: Desired) -> Fraction:
+    """How far a fixed-total target may round the state's shares (0 when it is exact)."""
+    if not isinstance(desired, TrafficState) or caps.max_total is None:
+        return Fraction(0)
+    expressed = min(desired.total, caps.max_total)
+    return Fraction(1, expressed) if expressed != desired.total else Fraction(0)
+
+
+def meaning(config: RoutingConfig, desired: Desired) -> Meaning:
+    return Meaning(
+        desired,
+        config.stable_service,
+        config.canary_service,
+        tuple(r.name for r in config.managed_routes),
+    )
+
+
+def explain_requests(
+    config: RoutingConfig,
+    desired: Desired,
+    docs: Sequence[Mapping[str, Any]],
+    requests: Iterable[str],
+    *,
+    registry: Registry | None = None,
+) -> Iterator[str]:
+    """Lines for the CLI. With manifests, plans offline and routes through the result.
+
+    A scope is managed for a request when a plain 50% split sends some of it to canary; there
+    the result must match the state's meaning. Elsewhere (foreign services, stable-pinned rules)
+    it must match the objects after a cleanup, i.e. stay untouched.
+    """
+    parsed = [parse_request(text, field_path=f"--request[{i}]") for i, text in enumerate(requests)]
+    want = meaning(config, desired)
+    runs: list[tuple[Binding, LiveObjects, LiveObjects, LiveObjects]] = []
+    facts = facts_from_manifests([dict(d) for d in docs])
+    if docs:
+        manifests = [dict(d) for d in docs]
+        total = desired.total if isinstance(desired, TrafficState) else 100
+        after, before, probe = (
+            plan_offline(config, d, manifests, registry=registry)
+            for d in (desired, Cleanup(), TrafficState(weight=total // 2, total=total))
+        )
+        for binding in bind(config, registry):
+            objs = [r.objects_of(binding) for r in (before, probe, after)]
+            runs.append((binding, objs[0], objs[1], objs[2]))
+    for req in parsed:
+        yield f"request: {req}"
+        intent, _ = want.outcome(req)
+        yield f"  wanted: {intent.describe() if intent else '(cleanup keeping weights)'}"
+        if not docs:
+            yield "  (no live objects given: pass -f to route through the planned objects)"
+        for binding, before_objs, probe_objs, after_objs in runs:
+            caps = binding.plugin.capabilities(binding.config, facts)
+            yield from _routed(
+                binding, req, want, (before_objs, probe_objs, after_objs), tolerance(caps, desired)
+            )
+
+
+def _routed(
+    binding: Binding,
+    req: Request,
+    want: Meaning,
+    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
+    tol: Fraction,
+) -> Iterator[str]:
+    """``objects``: after a cleanup, after a plain 50% split, after the state."""
+    name = binding.name
+    evaluator = evaluator_of(binding.plugin)
+    if evaluator is None:
+        version = getattr(binding.plugin, "api_version", "?")
+        yield (
+            f"  {name}: cannot simulate: the plugin provides no data-plane evaluator "
+            f"(plugin API version {version}; evaluators came with version 2)"
+        )
+        return
+
+    def route(objects: LiveObjects, request: Request) -> Sequence[Any]:
+        return evaluator.evaluate(binding.config, objects, request)
+
+    before, probe, after = objects
+    findings = judge(route, req, want, before=before, probe=probe, after=after, tolerance=tol)
+    if not findings:
+        yield f"  {name}: no routing object to simulate"
+    for f in findings:
+        verdict = {
+            "as wanted": "  [as wanted]",
+            "DIFFERS": "  [DIFFERS]",
+            "unchanged": "  [not managed: unchanged]",
+            "CHANGED": "  [not managed, but CHANGED]",
+            "ambiguous": "  [path prefix: the data plane decides]",
+            "no intent": "",
+        }[f.verdict]
+        yield f"  {name}: {f.scope}: {f.got.describe()}{verdict}"

@@ -5,6 +5,10 @@ holding ``{restoreStable: bool}``), ``expected.yaml`` and optionally ``meta.yaml
 plans offline through the *installed* plugins (the entry-point path users get), compares every
 object after the plan with ``expected.yaml``, and checks that planning again is a no-op.
 Set ``ROUTERS_UPDATE_GOLDEN=1`` to (re)write ``expected.yaml`` -- then review the diff.
+
+:func:`route_scenario` plans a state against a scenario's objects and routes one request through
+the result with the plugin's own data-plane evaluator (contract version 2), for regression tests
+of what a target does with traffic.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routers.engine import OfflineResult, plan_offline
+from routers.contract import evaluator_of
+from routers.engine import OfflineResult, bind, plan_offline
+from routers.errors import PluginError
 from routers.io import dump_yaml, load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import JSON, ObjectRef
 from routers.registry import Registry
+from routers.simulate import Routed, parse_request
 
-__all__ = ["Scenario", "assert_idempotent", "load_scenario", "run_scenario"]
+__all__ = ["Scenario", "assert_idempotent", "load_scenario", "route_scenario", "run_scenario"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +100,33 @@ def assert_idempotent(
     again = plan_offline(routing, desired, objects, registry=registry)
     ops = [entry for plan in again.plans for entry in plan.to_data()]
     assert not ops, f"second plan is not empty: {ops}"
+
+
+def route_scenario(
+    path: str | Path,
+    desired: Desired | dict[str, Any],
+    request: str,
+    *,
+    plugin: str | None = None,
+    registry: Registry | None = None,
+) -> list[Routed]:
+    """Plan ``desired`` against ``routing.yaml`` + ``live.yaml`` of ``path`` (offline, through the
+    installed plugins) and route ``request`` (``'GET /api -H X-Canary:always'``) through the
+    resulting objects with ``plugin``'s evaluator (default: the config's only plugin)."""
+    p = Path(path)
+    routing = RoutingConfig.from_document(load_one(str(p / "routing.yaml")))
+    if isinstance(desired, dict):
+        desired = TrafficState.parse(desired)
+    result = plan_offline(
+        routing, desired, load_documents([str(p / "live.yaml")]), registry=registry
+    )
+    bindings = [b for b in bind(routing, registry) if plugin is None or b.name == plugin]
+    if len(bindings) != 1:
+        raise ValueError(f"{p}: name the plugin to route through (plugin=...)")
+    (binding,) = bindings
+    evaluator = evaluator_of(binding.plugin)
+    if evaluator is None:
+        raise PluginError(binding.name, "provides no data-plane evaluator")
+    return list(
+        evaluator.evaluate(binding.config, result.objects_of(binding), parse_request(request))
+    )

@@ -110,9 +110,14 @@ def plugins_list(output: str, load: bool) -> None:
     rows: list[dict[str, Any]] = []
     for name in registry.names():
         caps: dict[str, Any] | None = None
+        api_version: int | None = None
+        evaluator: str | None = None
         if load:
             try:
-                caps = registry.load(name).capabilities().to_data()
+                plugin = registry.load(name)
+                api_version = plugin.api_version
+                evaluator = _evaluator_text(plugin)
+                caps = plugin.capabilities().to_data()
             except Exception:  # status below reports the failure; listing must not die
                 caps = None
         for info in registry.discover():
@@ -126,6 +131,8 @@ def plugins_list(output: str, load: bool) -> None:
                     "value": info.value,
                     "status": info.status,
                     "error": info.error,
+                    "apiVersion": api_version,
+                    "evaluator": evaluator,
                     "capabilities": caps,
                 }
             )
@@ -133,6 +140,17 @@ def plugins_list(output: str, load: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         _render.plugin_table(rows)
+
+
+def _evaluator_text(plugin: Any) -> str:
+    """Whether ``explain --request`` and the equivalence property can cover the plugin."""
+    from routers.contract import EVALUATOR_SINCE, evaluator_of
+
+    if evaluator_of(plugin) is not None:
+        return "yes"
+    if plugin.api_version < EVALUATOR_SINCE:
+        return f"no (plugin API version {plugin.api_version})"
+    return "no"
 
 
 SCHEMAS = ("state", "config", "instruction")
@@ -598,14 +616,7 @@ def explain_cmd(
 def _simulate_requests(
     config: RoutingConfig, desired: Desired, docs: list[Any], requests: tuple[str, ...]
 ) -> None:
-    import importlib
+    from routers.explain import explain_requests
 
-    try:
-        simulate = importlib.import_module("routers.simulate")
-    except ImportError as exc:  # pragma: no cover - the simulator ships with the core
-        raise click.ClickException(f"request simulation unavailable: {exc}") from exc
-    hook = getattr(simulate, "explain_requests", None)
-    if hook is None:
-        raise click.ClickException("request simulation is not available in this build")
-    for line in hook(config, desired, docs, requests):
+    for line in explain_requests(config, desired, docs, requests):
         click.echo(line)

@@ -64,12 +64,23 @@ def plugin_table(rows: Sequence[dict[str, Any]]) -> None:
                 row["status"],
                 header or "-",
                 caps.get("mirror", "?"),
+                row.get("evaluator") or "?",
                 row.get("error") or "",
             )
         )
     click.echo(
         columns(
-            ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HEADER-MATCH", "MIRROR", "ERROR"), out
+            (
+                "NAME",
+                "DISTRIBUTION",
+                "VERSION",
+                "STATUS",
+                "HEADER-MATCH",
+                "MIRROR",
+                "EVALUATOR",
+                "ERROR",
+            ),
+            out,
         )
     )
 

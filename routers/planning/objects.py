@@ -9,7 +9,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LiveObjects", "ObjectRef", "get_annotations", "get_labels", "resource_version", "uid"]
+__all__ = [
+    "LiveObjects",
+    "ObjectRef",
+    "get_annotations",
+    "get_labels",
+    "resource_version",
+    "short_host",
+    "uid",
+]
 
 JSON = dict[str, Any]
 
@@ -117,3 +125,17 @@ def resource_version(obj: Mapping[str, Any]) -> str | None:
 def uid(obj: Mapping[str, Any]) -> str | None:
     value = _meta(obj).get("uid")
     return str(value) if value else None
+
+
+def short_host(host: str, namespace: str | None) -> str:
+    """A Service's cluster DNS name (``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.cluster.local``) as
+    its short name when it lives in ``namespace``; any other host unchanged."""
+    parts = host.split(".")
+    if (
+        namespace
+        and len(parts) >= 2
+        and parts[1] == namespace
+        and ".".join(parts[2:]) in ("", "svc", "svc.cluster.local")
+    ):
+        return parts[0]
+    return host

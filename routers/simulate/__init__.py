@@ -1,40 +1,35 @@
-"""Traffic simulation: what a data plane does with one request, given the objects it reads.
+"""What every target shares about data-plane behaviour: the request, the outcome, the meaning.
 
-Pure and exact (shares are Fractions, nothing is sampled): evaluators take plain object dicts
-(the result of a plan, or anything read from a cluster) and return an
-:class:`~routers.simulate.outcome.Outcome` per destination. :func:`intended` gives what a
-:class:`~routers.model.TrafficState` means for the same request, so tests (and ``routers explain
---request``) can check that every target's objects do what the state asked, with each data
-plane's own precedence rules rather than ours.
+Pure and exact (shares are Fractions, nothing is sampled). A target's own routing rules live in
+its plugin, as the optional evaluator of the plugin contract (:class:`routers.contract.Evaluator`);
+here stay the parts every evaluator and every comparison needs:
+
+* :mod:`.request`      the request a simulation routes, and the ``'GET /api -H X:y'`` syntax;
+* :mod:`.outcome`      shares per destination and mirror shares, or the status of no backend;
+* :mod:`.meaning`      what a :class:`~routers.model.TrafficState` means for one request;
+* :mod:`.regex`        RE2 evaluation with each data plane's anchoring;
+* :mod:`.equivalence`  objects vs. meaning, scope by scope (``explain --request``, the contract
+  suite's equivalence property).
 """
 
-from routers.simulate.explain import explain_requests, wanted
-from routers.simulate.gatewayapi import backend_label, simulate_grpc_routes, simulate_http_routes
-from routers.simulate.istio import destination_label, simulate_virtual_service
-from routers.simulate.meaning import Intent, intended, match_applies, split_outcome
-from routers.simulate.nginx import simulate_ingress_nginx
-from routers.simulate.outcome import Outcome
+from routers.simulate.meaning import Intent, intended, keep_foreign, match_applies, split_outcome
+from routers.simulate.outcome import Outcome, Routed, add_shares, fraction_of
+from routers.simulate.regex import Dialect, regex_matches, valid_regex
 from routers.simulate.request import Request, parse_request
-from routers.simulate.smi import simulate_traffic_split
-from routers.simulate.targets import Simulated, simulate_objects
 
 __all__ = [
+    "Dialect",
     "Intent",
     "Outcome",
     "Request",
-    "Simulated",
-    "backend_label",
-    "destination_label",
-    "explain_requests",
+    "Routed",
+    "add_shares",
+    "fraction_of",
     "intended",
+    "keep_foreign",
     "match_applies",
     "parse_request",
-    "simulate_grpc_routes",
-    "simulate_http_routes",
-    "simulate_ingress_nginx",
-    "simulate_objects",
-    "simulate_traffic_split",
-    "simulate_virtual_service",
+    "regex_matches",
     "split_outcome",
-    "wanted",
+    "valid_regex",
 ]

@@ -20,8 +20,8 @@ from fractions import Fraction
 from routers.model import HeaderRoute, RequestMatch, TrafficState
 from routers.model.matches import MatchType
 from routers.planning.routes import ordered_routes
-from routers.simulate._strings import regex_matches
 from routers.simulate.outcome import Outcome, add_shares, fraction_of
+from routers.simulate.regex import regex_matches
 from routers.simulate.request import Request
 
 __all__ = ["Intent", "intended", "keep_foreign", "match_applies", "split_outcome"]
@@ -124,9 +124,9 @@ def keep_foreign(want: Outcome, before: Outcome | None, ours: set[str]) -> Outco
     Plugins leave backends they do not own on a rule (a legacy renderer at weight 5), so the
     state's split applies to what is left. Header routes send 100% to canary and are not scaled.
     """
-    if want.via.startswith("header route"):
-        return want
-    foreign = {k: v for k, v in (before.shares if before else {}).items() if k not in ours}
+    if want.via.startswith("header route") or before is None or not set(before.shares) & ours:
+        return want  # before, none of it went to ours: not this weighted rule (not created yet)
+    foreign = {k: v for k, v in before.shares.items() if k not in ours}
     rest = 1 - sum(foreign.values(), Fraction(0))
     shares = {k: v * rest for k, v in want.shares.items()}
     return Outcome({**shares, **foreign}, want.mirrors, want.via)

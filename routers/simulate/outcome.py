@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-__all__ = ["Outcome", "add_shares", "fraction_of"]
+__all__ = ["Outcome", "Routed", "add_shares", "fraction_of"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,28 @@ class Outcome:
         parts = [f"{_pct(v)} -> {k}" for k, v in sorted(self.shares.items()) if v]
         mirrors = [f"{_pct(v)} mirrored -> {k}" for k, v in sorted(self.mirrors.items()) if v]
         return ", ".join(parts + mirrors) + _via(self.via)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What the data plane does with one request in one independent scope of a plugin's objects.
+
+    Destinations are named as the routing config names them (the stable and canary Services,
+    additional destinations' Services), so outcomes compare with the state's meaning directly; a
+    target that addresses them differently translates (Istio subsets of the config's
+    ``destinationRule``). Any other backend keeps a label of the target's own.
+    """
+
+    scope: str
+    """What is evaluated together, e.g. ``VirtualService shop/api`` or ``HTTPRoutes on Gateway
+    infra/public``: one request may be routed by several independent scopes."""
+    outcome: Outcome
+    managed_routes: bool = True
+    """False where the config keeps header and mirror routes out of this scope (Gateway API's
+    ``useHeaderRoutes: false``): the scope then means the plain weighted split."""
+    character_prefixes: bool = False
+    """Path prefixes compare characters here (``/api`` covers ``/apix``); where element-wise and
+    character prefixes disagree, the data plane decides and nothing is compared."""
 
 
 def _via(via: str) -> str:

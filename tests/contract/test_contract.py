@@ -289,15 +289,20 @@ def test_example_state_plans_and_verifies(loaded: Loaded) -> None:
     assert report.ok, report.mismatches
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
+def property_test(examples: int) -> Any:
+    """Hypothesis settings of the suite's property tests (fixtures are per-plugin, not per-case)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+        ],
+    )
+
+
+@property_test(40)
 @given(data=st.data())
 def test_generated_states(loaded: Loaded, data: st.DataObject) -> None:
     state = data.draw(states(loaded))

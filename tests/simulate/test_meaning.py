@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from routers.explain import explain_requests
 from routers.io import load_documents, load_one
 from routers.model import Cleanup, RoutingConfig, TrafficState
 from routers.registry import Registry
-from routers.simulate import explain_requests, intended, parse_request
+from routers.simulate import intended, parse_request
 from routers.simulate.meaning import keep_foreign
 from routers.simulate.outcome import Outcome
 
@@ -96,4 +97,7 @@ def test_explain_routes_through_the_planned_objects() -> None:
         )
     )
     assert any("checkout-admin" in ln and "[not managed: unchanged]" in ln for ln in lines)
-    assert any("100% -> checkout/canary" in ln and "canary-header" in ln for ln in lines)
+    assert any(
+        "100% -> checkout-canary" in ln and "canary-header" in ln and "[as wanted]" in ln
+        for ln in lines
+    )

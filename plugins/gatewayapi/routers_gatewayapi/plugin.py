@@ -20,7 +20,9 @@ from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Note, Plan
 from routers.planning.routes import ordered_routes
+from routers.simulate import Request, Routed
 from routers_gatewayapi import config as config_mod
+from routers_gatewayapi import evaluate
 from routers_gatewayapi.config import Config
 from routers_gatewayapi.features import Features, detect
 from routers_gatewayapi.kinds import GROUP, RouteKind
@@ -167,6 +169,12 @@ class Plugin:
         return Plan.of(self.name, ops, notes)
 
     # -- observing --------------------------------------------------------------------------
+
+    def evaluate(self, config: Config, objects: LiveObjects, request: Request) -> Sequence[Routed]:
+        return evaluate.evaluate(config, objects, request)
+
+    def sample_requests(self, config: Config, objects: LiveObjects) -> Sequence[Request]:
+        return evaluate.sample_requests(config, objects)
 
     def observe(self, config: Config, live: LiveObjects, facts: ClusterFacts) -> Observation:
         weights = []

@@ -25,13 +25,14 @@ from gatewayapi_helpers import (
     state,
     weights_of,
 )
+from routers_gatewayapi.evaluate import simulate_grpc_routes, simulate_http_routes
 from routers_gatewayapi.matches import Unexpressible, intersect, outranks
 from routers_gatewayapi.shares import beside_foreign
 
 from routers.errors import PlanError, UnsupportedError
 from routers.planning import weights
 from routers.planning.objects import LiveObjects
-from routers.simulate import Outcome, parse_request, simulate_grpc_routes, simulate_http_routes
+from routers.simulate import Outcome, parse_request
 
 HEADER = {
     "name": "canary-header",

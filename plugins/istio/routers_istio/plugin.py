@@ -41,6 +41,8 @@ from routers.planning.ownership import ledger, write_ledger
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Note, Patch, Plan
 from routers.planning.routes import ordered_routes
+from routers.simulate import Request, Routed
+from routers_istio import evaluate
 from routers_istio.config import IstioConfig
 from routers_istio.hosts import host_for
 from routers_istio.matches import Disjoint, Undecidable, cross_product
@@ -184,6 +186,14 @@ class IstioPlugin:
         # repointed to new pods or deleted (Argo PR #4564 / #4612).
         ops = [*vs_ops, *dr_ops] if decreasing or removes_subsets else [*dr_ops, *vs_ops]
         return Plan.of(self.name, ops, list(notes.values()))
+
+    # -- data plane -------------------------------------------------------------------------
+
+    def evaluate(self, config: Any, objects: LiveObjects, request: Request) -> Sequence[Routed]:
+        return evaluate.evaluate(_config(config), objects, request)
+
+    def sample_requests(self, config: Any, objects: LiveObjects) -> Sequence[Request]:
+        return evaluate.sample_requests(_config(config), objects)
 
     # -- observing --------------------------------------------------------------------------
 

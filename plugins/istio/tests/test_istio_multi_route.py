@@ -28,10 +28,11 @@ from istio_helpers import (
     state,
     vs,
 )
+from routers_istio.evaluate import simulate_virtual_service
 
 from routers.errors import PlanError, UnsupportedError
 from routers.planning.ownership import ledger
-from routers.simulate import Outcome, parse_request, simulate_virtual_service
+from routers.simulate import Outcome, parse_request
 
 HEADER = {"name": "h", "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}]}
 MIRROR = {"name": "m", "percentage": 25, "matches": [{"method": "GET"}]}

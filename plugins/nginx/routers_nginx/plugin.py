@@ -17,8 +17,10 @@ from routers.contract import (
 from routers.model import Desired, MatchType, RoutingConfig
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Plan
+from routers.simulate import Request, Routed
 from routers_nginx import annotations as ann
 from routers_nginx import config as cfg
+from routers_nginx import evaluate
 from routers_nginx.ingress import needs_service, service_ref
 from routers_nginx.observe import observe
 from routers_nginx.planner import PLUGIN, plan
@@ -84,6 +86,14 @@ class Plugin:
         self, config: cfg.Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
         return plan(config, live, desired)
+
+    def evaluate(
+        self, config: cfg.Config, objects: LiveObjects, request: Request
+    ) -> Sequence[Routed]:
+        return evaluate.evaluate(config, objects, request)
+
+    def sample_requests(self, config: cfg.Config, objects: LiveObjects) -> Sequence[Request]:
+        return evaluate.sample_requests(config, objects)
 
     def observe(self, config: cfg.Config, live: LiveObjects, facts: ClusterFacts) -> Observation:
         return observe(config, live)

@@ -21,7 +21,9 @@ from routers.planning.objects import LiveObjects, ObjectRef, resource_version, u
 from routers.planning.ownership import is_created_by_us
 from routers.planning.plan import Delete, Note, Operation, Plan
 from routers.planning.routes import ordered_routes
+from routers.simulate import Request, Routed
 from routers_smi import config as config_mod
+from routers_smi import evaluate
 from routers_smi.config import (
     MATCH_VERSIONS,
     SPECS_GROUP,
@@ -364,6 +366,14 @@ class Plugin:
                 ops.append(planner.finish(desired))
         ops.extend(self._delete_groups(config, live, groups, resolved))
         return Plan.of(self.name, ops)
+
+    # -- data plane -------------------------------------------------------------------------
+
+    def evaluate(self, config: Config, objects: LiveObjects, request: Request) -> Sequence[Routed]:
+        return evaluate.evaluate(config, objects, request)
+
+    def sample_requests(self, config: Config, objects: LiveObjects) -> Sequence[Request]:
+        return evaluate.sample_requests(config, objects)
 
     # -- observing --------------------------------------------------------------------------
 

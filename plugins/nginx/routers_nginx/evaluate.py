@@ -28,10 +28,12 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
-from routers.simulate.outcome import Outcome
-from routers.simulate.request import Request
+from routers.planning.objects import LiveObjects, short_host
+from routers.simulate import Outcome, Request, Routed
+from routers.simulate.equivalence import path_probes
+from routers_nginx.config import GROUP, Config
 
-__all__ = ["PREFIX", "is_canary", "simulate_ingress_nginx"]
+__all__ = ["PREFIX", "evaluate", "is_canary", "sample_requests", "simulate_ingress_nginx"]
 
 JSON = Mapping[str, Any]
 PREFIX = "nginx.ingress.kubernetes.io/"
@@ -42,12 +44,17 @@ _REGEX_CHARS = re.compile(r"^[-._~a-zA-Z0-9/:^$\[\](){}*+?|&=\\]+$")
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
 
-def _ann(obj: JSON) -> Mapping[str, str]:
+def _annotations(obj: JSON) -> Mapping[str, str]:
     return (obj.get("metadata") or {}).get("annotations") or {}
 
 
+def _ann(obj: JSON, prefix: str) -> Mapping[str, str]:
+    """The controller's annotations (those under its ``--annotations-prefix``), prefix removed."""
+    return {k[len(prefix) :]: str(v) for k, v in _annotations(obj).items() if k.startswith(prefix)}
+
+
 def _get(ann: Mapping[str, str], key: str, pattern: re.Pattern[str] | None = None) -> str:
-    value = str(ann.get(PREFIX + key, ""))
+    value = str(ann.get(key, ""))
     if pattern is not None:
         value = value.replace(" ", "") if key == "canary-by-header" else value
         if value and not pattern.match(value):
@@ -56,15 +63,15 @@ def _get(ann: Mapping[str, str], key: str, pattern: re.Pattern[str] | None = Non
 
 
 def _int(ann: Mapping[str, str], key: str, default: int) -> int:
-    raw = str(ann.get(PREFIX + key, "")).strip()
+    raw = str(ann.get(key, "")).strip()
     try:
         return int(raw)
     except ValueError:
         return default
 
 
-def is_canary(ingress: JSON) -> bool:
-    return str(_ann(ingress).get(PREFIX + "canary", "")).strip() in _TRUE
+def is_canary(ingress: JSON, prefix: str = PREFIX) -> bool:
+    return str(_ann(ingress, prefix).get("canary", "")).strip() in _TRUE
 
 
 @dataclass(frozen=True)
@@ -124,11 +131,8 @@ def _host_matches(rule_host: str, host: str | None) -> bool:
     return rule_host == host
 
 
-def _path_rank(loc: _Location, path: str) -> tuple[int, int] | None:
-    if (
-        PREFIX + "use-regex" in _ann(loc.ingress)
-        and _ann(loc.ingress)[PREFIX + "use-regex"].strip() in _TRUE
-    ):
+def _path_rank(loc: _Location, path: str, prefix: str) -> tuple[int, int] | None:
+    if _ann(loc.ingress, prefix).get("use-regex", "").strip() in _TRUE:
         try:
             hit = re.match(loc.path, path, re.IGNORECASE) is not None
         except re.error:
@@ -150,9 +154,9 @@ def _header_value(req: Request, name: str) -> str | None:
     return req.first_header(name)
 
 
-def _decide(canary: JSON, req: Request) -> tuple[Fraction, str]:
+def _decide(canary: JSON, req: Request, prefix: str) -> tuple[Fraction, str]:
     """The canary's share for this request, and which step decided."""
-    ann = _ann(canary)
+    ann = _ann(canary, prefix)
     header = _get(ann, "canary-by-header", _HEADER_CHARS)
     if header:
         value = _header_value(req, header)
@@ -186,33 +190,28 @@ def _decide(canary: JSON, req: Request) -> tuple[Fraction, str]:
     return Fraction(min(max(weight, 0), total), total), f"weight {weight}/{total}"
 
 
-def _mirror_service(ingress: JSON) -> str | None:
-    target = _ann(ingress).get(PREFIX + "mirror-target")
+def _mirror_service(ingress: JSON, prefix: str) -> str | None:
+    target = _ann(ingress, prefix).get("mirror-target")
     if not target:
         return None
     # nginx variables may follow the host directly (``http://svc.ns$request_uri``).
     netloc = urlsplit(str(target).split("$", 1)[0]).netloc or str(target)
     host = netloc.rsplit("@", 1)[-1].split(":", 1)[0].lower()
-    ns = (ingress.get("metadata") or {}).get("namespace")
-    parts = host.split(".")
-    if (
-        len(parts) >= 2
-        and parts[1] == ns
-        and ".".join(parts[2:]) in ("", "svc", "svc.cluster.local")
-    ):
-        return parts[0]
-    return host
+    return short_host(host, (ingress.get("metadata") or {}).get("namespace"))
 
 
-def simulate_ingress_nginx(ingresses: Sequence[JSON], request: Request) -> Outcome:
-    """Route ``request`` through Ingresses of one controller (class filtering is the caller's)."""
+def simulate_ingress_nginx(
+    ingresses: Sequence[JSON], request: Request, *, prefix: str = PREFIX
+) -> Outcome:
+    """Route ``request`` through Ingresses of one controller (class filtering is the caller's);
+    ``prefix`` is the controller's annotation prefix, ``/`` included."""
     host = request.host
-    primaries = [loc for ing in ingresses if not is_canary(ing) for loc in _locations(ing)]
+    primaries = [loc for ing in ingresses if not is_canary(ing, prefix) for loc in _locations(ing)]
     best: tuple[tuple[int, int, int], _Location] | None = None
     for loc in primaries:
         if not _host_matches(loc.host, host):
             continue
-        rank = _path_rank(loc, request.path)
+        rank = _path_rank(loc, request.path, prefix)
         if rank is None:
             continue
         # Exact hosts beat wildcards beat the catch-all server; then the location rank.
@@ -223,19 +222,64 @@ def simulate_ingress_nginx(ingresses: Sequence[JSON], request: Request) -> Outco
     if best is None:
         return Outcome(status=404, reason="no Ingress rule matches")
     loc = best[1]
-    mirror = _mirror_service(loc.ingress)
+    mirror = _mirror_service(loc.ingress, prefix)
     mirrors = {mirror: Fraction(1)} if mirror else {}
     for ing in ingresses:
-        if not is_canary(ing):
+        if not is_canary(ing, prefix):
             continue
         for cl in _locations(ing):
             if (cl.host, cl.path, cl.path_type) != (loc.host, loc.path, loc.path_type):
                 continue
             if cl.backend == loc.backend:
                 continue  # the controller refuses to merge a canary onto its own service
-            share, why = _decide(ing, request)
+            share, why = _decide(ing, request, prefix)
             shares = {loc.backend: 1 - share, cl.backend: share}
             return Outcome(
                 {k: v for k, v in shares.items() if v}, mirrors, f"{loc.via} + {cl.via}: {why}"
             )
     return Outcome({loc.backend: Fraction(1)}, mirrors, loc.via)
+
+
+def _class(ingress: JSON) -> str:
+    cls = (ingress.get("spec") or {}).get("ingressClassName") or _annotations(ingress).get(
+        "kubernetes.io/ingress.class", ""
+    )
+    return str(cls)
+
+
+def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Routed]:
+    """The Ingresses of each class form one controller's configuration.
+
+    ImplementationSpecific paths compare characters, so the scopes say so: a request where
+    element-wise and character prefixes disagree is the controller's to decide.
+    """
+    classes: dict[str, list[JSON]] = {}
+    for _, ing in objects.of_kind(GROUP, "Ingress"):
+        classes.setdefault(_class(ing), []).append(ing)
+    return [
+        Routed(
+            f"Ingresses of class {cls or '(default)'}",
+            simulate_ingress_nginx(group, request, prefix=config.prefix + "/"),
+            character_prefixes=True,
+        )
+        for cls, group in classes.items()
+    ]
+
+
+def sample_requests(config: Config, objects: LiveObjects) -> list[Request]:
+    """Requests at, below and beside every Ingress path, per host (two at most)."""
+    paths: set[str] = set()
+    hosts: list[str | None] = []
+    for _, ing in objects.of_kind(GROUP, "Ingress"):
+        for rule in (ing.get("spec") or {}).get("rules") or []:
+            if not isinstance(rule, Mapping):
+                continue
+            host = rule.get("host")
+            if isinstance(host, str) and host:
+                host = "a" + host[1:] if host.startswith("*.") else host
+                if host not in hosts:
+                    hosts.append(host)
+            for p in (rule.get("http") or {}).get("paths") or []:
+                if isinstance(p, Mapping):
+                    paths.add(str(p.get("path") or "/"))
+    return path_probes(sorted(paths), hosts[:2] or [None])

@@ -8,6 +8,10 @@ takes everything whatever its weight, an omitted weight among several is 0. ``mi
 ``mirrorPercentage`` (absent = 100, deprecated ``mirrorPercent`` honoured) and ``mirrors[]`` each
 copy their percentage of the requests this route serves.
 
+In subset mode the config's DestinationRule host with its stable and canary subsets is reported
+as the stable and canary Services (other subsets of that host by their names, as additional
+destinations are named), so outcomes speak the routing config's names.
+
 Selectors (``sourceLabels``, ``sourceNamespace``, ``gateways``) and ``port`` choose workloads and
 listeners, not requests: the simulation assumes the request comes through one they select.
 A route with ``delegate`` is replaced by the delegate's routes (given in ``delegates``), each
@@ -21,11 +25,12 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from routers.simulate._strings import regex_matches
-from routers.simulate.outcome import Outcome, add_shares, fraction_of
-from routers.simulate.request import Request
+from routers.planning.objects import LiveObjects, short_host
+from routers.simulate import Outcome, Request, Routed, add_shares, fraction_of, regex_matches
+from routers.simulate.equivalence import path_probes
+from routers_istio.config import GROUP, IstioConfig
 
-__all__ = ["destination_label", "simulate_virtual_service"]
+__all__ = ["destination_label", "evaluate", "sample_requests", "simulate_virtual_service"]
 
 JSON = Mapping[str, Any]
 _IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})
@@ -33,15 +38,7 @@ _IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})
 
 def destination_label(destination: JSON, namespace: str | None) -> str:
     """``host`` (short form when it names a Service of ``namespace``) plus ``/subset``."""
-    host = str(destination.get("host", ""))
-    parts = host.split(".")
-    if (
-        namespace
-        and len(parts) >= 2
-        and parts[1] == namespace
-        and ".".join(parts[2:]) in ("", "svc", "svc.cluster.local")
-    ):
-        host = parts[0]
+    host = short_host(str(destination.get("host", "")), namespace)
     subset = destination.get("subset")
     return f"{host}/{subset}" if subset else host
 
@@ -195,3 +192,52 @@ def _first_match(
             continue
         return _route_outcome(route, namespace, via)
     return None
+
+
+def _name(obj: JSON) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _subset_names(config: IstioConfig, objects: LiveObjects) -> dict[str, str]:
+    """``host/subset`` labels of the configured DestinationRule -> the config's names."""
+    section = config.section.destination_rule
+    if section is None:
+        return {}
+    rule = objects.get(config.destination_rule) if config.destination_rule else None
+    host = str(((rule or {}).get("spec") or {}).get("host", ""))
+    short = destination_label({"host": host}, config.namespace) if host else ""
+    out: dict[str, str] = {}
+    for sub in ((rule or {}).get("spec") or {}).get("subsets") or []:
+        if isinstance(sub, Mapping) and sub.get("name"):
+            out[f"{short}/{sub['name']}"] = str(sub["name"])
+    out[f"{short}/{section.stable_subset_name}"] = config.stable_service
+    out[f"{short}/{section.canary_subset_name}"] = config.canary_service
+    return out if short else {}
+
+
+def evaluate(config: IstioConfig, objects: LiveObjects, request: Request) -> list[Routed]:
+    """Every VirtualService with hosts routes the request on its own (delegates are inlined)."""
+    vss = [o for _, o in objects.of_kind(GROUP, "VirtualService")]
+    delegates = {_name(v): v for v in vss if not (v.get("spec") or {}).get("hosts")}
+    names = _subset_names(config, objects)
+    return [
+        Routed(
+            f"VirtualService {_name(vs)}",
+            simulate_virtual_service(vs, request, delegates=delegates).relabel(names),
+        )
+        for vs in vss
+        if (vs.get("spec") or {}).get("hosts")
+    ]
+
+
+def sample_requests(config: IstioConfig, objects: LiveObjects) -> list[Request]:
+    """Requests at, below and beside every literal ``uri`` of the http routes."""
+    paths: set[str] = set()
+    for _, vs in objects.of_kind(GROUP, "VirtualService"):
+        for route in (vs.get("spec") or {}).get("http") or []:
+            for m in (route.get("match") or []) if isinstance(route, Mapping) else []:
+                uri = m.get("uri") if isinstance(m, Mapping) else None
+                if isinstance(uri, Mapping):
+                    paths.update(str(v) for k, v in uri.items() if k in ("exact", "prefix"))
+    return path_probes(sorted(paths))

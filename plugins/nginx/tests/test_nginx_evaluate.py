@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
+from routers_nginx.evaluate import PREFIX, simulate_ingress_nginx
 
-from routers.simulate import parse_request, simulate_ingress_nginx
-from routers.simulate.nginx import PREFIX
+from routers.errors import UnsupportedError
+from routers.simulate import parse_request
+from routers.testing import route_scenario
 
 F = Fraction
 
@@ -163,3 +166,45 @@ def test_mirror_target_on_primary_only() -> None:
     assert out.shares == {"stable": F(4, 5), "canary": F(1, 5)}
     ignored = go([STABLE, canary(mirror_target=target)], "GET /")
     assert ignored.mirrors == {}
+
+
+def test_header_routed_requests_are_not_mirrored() -> None:
+    """mirror-target copies every request of the stable Ingress, header-routed ones included, so
+    the plugin must refuse the combination (it first did not: found by the equivalence
+    property, now fixed)."""
+    state = {
+        "weight": 10,
+        "headerRoutes": [
+            {
+                "name": "beta-testers",
+                "matches": [{"headers": [{"name": "X-Canary", "exact": "beta"}]}],
+            }
+        ],
+        "mirrorRoutes": [
+            {"name": "shadow", "percentage": 100, "matches": [{"path": {"prefix": "/"}}]}
+        ],
+    }
+    example = Path(__file__).resolve().parents[3] / "examples" / "nginx"
+    try:
+        (routed,) = route_scenario(
+            example, state, "GET / -H X-Canary:beta -H Host:shop.example.com"
+        )
+    except UnsupportedError:
+        return
+    got = routed.outcome
+    assert (dict(got.shares), dict(got.mirrors)) == ({"shop-canary": 1}, {})
+
+
+def test_the_configured_annotation_prefix_is_read() -> None:
+    """A controller started with another --annotations-prefix reads only that prefix."""
+    stable = ingress("main", "stable")
+    weighted = canary(canary_weight="30")
+    for obj in (stable, weighted):
+        ann = obj["metadata"].get("annotations") or {}
+        obj["metadata"]["annotations"] = {
+            k.replace(PREFIX, "custom.example.com/"): v for k, v in ann.items()
+        }
+    req = parse_request("GET / -H Host:shop.example.com")
+    assert simulate_ingress_nginx([stable, weighted], req).share("canary") == 0
+    got = simulate_ingress_nginx([stable, weighted], req, prefix="custom.example.com/")
+    assert got.share("canary") == Fraction(3, 10)

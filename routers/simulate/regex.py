@@ -1,4 +1,4 @@
-"""Regex evaluation shared by the evaluators.
+"""Regex evaluation for data-plane evaluators (public: plugins evaluate their targets with it).
 
 RE2 (google-re2), because Envoy, Go and our own model use RE2 syntax. Two semantics exist in the
 targets and both are needed: *whole value* (Envoy/Istio ``regex``, our model) and *search*
@@ -13,7 +13,7 @@ from typing import Literal
 
 import re2
 
-__all__ = ["Dialect", "regex_matches"]
+__all__ = ["Dialect", "regex_matches", "valid_regex"]
 
 Dialect = Literal["full", "search", "start"]
 """``full``: the whole value; ``search``: anywhere; ``start``: anchored at the start only."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
+from routers_gatewayapi.evaluate import simulate_grpc_routes, simulate_http_routes
 
-from routers.simulate import parse_request, simulate_grpc_routes, simulate_http_routes
+from routers.simulate import parse_request
+from routers.testing import route_scenario
 
 F = Fraction
 
@@ -251,3 +254,38 @@ def test_grpc_service_and_method_precedence() -> None:
     assert call("POST /shop.Cart/Get -H x-c:1").shares == {"hdr": 1}
     assert call("POST /shop.Cart/Get").shares == {"svc": 1}
     assert call("POST /shop.Other/Get").shares == {"any": 1}
+
+
+# -- regressions found by the equivalence property, through the plugin's own evaluator ------
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gatewayapi"
+HEADER_ROUTE = {
+    "name": "canary-header",
+    "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}],
+}
+
+
+def _route(state: dict[str, Any], request: str) -> Any:
+    (routed,) = [r for r in route_scenario(EXAMPLE, state, request) if "GRPC" not in r.scope]
+    return routed.outcome
+
+
+def test_header_route_beats_overlapping_mirror_route() -> None:
+    state = {
+        "weight": 20,
+        "headerRoutes": [HEADER_ROUTE],
+        "mirrorRoutes": [
+            {
+                "name": "canary-mirror",
+                "percentage": 12.5,
+                "matches": [{"method": "GET", "path": {"prefix": "/api/orders"}}],
+            }
+        ],
+    }
+    got = _route(state, "GET /api/orders -H X-Canary:always -H Host:shop.example.com")
+    assert got.shares == {"checkout-canary": 1}
+
+
+def test_foreign_backend_share_does_not_depend_on_total() -> None:
+    got = _route({"weight": 0, "total": 1_000_000}, "GET / -H Host:shop.example.com")
+    assert got.share("checkout-legacy") == Fraction(5, 105)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
-from routers.simulate import parse_request, simulate_virtual_service
+from routers_istio.evaluate import simulate_virtual_service
+
+from routers.simulate import parse_request
+from routers.testing import route_scenario
 
 F = Fraction
 
@@ -167,3 +171,24 @@ def test_delegate_is_inlined_and_falls_through() -> None:
     assert run(root, "GET /api/v3", delegates=given).shares == {"fallback": 1}
     missing = run(root, "GET /api/v2")
     assert (missing.status, "not given" in missing.reason) == (500, True)
+
+
+def test_header_route_covers_every_managed_route() -> None:
+    """Found by the equivalence property on its tricky Istio objects (foreign route first, a
+    managed route with its own match, a catch-all): the header route precedes each of them."""
+    tricky = Path(__file__).resolve().parents[3] / "tests/contract/equivalence/istio/tricky"
+    header = {
+        "name": "canary-header",
+        "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}],
+    }
+    state = {"weight": 0, "headerRoutes": [header]}
+    (routed,) = route_scenario(tricky, state, "GET /anything -H X-Canary:always")
+    assert routed.outcome.shares == {"api-canary": 1}
+
+
+def test_subsets_are_reported_as_the_configured_services() -> None:
+    """Subset mode: the DestinationRule host's stable/canary subsets speak the config's names."""
+    example = Path(__file__).resolve().parents[3] / "examples" / "istio"
+    routed = route_scenario(example, {"weight": 25}, "GET /")
+    shares = {r.scope: dict(r.outcome.shares) for r in routed}
+    assert {"checkout-stable": F(3, 4), "checkout-canary": F(1, 4)} in shares.values()

@@ -14,6 +14,9 @@ its patterns to be correct everywhere, and an unanchored one shows up in the sim
 RequestRedirect mean no backend (the spec asks for 500 when nothing can respond). RequestMirror
 copies ``percent`` (or ``fraction``; neither = 100%) of the rule's requests; one inside a
 backendRef copies that share of the backend's part.
+
+:func:`evaluate` routes a request through the routes of each parent separately (a Gateway, or a
+Service in GAMMA mesh mode) and names the config's Services by their names.
 """
 
 from __future__ import annotations
@@ -23,11 +26,27 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from routers.simulate._strings import Dialect, regex_matches
-from routers.simulate.outcome import Outcome, add_shares, fraction_of
-from routers.simulate.request import Request
+from routers.planning.objects import LiveObjects
+from routers.simulate import (
+    Dialect,
+    Outcome,
+    Request,
+    Routed,
+    add_shares,
+    fraction_of,
+    regex_matches,
+)
+from routers.simulate.equivalence import path_probes
+from routers_gatewayapi.config import Config
+from routers_gatewayapi.kinds import GROUP
 
-__all__ = ["backend_label", "simulate_grpc_routes", "simulate_http_routes"]
+__all__ = [
+    "backend_label",
+    "evaluate",
+    "sample_requests",
+    "simulate_grpc_routes",
+    "simulate_http_routes",
+]
 
 JSON = Mapping[str, Any]
 
@@ -232,8 +251,14 @@ def _rule_outcome(c: _Candidate) -> Outcome:
     return Outcome(add_shares(shares), add_shares(mirrors), c.via)
 
 
+def _best(
+    routes: Sequence[JSON], request: Request, dialect: Dialect, grpc: bool
+) -> _Candidate | None:
+    return min(_candidates(routes, request, dialect, grpc), key=lambda c: c.key, default=None)
+
+
 def _simulate(routes: Sequence[JSON], request: Request, dialect: Dialect, grpc: bool) -> Outcome:
-    best = min(_candidates(routes, request, dialect, grpc), key=lambda c: c.key, default=None)
+    best = _best(routes, request, dialect, grpc)
     if best is None:
         return Outcome(status=404, reason="no rule matches")
     return _rule_outcome(best)
@@ -254,3 +279,97 @@ def simulate_grpc_routes(
     Precedence: hostname, longest matching service, longest matching method, most headers.
     """
     return _simulate(routes, request, regex, grpc=True)
+
+
+# -- the plugin's evaluator ----------------------------------------------------------------
+
+
+def _meta(obj: JSON) -> JSON:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def parent_key(ref: JSON, namespace: str | None) -> str:
+    """A parentRef as ``Kind ns/name`` (defaults: Gateway of the route's namespace)."""
+    kind = ref.get("kind") or "Gateway"
+    ns = ref.get("namespace") or namespace
+    return f"{kind} {ns}/{ref.get('name')}"
+
+
+def _by_parent(routes: Sequence[JSON]) -> dict[str, list[JSON]]:
+    out: dict[str, list[JSON]] = {}
+    for r in routes:
+        ns = _meta(r).get("namespace")
+        parents = (r.get("spec") or {}).get("parentRefs") or [{"name": "(none)"}]
+        for key in dict.fromkeys(parent_key(p, ns) for p in parents if isinstance(p, Mapping)):
+            out.setdefault(key, []).append(r)
+    return out
+
+
+def _home_names(outcome: Outcome, namespace: str) -> Outcome:
+    """``name.<namespace>`` -> ``name`` for Services of the config's namespace."""
+    suffix = "." + namespace
+    labels = [*outcome.shares, *outcome.mirrors]
+    return outcome.relabel(
+        {k: k[: -len(suffix)] for k in labels if k.endswith(suffix) and ":" not in k}
+    )
+
+
+def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Routed]:
+    """HTTPRoutes and GRPCRoutes of each parent decide together; the config's routes without
+    ``useHeaderRoutes`` carry no header or mirror rules, so where one of them decides, the
+    state means its plain weighted split."""
+    plain = {(t.kind.kind, t.namespace, t.name) for t in config.targets if not t.managed_rules}
+    out: list[Routed] = []
+    for kind, grpc in (("HTTPRoute", False), ("GRPCRoute", True)):
+        routes = [o for _, o in objects.of_kind(GROUP, kind)]
+        for parent, group in _by_parent(routes).items():
+            best = _best(group, request, "search", grpc)
+            if best is None:
+                outcome = Outcome(status=404, reason="no rule matches")
+                managed = True
+            else:
+                outcome = _rule_outcome(best)
+                meta = _meta(best.route)
+                managed = (kind, meta.get("namespace"), meta.get("name")) not in plain
+            out.append(
+                Routed(
+                    f"{kind}s on {parent}",
+                    _home_names(outcome, config.service_namespace),
+                    managed_routes=managed,
+                )
+            )
+    return out
+
+
+def sample_requests(config: Config, objects: LiveObjects) -> list[Request]:
+    """Requests at, below and beside every literal path match, per hostname (two at most),
+    and one per gRPC method match."""
+    paths: set[str] = set()
+    hosts: list[str | None] = []
+    grpc: list[Request] = []
+    for kind in ("HTTPRoute", "GRPCRoute"):
+        for _, route in objects.of_kind(GROUP, kind):
+            spec = route.get("spec") or {}
+            for name in spec.get("hostnames") or []:
+                host = "a" + name[1:] if str(name).startswith("*.") else str(name)
+                if host not in hosts:
+                    hosts.append(host)
+            for rule in spec.get("rules") or []:
+                for m in (rule.get("matches") or []) if isinstance(rule, Mapping) else []:
+                    if not isinstance(m, Mapping):
+                        continue
+                    if kind == "GRPCRoute":
+                        mm = m.get("method") or {}
+                        path = f"/{mm.get('service', 'pkg.Svc')}/{mm.get('method', 'Call')}"
+                        grpc.append(Request("POST", path, (("content-type", "application/grpc"),)))
+                        continue
+                    p = m.get("path") or {}
+                    if p.get("type") in (None, "Exact", "PathPrefix") and p.get("value"):
+                        paths.add(str(p["value"]))
+    hosts = hosts[:2] or [None]
+    out = path_probes(sorted(paths), hosts)
+    for req in dict.fromkeys(grpc):
+        for host in hosts:
+            out.append(req.with_headers(("Host", host)) if host else req)
+    return out

@@ -19,26 +19,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from routers.planning.objects import LiveObjects, short_host
 from routers.planning.weights import parse_weight
-from routers.simulate._strings import regex_matches
-from routers.simulate.outcome import Outcome, add_shares
-from routers.simulate.request import Request
+from routers.simulate import Outcome, Request, Routed, add_shares, regex_matches
+from routers.simulate.equivalence import path_probes
+from routers_smi.config import ROUTE_GROUP_KIND, SPECS_GROUP, SPLIT_GROUP, SPLIT_KIND, Config
 
-__all__ = ["simulate_traffic_split"]
+__all__ = ["evaluate", "sample_requests", "simulate_traffic_split"]
 
 JSON = Mapping[str, Any]
-
-
-def _short(service: str, namespace: str | None) -> str:
-    parts = service.split(".")
-    if (
-        namespace
-        and len(parts) >= 2
-        and parts[1] == namespace
-        and ".".join(parts[2:]) in ("", "svc", "svc.cluster.local")
-    ):
-        return parts[0]
-    return service
 
 
 def _headers(raw: Any) -> Iterator[tuple[str, str]]:
@@ -93,7 +82,7 @@ def simulate_traffic_split(
     general: list[JSON] = []
     for split in splits:
         meta = split.get("metadata") or {}
-        root = _short(str((split.get("spec") or {}).get("service", "")), meta.get("namespace"))
+        root = short_host(str((split.get("spec") or {}).get("service", "")), meta.get("namespace"))
         if root != service:
             continue
         hit = _matches(split, groups or {}, request)
@@ -118,9 +107,26 @@ def simulate_traffic_split(
         return Outcome(via=via, status=503, reason="no backend has weight")
     return Outcome(
         add_shares(
-            (_short(str(b.get("service", "")), meta.get("namespace")), w / total)
+            (short_host(str(b.get("service", "")), meta.get("namespace")), w / total)
             for b, w in zip(backends, weights, strict=True)
             if w is not None
         ),
         via=via,
     )
+
+
+def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Routed]:
+    """Requests addressed to the config's root Service: split by a TrafficSplit, or served by
+    the root Service itself when none applies (none exists, or its matches miss)."""
+    splits = [o for _, o in objects.of_kind(SPLIT_GROUP, SPLIT_KIND)]
+    groups = {
+        str((g.get("metadata") or {}).get("name")): g
+        for _, g in objects.of_kind(SPECS_GROUP, ROUTE_GROUP_KIND)
+    }
+    outcome = simulate_traffic_split(splits, request, service=config.root, groups=groups)
+    return [Routed(f"Service {config.root} (TrafficSplit)", outcome)]
+
+
+def sample_requests(config: Config, objects: LiveObjects) -> list[Request]:
+    """TrafficSplits match no paths of their own (HTTPRouteGroups match by regex)."""
+    return path_probes([])

@@ -6,9 +6,10 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from routers_smi.evaluate import simulate_traffic_split
 
 from routers.planning.weights import parse_weight as quantity
-from routers.simulate import parse_request, simulate_traffic_split
+from routers.simulate import parse_request
 
 F = Fraction
 
