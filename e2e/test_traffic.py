@@ -11,8 +11,9 @@ Per step (weights 0 -> 10 -> 50 -> 100, a header route, cleanup), for the Gatewa
   apply to that is printed as the convergence time), then a bounded sample is taken and the
   canary share must lie within 4 binomial standard deviations of the requested weight;
 * header-matched requests must all reach canary, and after cleanup every request reaches stable;
-* the simulator, run on the objects read back from the API server, must predict exactly the
-  requested share, so the simulator and a real data plane are checked against each other.
+* the plugin's own data-plane evaluator, run on the objects read back from the API server, must
+  predict exactly the requested share, so the evaluator and a real data plane are checked
+  against each other.
 
 Gap: Traefik implements no Gateway API ``RequestMirror`` (and the nginx provider no
 ``mirror-*``), so mirroring is verified on the API server (the objects are accepted and
@@ -40,8 +41,11 @@ from e2e._traffic_hosts import PORT, HostsUnavailable, NetnsHosts
 from e2e._traffic_traefik import Traefik, ensure_traefik
 from e2e.cluster import BinariesUnavailable, ControlPlane
 from routers.cluster import Kube, Router, Transport
+from routers.contract import evaluator_of
+from routers.engine import bind
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
-from routers.simulate import Request, simulate_http_routes, simulate_ingress_nginx
+from routers.planning.objects import LiveObjects
+from routers.simulate import Outcome, Request
 
 pytestmark = pytest.mark.e2e
 
@@ -313,6 +317,15 @@ def _server_objects(env: Env, kind: str) -> list[dict[str, Any]]:
     return items
 
 
+def simulate(routing: RoutingConfig, objects: list[dict[str, Any]], req: Request) -> Outcome:
+    """What the plugin's own data-plane evaluator says the objects do with ``req``."""
+    (binding,) = bind(routing)
+    evaluator = evaluator_of(binding.plugin)
+    assert evaluator is not None, f"{binding.name} provides no evaluator"
+    (routed,) = evaluator.evaluate(binding.config, LiveObjects.from_manifests(objects), req)
+    return routed.outcome
+
+
 def walk(
     env: Env, target: str, routing: RoutingConfig, host: str, predict: Callable[[Request], Fraction]
 ) -> None:
@@ -376,10 +389,8 @@ def test_gateway_api_through_traefik(env: Env) -> None:
     routing = _routing(env.ns, {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "shop"}}})
 
     def predict(req: Request) -> Fraction:
-        out = simulate_http_routes(
-            _server_objects(env, "httproutes.gateway.networking.k8s.io"), req
-        )
-        return out.share("canary")
+        routes = _server_objects(env, "httproutes.gateway.networking.k8s.io")
+        return simulate(routing, routes, req).share("canary")
 
     walk(env, "gatewayapi", routing, GW_HOST, predict)
 
@@ -388,9 +399,8 @@ def test_ingress_nginx_through_traefik(env: Env) -> None:
     routing = _routing(env.ns, {"nginx": {"stableIngress": "shop"}})
 
     def predict(req: Request) -> Fraction:
-        return simulate_ingress_nginx(
-            _server_objects(env, "ingresses.networking.k8s.io"), req
-        ).share("canary")
+        ingresses = _server_objects(env, "ingresses.networking.k8s.io")
+        return simulate(routing, ingresses, req).share("canary")
 
     walk(env, "nginx", routing, NGINX_HOST, predict)
 
@@ -415,9 +425,7 @@ def test_request_mirror_is_verified_without_traffic(env: Env) -> None:
         router.apply_state(state)
         assert router.verify(state).ok
         routes = _server_objects(env, "httproutes.gateway.networking.k8s.io")
-        out = simulate_http_routes(
-            routes, Request(path="/mirrored/x", headers=(("Host", GW_HOST),))
-        )
+        out = simulate(routing, routes, Request(path="/mirrored/x", headers=(("Host", GW_HOST),)))
         assert out.mirror("canary") == Fraction(1, 4)
         assert out.share("canary") == Fraction(1, 10)
         print(
