@@ -236,12 +236,12 @@ def walk(
     state = TrafficState(weight=10)
     hw = 10 if caps.header_routes_with_weight else 0
     if caps.header_routes:
-        header = {"name": "X-Canary", sorted(caps.header_match)[0]: "always"}
+        header = {"name": "X-Canary", sorted(caps.header_limits.header_match)[0]: "always"}
         state = TrafficState.parse(
             {"weight": hw, "headerRoutes": [{"name": names[0], "matches": [{"headers": [header]}]}]}
         )
         yield "header route add", state
-        header2 = {"name": "X-Canary", sorted(caps.header_match)[0]: "beta"}
+        header2 = {"name": "X-Canary", sorted(caps.header_limits.header_match)[0]: "beta"}
         state = TrafficState.parse(
             {
                 "weight": hw,
@@ -258,7 +258,7 @@ def walk(
             MirrorSupport.FRACTION: 12.5,
         }[caps.mirror]
         match: dict[str, Any] = {}
-        lim = caps.mirror_limits()
+        lim = caps.limits(mirror=True)
         if lim.method_match:
             match["method"] = "GET"
         elif lim.header_match:

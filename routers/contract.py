@@ -16,7 +16,7 @@ Bump :data:`API_VERSION` on any breaking change to this module.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -29,6 +29,7 @@ from routers.simulate.request import Request
 
 __all__ = [
     "ALL_MATCH_TYPES",
+    "ANY_MATCH",
     "API_VERSION",
     "EVALUATOR_SINCE",
     "SUPPORTED_API_VERSIONS",
@@ -68,7 +69,7 @@ class MirrorSupport(StrEnum):
 
 @dataclass(frozen=True)
 class MatchLimits:
-    """Which request conditions a kind of managed route can express."""
+    """Which request conditions a kind of managed route (header or mirror) can express."""
 
     header_match: frozenset[MatchType] = frozenset()
     path_match: frozenset[MatchType] = frozenset()
@@ -76,6 +77,20 @@ class MatchLimits:
     method_match: bool = False
     max_matches_per_route: int | None = None
     max_headers_per_match: int | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "headerMatch": sorted(self.header_match),
+            "pathMatch": sorted(self.path_match),
+            "queryMatch": sorted(self.query_match),
+            "methodMatch": self.method_match,
+            "maxMatchesPerRoute": self.max_matches_per_route,
+            "maxHeadersPerMatch": self.max_headers_per_match,
+        }
+
+
+ANY_MATCH = MatchLimits(ALL_MATCH_TYPES, ALL_MATCH_TYPES, ALL_MATCH_TYPES, method_match=True)
+"""Every condition of the model, any number of them."""
 
 
 @dataclass(frozen=True)
@@ -88,37 +103,63 @@ class Capabilities:
     header_routes_with_weight: bool = True
     """False when a header route needs all weighted traffic on stable (SMI: requests that no
     header route matches bypass the TrafficSplit's backends and go to the root Service)."""
+    header_limits: MatchLimits = MatchLimits()
+    """The conditions header routes can match on."""
     mirror: MirrorSupport = MirrorSupport.NONE
-    header_match: frozenset[MatchType] = frozenset()
-    path_match: frozenset[MatchType] = frozenset()
-    query_match: frozenset[MatchType] = frozenset()
-    method_match: bool = False
+    mirror_limits: MatchLimits | None = None
+    """The conditions mirror routes can match on; ``None``: the same as header routes'."""
+    mirror_round_up: bool = False
+    """A FULL_ONLY target was allowed (by config) to mirror 100% when less is asked."""
     max_routes: int | None = None
     """Most managed (header + mirror) routes at once."""
-    max_matches_per_route: int | None = None
-    max_headers_per_match: int | None = None
     max_total: int | None = None
     """Largest weight total expressed exactly; ``None`` = any. Coarser targets report rounding."""
     readiness: bool = False
     """Whether observe() reports data-plane readiness (status conditions)."""
-    mirror_matches: MatchLimits | None = None
-    """Limits of mirror-route matches when they differ from header routes' (``None``: same)."""
-    mirror_round_up: bool = False
-    """A FULL_ONLY target was allowed (by config) to mirror 100% when less is asked."""
     notes: tuple[str, ...] = ()
+    # Contract version 1 spelled the header-route limits as flat keywords and the mirror-route
+    # ones as ``mirror_matches``; version-1 plugins keep working unchanged, their keywords are
+    # folded into the limits above.
+    header_match: InitVar[frozenset[MatchType] | None] = None
+    path_match: InitVar[frozenset[MatchType] | None] = None
+    query_match: InitVar[frozenset[MatchType] | None] = None
+    method_match: InitVar[bool | None] = None
+    max_matches_per_route: InitVar[int | None] = None
+    max_headers_per_match: InitVar[int | None] = None
+    mirror_matches: InitVar[MatchLimits | None] = None
 
-    def header_limits(self) -> MatchLimits:
-        return MatchLimits(
-            header_match=self.header_match,
-            path_match=self.path_match,
-            query_match=self.query_match,
-            method_match=self.method_match,
-            max_matches_per_route=self.max_matches_per_route,
-            max_headers_per_match=self.max_headers_per_match,
-        )
+    def __post_init__(
+        self,
+        header_match: frozenset[MatchType] | None,
+        path_match: frozenset[MatchType] | None,
+        query_match: frozenset[MatchType] | None,
+        method_match: bool | None,
+        max_matches_per_route: int | None,
+        max_headers_per_match: int | None,
+        mirror_matches: MatchLimits | None,
+    ) -> None:
+        legacy: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("header_match", header_match),
+                ("path_match", path_match),
+                ("query_match", query_match),
+                ("method_match", method_match),
+                ("max_matches_per_route", max_matches_per_route),
+                ("max_headers_per_match", max_headers_per_match),
+            )
+            if v is not None
+        }
+        if legacy:
+            object.__setattr__(self, "header_limits", replace(self.header_limits, **legacy))
+        if mirror_matches is not None:
+            object.__setattr__(self, "mirror_limits", mirror_matches)
 
-    def mirror_limits(self) -> MatchLimits:
-        return self.mirror_matches if self.mirror_matches is not None else self.header_limits()
+    def limits(self, *, mirror: bool = False) -> MatchLimits:
+        """The limits of header routes, or of mirror routes."""
+        if mirror and self.mirror_limits is not None:
+            return self.mirror_limits
+        return self.header_limits
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -126,33 +167,15 @@ class Capabilities:
             "additionalDestinations": self.additional_destinations,
             "headerRoutes": self.header_routes,
             "headerRoutesWithWeight": self.header_routes_with_weight,
+            "headerLimits": self.header_limits.to_data(),
             "mirror": self.mirror.value,
-            "headerMatch": sorted(self.header_match),
-            "pathMatch": sorted(self.path_match),
-            "queryMatch": sorted(self.query_match),
-            "methodMatch": self.method_match,
+            "mirrorLimits": self.limits(mirror=True).to_data(),
+            "mirrorRoundUp": self.mirror_round_up,
             "maxRoutes": self.max_routes,
-            "maxMatchesPerRoute": self.max_matches_per_route,
-            "maxHeadersPerMatch": self.max_headers_per_match,
             "maxTotal": self.max_total,
             "readiness": self.readiness,
-            "mirrorMatches": None
-            if self.mirror_matches is None
-            else _limits_data(self.mirror_matches),
-            "mirrorRoundUp": self.mirror_round_up,
             "notes": list(self.notes),
         }
-
-
-def _limits_data(limits: MatchLimits) -> dict[str, Any]:
-    return {
-        "headerMatch": sorted(limits.header_match),
-        "pathMatch": sorted(limits.path_match),
-        "queryMatch": sorted(limits.query_match),
-        "methodMatch": limits.method_match,
-        "maxMatchesPerRoute": limits.max_matches_per_route,
-        "maxHeadersPerMatch": limits.max_headers_per_match,
-    }
 
 
 @dataclass(frozen=True)

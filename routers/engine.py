@@ -130,7 +130,7 @@ def check_capabilities(binding: Binding, desired: Desired, facts: ClusterFacts) 
         instruction = f"setHeaderRoute {route.name!r}"
         if not caps.header_routes:
             refuse(instruction, "header-based routing is not supported")
-        _check_matches(caps.header_limits(), route.matches, instruction, refuse)
+        _check_matches(caps.header_limits, route.matches, instruction, refuse)
     if (
         desired.header_routes
         and not caps.header_routes_with_weight
@@ -158,7 +158,7 @@ def check_capabilities(binding: Binding, desired: Desired, facts: ClusterFacts) 
                 instruction,
                 f"only whole percentages can be mirrored, {mirror.percentage}% requested",
             )
-        _check_matches(caps.mirror_limits(), mirror.matches, instruction, refuse)
+        _check_matches(caps.limits(mirror=True), mirror.matches, instruction, refuse)
 
 
 def _check_matches(

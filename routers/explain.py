@@ -125,7 +125,7 @@ def _limits(caps: Capabilities) -> list[str]:
     if not caps.header_routes:
         out.append("limit: no header-based routing")
     else:
-        out.append(f"limit: header routes match {_conditions(caps.header_limits())}")
+        out.append(f"limit: header routes match {_conditions(caps.header_limits)}")
         if not caps.header_routes_with_weight:
             out.append("limit: header routes only with weight 0")
     mirror = {
@@ -136,8 +136,8 @@ def _limits(caps: Capabilities) -> list[str]:
         MirrorSupport.FRACTION: "mirroring at any percentage",
     }
     out.append(f"limit: {mirror[caps.mirror]}")
-    if caps.mirror is not MirrorSupport.NONE and caps.mirror_matches is not None:
-        out.append(f"limit: mirror routes match {_conditions(caps.mirror_matches)}")
+    if caps.mirror is not MirrorSupport.NONE and caps.mirror_limits is not None:
+        out.append(f"limit: mirror routes match {_conditions(caps.mirror_limits)}")
     if caps.max_routes is not None:
         out.append(f"limit: at most {caps.max_routes} managed route(s) at once")
     if caps.max_total is not None:

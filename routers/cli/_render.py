@@ -55,7 +55,8 @@ def plugin_table(rows: Sequence[dict[str, Any]]) -> None:
     out = []
     for row in rows:
         caps = row.get("capabilities") or {}
-        header = ",".join(caps.get("headerMatch", [])) if caps.get("headerRoutes") else "-"
+        limits = caps.get("headerLimits") or {}
+        header = ",".join(limits.get("headerMatch", [])) if caps.get("headerRoutes") else "-"
         out.append(
             (
                 row["name"],

@@ -173,7 +173,7 @@ def states(draw: st.DrawFn, loaded: Loaded) -> TrafficState:
     ]
     budget = min(caps.max_routes if caps.max_routes is not None else 3, 3, len(managed))
     names = draw(st.lists(st.sampled_from(managed), unique=True, max_size=budget))
-    header_limits, mirror_limits = caps.header_limits(), caps.mirror_limits()
+    header_limits, mirror_limits = caps.header_limits, caps.limits(mirror=True)
     per_route = min(header_limits.max_matches_per_route or 2, 2)
     per_mirror = min(mirror_limits.max_matches_per_route or 2, 2)
     headers, mirrors = [], []

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from routers.cli import main
-from routers.contract import API_VERSION, SUPPORTED_API_VERSIONS, evaluator_of
+from routers.contract import (
+    ANY_MATCH,
+    API_VERSION,
+    SUPPORTED_API_VERSIONS,
+    Capabilities,
+    MatchLimits,
+    MirrorSupport,
+    evaluator_of,
+)
 from routers.engine import plan_offline
 from routers.errors import UnsupportedError
 from routers.explain import explain_requests
@@ -121,3 +129,40 @@ def test_explain_request_routes_through_a_thirdparty_evaluator(thirdparty_path: 
         "  configmap: ConfigMap shop/proxy-weights: 20% -> web-canary, 80% -> web-stable "
         "(via ConfigMap shop/proxy-weights key weights.json)  [as wanted]"
     )
+
+
+def test_version_1_capability_keywords_fold_into_the_limits() -> None:
+    """One value type for both route kinds; the flat v1 keywords still mean the same."""
+    mirror = MatchLimits(path_match=frozenset({"prefix"}), max_matches_per_route=1)
+    legacy = Capabilities(
+        header_routes=True,
+        header_match=frozenset({"exact"}),
+        method_match=True,
+        max_headers_per_match=1,
+        mirror=MirrorSupport.FULL_ONLY,
+        mirror_matches=mirror,
+    )
+    current = Capabilities(
+        header_routes=True,
+        header_limits=MatchLimits(frozenset({"exact"}), method_match=True, max_headers_per_match=1),
+        mirror=MirrorSupport.FULL_ONLY,
+        mirror_limits=mirror,
+    )
+    assert legacy == current
+    assert current.limits(mirror=True) is mirror
+    assert Capabilities(header_limits=ANY_MATCH).limits(mirror=True) is ANY_MATCH
+
+
+def test_capabilities_wire_form_nests_one_limits_shape_per_route_kind() -> None:
+    data = Capabilities(header_routes=True, header_limits=ANY_MATCH, max_routes=3).to_data()
+    assert data["headerLimits"] == {
+        "headerMatch": ["exact", "prefix", "regex"],
+        "pathMatch": ["exact", "prefix", "regex"],
+        "queryMatch": ["exact", "prefix", "regex"],
+        "methodMatch": True,
+        "maxMatchesPerRoute": None,
+        "maxHeadersPerMatch": None,
+    }
+    assert data["mirrorLimits"] == data["headerLimits"]
+    assert data["maxRoutes"] == 3
+    assert "headerMatch" not in data  # no flat copy of the limits any more

@@ -15,13 +15,15 @@ from routers.engine import (
 )
 from routers.errors import ConfigError, PluginError, UnsupportedError
 from routers.io import load_documents, load_one
-from routers.model import Cleanup, RoutingConfig, TrafficState
+from routers.model import Cleanup, MatchType, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Create, Patch, Plan
 from routers.registry import Registry
 from tests.conftest import THIRDPARTY
 
 EX = THIRDPARTY / "example"
+EXACT: frozenset[MatchType] = frozenset({"exact"})
+PREFIX_PATH = MatchLimits(path_match=frozenset({"prefix"}))
 
 
 def config() -> RoutingConfig:
@@ -120,7 +122,7 @@ class _Binding:
     ("caps", "state", "message"),
     [
         (
-            Capabilities(mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"})),
+            Capabilities(mirror=MirrorSupport.FULL_ONLY, header_limits=PREFIX_PATH),
             {
                 "mirrorRoutes": [
                     {"name": "m", "matches": [{"path": {"prefix": "/a"}}], "percentage": 50}
@@ -129,13 +131,15 @@ class _Binding:
             "only 100% mirroring",
         ),
         (
-            Capabilities(mirror=MirrorSupport.PERCENT, method_match=True),
+            Capabilities(
+                mirror=MirrorSupport.PERCENT, header_limits=MatchLimits(method_match=True)
+            ),
             {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 0.5}]},
             "whole percentages",
         ),
         (
             Capabilities(
-                header_routes=True, header_match=frozenset({"exact"}), max_headers_per_match=1
+                header_routes=True, header_limits=MatchLimits(EXACT, max_headers_per_match=1)
             ),
             {
                 "headerRoutes": [
@@ -150,7 +154,7 @@ class _Binding:
             "at most 1 header condition",
         ),
         (
-            Capabilities(header_routes=True, header_match=frozenset({"exact"})),
+            Capabilities(header_routes=True, header_limits=MatchLimits(EXACT)),
             {
                 "headerRoutes": [
                     {"name": "h", "matches": [{"headers": [{"name": "a", "regex": "x.*"}]}]}
@@ -159,7 +163,7 @@ class _Binding:
             "header regex matches",
         ),
         (
-            Capabilities(header_routes=True, header_match=frozenset({"exact"})),
+            Capabilities(header_routes=True, header_limits=MatchLimits(EXACT)),
             {
                 "headerRoutes": [
                     {
@@ -171,7 +175,7 @@ class _Binding:
             "method matches",
         ),
         (
-            Capabilities(header_routes=True, header_match=frozenset({"exact"}), max_routes=1),
+            Capabilities(header_routes=True, header_limits=MatchLimits(EXACT), max_routes=1),
             {
                 "headerRoutes": [
                     {"name": "h", "matches": [{"headers": [{"name": "a", "exact": "1"}]}]},
@@ -183,7 +187,7 @@ class _Binding:
         (
             Capabilities(
                 header_routes=True,
-                header_match=frozenset({"exact"}),
+                header_limits=MatchLimits(EXACT),
                 header_routes_with_weight=False,
             ),
             {
@@ -197,7 +201,7 @@ class _Binding:
         (
             Capabilities(
                 mirror=MirrorSupport.FULL_ONLY,
-                mirror_matches=MatchLimits(path_match=frozenset({"prefix"})),
+                mirror_limits=PREFIX_PATH,
             ),
             {"mirrorRoutes": [{"name": "m", "matches": [{"method": "GET"}], "percentage": 100}]},
             "method matches",
@@ -303,10 +307,10 @@ def test_mirror_round_up_is_accepted_only_when_declared() -> None:
     state = TrafficState.parse(
         {"mirrorRoutes": [{"name": "m", "matches": [{"path": {"prefix": "/"}}], "percentage": 5}]}
     )
-    caps = Capabilities(mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"}))
+    caps = Capabilities(mirror=MirrorSupport.FULL_ONLY, header_limits=PREFIX_PATH)
     with pytest.raises(UnsupportedError, match="only 100% mirroring"):
         check_capabilities(_Binding(caps), state, ClusterFacts())  # type: ignore[arg-type]
     rounded = Capabilities(
-        mirror=MirrorSupport.FULL_ONLY, path_match=frozenset({"prefix"}), mirror_round_up=True
+        mirror=MirrorSupport.FULL_ONLY, header_limits=PREFIX_PATH, mirror_round_up=True
     )
     check_capabilities(_Binding(rounded), state, ClusterFacts())  # type: ignore[arg-type]

@@ -4,10 +4,11 @@ and TLSRoute (weights only), attached to Gateways or, in GAMMA mesh mode, to Ser
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from routers.contract import (
-    ALL_MATCH_TYPES,
+    ANY_MATCH,
     API_VERSION,
     Capabilities,
     ClusterFacts,
@@ -52,21 +53,15 @@ class Plugin:
     def capabilities(
         self, config: Any | None = None, facts: ClusterFacts | None = None
     ) -> Capabilities:
-        base = {
-            "max_routes": MAX_RULES - 1,
-            "max_matches_per_route": MAX_MATCHES_PER_RULE,
-            "max_headers_per_match": 16,
-            "max_total": MAX_TOTAL,
-            "readiness": True,
-        }
+        base = {"max_routes": MAX_RULES - 1, "max_total": MAX_TOTAL, "readiness": True}
+        limits = replace(
+            ANY_MATCH, max_matches_per_route=MAX_MATCHES_PER_RULE, max_headers_per_match=16
+        )
         if not isinstance(config, Config):
             return Capabilities(
                 header_routes=True,
+                header_limits=limits,
                 mirror=MirrorSupport.FRACTION,
-                header_match=ALL_MATCH_TYPES,
-                path_match=ALL_MATCH_TYPES,
-                query_match=ALL_MATCH_TYPES,
-                method_match=True,
                 notes=(
                     "HTTPRoute/GRPCRoute: header and mirror routes; TCPRoute/TLSRoute: weights only",
                     "mirror percentages need Gateway API standard >= v1.3 or experimental >= v1.2",
@@ -99,13 +94,14 @@ class Plugin:
                     f"only 100% mirroring: {f.describe()} has no RequestMirror percent/fraction "
                     "(needs standard >= v1.3 or experimental >= v1.2)"
                 )
+        if not http_only:  # GRPCRoute matches: headers only
+            limits = replace(
+                limits, path_match=frozenset(), query_match=frozenset(), method_match=False
+            )
         return Capabilities(
             header_routes=True,
+            header_limits=limits,
             mirror=mirror,
-            header_match=ALL_MATCH_TYPES,
-            path_match=ALL_MATCH_TYPES if http_only else frozenset(),
-            query_match=ALL_MATCH_TYPES if http_only else frozenset(),
-            method_match=http_only,
             notes=tuple(notes),
             **base,  # type: ignore[arg-type]
         )

@@ -178,11 +178,12 @@ def test_capabilities_depend_on_config_and_cluster() -> None:
     v12 = PLUGIN.capabilities(config(), facts("v1.2.1"))
     assert v12.mirror is MirrorSupport.FULL_ONLY and any("v1.2.1" in n for n in v12.notes)
     grpc = PLUGIN.capabilities(config({"httpRoute": "a", "grpcRoute": "g"}), facts("v1.6.3"))
+    limits = grpc.header_limits
     assert (
         grpc.header_routes
-        and not grpc.path_match
-        and not grpc.method_match
-        and not grpc.query_match
+        and not limits.path_match
+        and not limits.method_match
+        and not limits.query_match
     )
     weights_only = PLUGIN.capabilities(
         config({"httpRoutes": [{"name": "a"}], "tcpRoute": "t"}), NO_FACTS

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from routers.contract import (
-    ALL_MATCH_TYPES,
+    ANY_MATCH,
     API_VERSION,
     Capabilities,
     ClusterFacts,
@@ -97,16 +97,10 @@ class IstioPlugin:
         if not http:
             notes.append("only tls/tcp routes are selected: no header or mirror routes")
         return Capabilities(
-            weight=True,
-            additional_destinations=True,
             header_routes=http,
+            header_limits=ANY_MATCH,
             mirror=MirrorSupport.FRACTION if http else MirrorSupport.NONE,
-            header_match=ALL_MATCH_TYPES if http else frozenset(),
-            path_match=ALL_MATCH_TYPES if http else frozenset(),
-            query_match=ALL_MATCH_TYPES if http else frozenset(),
-            method_match=http,
             max_total=max_total,
-            readiness=False,
             notes=tuple(notes),
         )
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from routers.contract import (
+    ALL_MATCH_TYPES,
     API_VERSION,
     Capabilities,
     ClusterFacts,
@@ -14,7 +15,7 @@ from routers.contract import (
     Observation,
     Permission,
 )
-from routers.model import Desired, MatchType, RoutingConfig
+from routers.model import Desired, RoutingConfig
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Plan
 from routers.simulate import Request, Routed
@@ -27,7 +28,7 @@ from routers_nginx.planner import PLUGIN, plan
 
 __all__ = ["Plugin"]
 
-_HEADER_MATCH: frozenset[MatchType] = frozenset({"exact", "prefix", "regex"})
+_HEADER_LIMITS = MatchLimits(ALL_MATCH_TYPES, max_matches_per_route=1, max_headers_per_match=1)
 
 _NOTES = (
     "one header route: one header condition (exact, prefix or regex), no path/method/query",
@@ -53,21 +54,14 @@ class Plugin:
         round_up = not isinstance(config, cfg.Config) or config.section.allow_mirror_round_up
         exact_total = not isinstance(config, cfg.Config) or config.section.weight_total_annotation
         return Capabilities(
-            weight=True,
             additional_destinations=False,
             header_routes=not static_header,
+            header_limits=_HEADER_LIMITS,
             mirror=MirrorSupport.FULL_ONLY,
+            mirror_limits=MatchLimits(path_match=frozenset({"prefix"}), max_matches_per_route=1),
             mirror_round_up=round_up,
-            header_match=frozenset() if static_header else _HEADER_MATCH,
-            path_match=frozenset(),
-            query_match=frozenset(),
-            method_match=False,
             max_routes=1,
-            max_matches_per_route=1,
-            max_headers_per_match=1,
-            mirror_matches=MatchLimits(path_match=frozenset({"prefix"}), max_matches_per_route=1),
             max_total=None if exact_total else 100,
-            readiness=False,
             notes=_NOTES,
         )
 

@@ -457,8 +457,13 @@ def test_permissions_and_capabilities_envelope() -> None:
     assert perms[("networking.k8s.io", "ingresses")] == ("get", "create", "patch", "delete")
     assert perms[("", "services")] == ("get",)
     caps = PLUGIN.capabilities()
-    assert (caps.max_routes, caps.max_matches_per_route, caps.max_headers_per_match) == (1, 1, 1)
-    assert not caps.method_match
-    assert not caps.query_match
+    limits = caps.header_limits
+    assert (caps.max_routes, limits.max_matches_per_route, limits.max_headers_per_match) == (
+        1,
+        1,
+        1,
+    )
+    assert not limits.method_match
+    assert not limits.query_match
     assert not caps.additional_destinations
     assert caps.max_total is None

@@ -11,6 +11,7 @@ from routers.contract import (
     API_VERSION,
     Capabilities,
     ClusterFacts,
+    MatchLimits,
     Observation,
     Permission,
 )
@@ -58,6 +59,8 @@ GATEWAY_HINT = (
     "TrafficSplit: Linkerd ignores HTTPRoutes of a Service with a ServiceProfile, which "
     "linkerd-smi writes"
 )
+_LIMITS = MatchLimits(ALL_MATCH_TYPES, ALL_MATCH_TYPES, method_match=True)
+"""HTTPRouteGroup matches: header and path regexes, methods (no query parameters)."""
 _UNMATCHED = (
     "while a TrafficSplit has matches, requests that match no header route bypass its backends "
     "and go to the root Service directly (SMI v1alpha3/v1alpha4)"
@@ -81,9 +84,7 @@ class Plugin:
         if not isinstance(config, Config):
             return Capabilities(
                 header_routes=True,
-                header_match=ALL_MATCH_TYPES,
-                path_match=ALL_MATCH_TYPES,
-                method_match=True,
+                header_limits=_LIMITS,
                 notes=(
                     *notes,
                     "header routes need split.smi-spec.io v1alpha3/v1alpha4 (HTTPRouteGroup); "
@@ -120,9 +121,7 @@ class Plugin:
         return Capabilities(
             header_routes=True,
             header_routes_with_weight=accept,
-            header_match=ALL_MATCH_TYPES,
-            path_match=ALL_MATCH_TYPES,
-            method_match=True,
+            header_limits=_LIMITS,
             notes=tuple(notes),
         )
 

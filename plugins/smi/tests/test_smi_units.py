@@ -163,9 +163,9 @@ def test_version_errors_in_cluster() -> None:
 
 def test_capabilities_envelope_and_no_mirror() -> None:
     caps = PLUGIN.capabilities()
-    assert caps.header_routes and caps.method_match
+    assert caps.header_routes and caps.header_limits.method_match
     assert caps.mirror is MirrorSupport.NONE
-    assert not caps.query_match
+    assert not caps.header_limits.query_match
     assert caps.max_total is None
 
 
