@@ -122,11 +122,13 @@ def keep_foreign(want: Outcome, before: Outcome | None, ours: set[str]) -> Outco
     """A weighted rule's foreign destinations keep the share they had; ours split the rest.
 
     Plugins leave backends they do not own on a rule (a legacy renderer at weight 5), so the
-    state's split applies to what is left. Header routes send 100% to canary and are not scaled.
+    state's split applies to what is left; copies the rule already mirrored to others stay too.
+    Header routes send 100% to canary and are not scaled.
     """
     if want.via.startswith("header route") or before is None or not set(before.shares) & ours:
         return want  # before, none of it went to ours: not this weighted rule (not created yet)
     foreign = {k: v for k, v in before.shares.items() if k not in ours}
     rest = 1 - sum(foreign.values(), Fraction(0))
     shares = {k: v * rest for k, v in want.shares.items()}
-    return Outcome({**shares, **foreign}, want.mirrors, want.via)
+    mirrors = {k: v for k, v in before.mirrors.items() if k not in ours}
+    return Outcome({**shares, **foreign}, {**mirrors, **want.mirrors}, want.via)

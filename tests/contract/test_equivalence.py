@@ -61,7 +61,7 @@ def loaded(request: pytest.FixtureRequest) -> Loaded:
 def test_every_builtin_plugin_and_the_thirdparty_fixture_are_covered() -> None:
     """No plugin of this repository silently drops out of the property."""
     covered = {p.values[0].name for p in SETUPS if not p.marks}
-    assert {"istio", "gatewayapi", "nginx", "smi", "configmap"} <= covered
+    assert {"istio", "gatewayapi", "nginx", "smi", "traefik", "configmap"} <= covered
 
 
 def check(

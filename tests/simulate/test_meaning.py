@@ -68,6 +68,8 @@ def test_keep_foreign_scales_our_split_only() -> None:
     before = Outcome({"stable": F(20, 21), "legacy": F(1, 21)})
     got = keep_foreign(want, before, {"stable", "canary"})
     assert got.shares == {"stable": F(16, 21), "canary": F(4, 21), "legacy": F(1, 21)}
+    mirrored = Outcome(before.shares, {"audit": F(1, 20)})
+    assert keep_foreign(want, mirrored, {"stable", "canary"}).mirrors == {"audit": F(1, 20)}
     header = Outcome({"canary": F(1)}, via="header route 'h'")
     assert keep_foreign(header, before, {"stable", "canary"}) is header
 
