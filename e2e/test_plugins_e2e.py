@@ -36,12 +36,13 @@ from routers.testing import load_scenario
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILTIN = ("istio", "gatewayapi", "nginx", "smi")
+BUILTIN = ("istio", "gatewayapi", "nginx", "smi", "traefik")
 DEFAULT_CRDS = {
     "istio": "istio",
     "gatewayapi": "gateway-standard-v1.6",
     "nginx": "builtin",
     "smi": "smi-sdk",
+    "traefik": "traefik",
 }
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")
 

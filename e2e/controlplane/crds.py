@@ -33,6 +33,7 @@ import yaml
 GATEWAY = "sigs.k8s.io/gateway-api"
 ISTIO_API = "istio.io/api"
 SMI_SDK = "github.com/servicemeshinterface/smi-sdk-go"
+TRAEFIK = "github.com/traefik/traefik/v3"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,19 @@ SETS: dict[str, CRDSet] = {
             note="smi-sdk-go v0.5.0 (the only version the Go proxy serves) ships "
             "apiextensions.k8s.io/v1beta1 CRDs, which Kubernetes >= 1.22 no longer serves; they "
             "are converted mechanically to apiextensions.k8s.io/v1 (see convert_v1beta1_crd).",
+        ),
+        CRDSet(
+            "traefik",
+            TRAEFIK,
+            "v3.7.10",
+            (
+                Source(
+                    "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
+                ),
+            ),
+            note="Traefik's kubernetesCRD provider CRDs (traefik.io/v1alpha1: IngressRoute, "
+            "TraefikService, Middleware, ...), the file Traefik's install docs apply; the same "
+            "version e2e/traefik builds, so the CRDs match the data plane.",
         ),
         CRDSet(
             "smi-linkerd",

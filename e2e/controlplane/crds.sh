@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the official CRD sets (gateway-standard-v1.6, gateway-experimental-v1.6,
-# gateway-standard-v1.2, istio, smi-sdk, smi-linkerd) from their Go modules with
+# gateway-standard-v1.2, istio, smi-sdk, smi-linkerd, traefik) from their Go modules with
 # `go mod download` into ${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/crds/<set>/.
 # Idempotent and fast when cached. Usage: crds.sh [SET ...] | crds.sh --list
 # The last stdout line is the crds root directory. Needs go and python3 with PyYAML
