@@ -96,6 +96,12 @@ class NetnsHosts:
                 raise RuntimeError(f"test host {name} at {addr}:{PORT} did not answer")
             time.sleep(0.1)
 
+    def seen(self, name: str, path: str) -> int:
+        """How many requests for ``path`` host ``name`` has served (mirrored copies included)."""
+        url = f"http://{self.addresses[name]}:{PORT}/__seen?path={path}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.read().decode())
+
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:

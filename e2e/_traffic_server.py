@@ -1,5 +1,8 @@
 """A backend test host for e2e/test_traffic.py: answers every request with its own name.
 
+``GET /__seen?path=P`` answers how many requests for path ``P`` it has served (mirrored copies
+included), so a test can count what a proxy mirrored to it.
+
 Runs inside the test's network namespace (``ip netns exec``). Stdlib only; stops by itself
 after ``--max-seconds`` so a crashed test can never leave it serving.
 """
@@ -8,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 def main() -> None:
@@ -19,6 +24,8 @@ def main() -> None:
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
     body = args.name.encode()
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -27,12 +34,20 @@ def main() -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
+            url = urlsplit(self.path)
+            answer = body
+            if url.path == "/__seen":
+                with lock:
+                    answer = str(seen[parse_qs(url.query).get("path", [""])[0]]).encode()
+            else:
+                with lock:
+                    seen[url.path] += 1
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("X-Backend", args.name)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
 

@@ -1,9 +1,9 @@
 """Build (cached, e2e/traefik/build.sh) and run Traefik against the local API server.
 
 Traefik listens on loopback only: one entry point for traffic, one for ``/ping`` and the API
-(``/api/rawdata`` helps when a route does not show up). Providers: ``kubernetesGateway`` and
-``kubernetesIngressNGINX``, both limited to the test's namespace and reading the API server
-through a kubeconfig.
+(``/api/rawdata`` helps when a route does not show up). Providers: ``kubernetesGateway``,
+``kubernetesCRD`` (IngressRoute, TraefikService) and ``kubernetesIngressNGINX``, all limited to
+the test's namespace and reading the API server through a kubeconfig.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Traefik:
             "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
             "providers": {
                 "kubernetesGateway": {"namespaces": [self.namespace]},
+                "kubernetesCRD": {"namespaces": [self.namespace]},
                 "kubernetesIngressNGINX": {
                     "watchNamespace": self.namespace,
                     "ingressClass": self.ingress_class,

@@ -3,8 +3,10 @@ plugins write to the local API server, and routes requests to two test hosts (st
 living in a network namespace.
 
 Per step (weights 0 -> 10 -> 50 -> 100, a header route, cleanup), for the Gateway API plugin
-(Traefik's ``kubernetesGateway`` provider) and the ingress-nginx plugin (its
-``kubernetesIngressNGINX`` provider):
+(Traefik's ``kubernetesGateway`` provider), the ingress-nginx plugin (its
+``kubernetesIngressNGINX`` provider) and the TraefikService plugin (its ``kubernetesCRD``
+provider: IngressRoute -> mirroring TraefikService -> weighted TraefikService; no header step,
+which a TraefikService cannot express and the plugin refuses):
 
 * the plan is applied through the cluster layer (``routers.cluster.Router``);
 * requests are sent through Traefik on loopback until the new split shows (the time from the
@@ -15,9 +17,10 @@ Per step (weights 0 -> 10 -> 50 -> 100, a header route, cleanup), for the Gatewa
   predict exactly the requested share, so the evaluator and a real data plane are checked
   against each other.
 
-Gap: Traefik implements no Gateway API ``RequestMirror`` (and the nginx provider no
-``mirror-*``), so mirroring is verified on the API server (the objects are accepted and
-``verify`` passes) and by the simulator only, never with traffic.
+Mirroring with traffic: through the TraefikService plugin the canary host counts the copies
+Traefik mirrors to it (exactly the percentage: Traefik's mirror counter is deterministic).
+Traefik implements no Gateway API ``RequestMirror`` (and the nginx provider no ``mirror-*``), so
+for those plugins mirroring is verified on the API server and by the evaluator only.
 """
 
 from __future__ import annotations
@@ -43,15 +46,17 @@ from e2e.cluster import BinariesUnavailable, ControlPlane
 from routers.cluster import Kube, Router, Transport
 from routers.contract import evaluator_of
 from routers.engine import bind
+from routers.errors import UnsupportedError
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
 from routers.simulate import Outcome, Request
 
 pytestmark = pytest.mark.e2e
 
-CRDS = ("gateway-standard-v1.6",)
+CRDS = ("gateway-standard-v1.6", "traefik")
 GW_HOST = "gw.example.com"
 NGINX_HOST = "shop.example.com"
+TRAEFIK_HOST = "traefik.example.com"
 SAMPLE = 400  # requests per weighted step: 4 sigma at 10% is +-24 requests
 HEADER_SAMPLE = 60
 BATCH = 20  # requests per convergence probe
@@ -122,6 +127,40 @@ def _backend_objects(ns: str, hosts: NetnsHosts) -> list[dict[str, Any]]:
     return out
 
 
+def _traefik_objects(ns: str) -> list[dict[str, Any]]:
+    """IngressRoute -> mirroring TraefikService (Argo's argo-mirror-<name>) -> weighted one."""
+
+    def ts(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        meta = {"name": name, "namespace": ns}
+        return {
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "TraefikService",
+            "metadata": meta,
+            "spec": spec,
+        }
+
+    entries = [{"name": "stable", "port": 80}, {"name": "canary", "port": 80, "weight": 0}]
+    return [
+        ts("shop", {"weighted": {"services": entries}}),
+        ts("argo-mirror-shop", {"mirroring": {"name": "shop", "kind": "TraefikService"}}),
+        {
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "IngressRoute",
+            "metadata": {"name": "shop", "namespace": ns},
+            "spec": {
+                "entryPoints": ["web"],
+                "routes": [
+                    {
+                        "match": f"Host(`{TRAEFIK_HOST}`)",
+                        "kind": "Rule",
+                        "services": [{"name": "argo-mirror-shop", "kind": "TraefikService"}],
+                    }
+                ],
+            },
+        },
+    ]
+
+
 @pytest.fixture(scope="module")
 def env(
     control_plane: Callable[..., ControlPlane], tmp_path_factory: pytest.TempPathFactory
@@ -189,6 +228,7 @@ def env(
                     ],
                 },
             },
+            *_traefik_objects(ns),
             {
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "IngressClass",
@@ -227,14 +267,16 @@ def env(
 # -- sending traffic --------------------------------------------------------------------------
 
 
-def send(env: Env, host: str, n: int, headers: dict[str, str] | None = None) -> Counter[str]:
+def send(
+    env: Env, host: str, n: int, headers: dict[str, str] | None = None, path: str = "/"
+) -> Counter[str]:
     """``n`` requests through Traefik (one keep-alive connection); counts answers by backend."""
     counts: Counter[str] = Counter()
     conn = http.client.HTTPConnection("127.0.0.1", env.traefik.port, timeout=5)
     try:
         for _ in range(n):
             try:
-                conn.request("GET", "/", headers={"Host": host, **(headers or {})})
+                conn.request("GET", path, headers={"Host": host, **(headers or {})})
                 r = conn.getresponse()
                 body = r.read().decode(errors="replace")
                 counts[r.getheader("X-Backend") or f"HTTP {r.status}"] += 1
@@ -327,13 +369,18 @@ def simulate(routing: RoutingConfig, objects: list[dict[str, Any]], req: Request
 
 
 def walk(
-    env: Env, target: str, routing: RoutingConfig, host: str, predict: Callable[[Request], Fraction]
+    env: Env,
+    target: str,
+    routing: RoutingConfig,
+    host: str,
+    predict: Callable[[Request], Fraction],
+    plan: list[tuple[str, Desired]] | None = None,
 ) -> None:
     router = Router(routing, kube=kube_for(env.cp))
     # Traefik has to pick the initial objects up before anything can be measured.
     converge(env, host, {}, Fraction(0), Fraction(0))
     previous: Desired = TrafficState(weight=0)
-    for label, desired in steps():
+    for label, desired in plan or steps():
         if isinstance(desired, Cleanup):
             router.cleanup()
         else:
@@ -406,7 +453,7 @@ def test_ingress_nginx_through_traefik(env: Env) -> None:
 
 
 def test_request_mirror_is_verified_without_traffic(env: Env) -> None:
-    """Traefik has no RequestMirror: the API server and the simulator are the only witnesses."""
+    """Traefik has no RequestMirror: the API server and the evaluator are the only witnesses."""
     routing = _routing(env.ns, {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "shop"}}})
     router = Router(routing, kube=kube_for(env.cp))
     state = TrafficState.parse(
@@ -429,8 +476,80 @@ def test_request_mirror_is_verified_without_traffic(env: Env) -> None:
         assert out.mirror("canary") == Fraction(1, 4)
         assert out.share("canary") == Fraction(1, 10)
         print(
-            "gatewayapi: RequestMirror 25% accepted by the API server; simulated, not sent (Traefik lacks it)"
+            "gatewayapi: RequestMirror 25% accepted by the API server; evaluated, not sent (Traefik lacks it)"
         )
     finally:
         router.cleanup()
     converge(env, GW_HOST, {}, Fraction(0), Fraction(0))
+
+
+TRAEFIK_ROUTING = {"traefik": {"weightedTraefikServiceName": "shop"}}
+MIRROR_STATE = {
+    "name": "canary-mirror",
+    "percentage": 50,
+    "matches": [{"path": {"prefix": "/"}}],
+}
+
+
+def test_traefikservice_through_traefik(env: Env) -> None:
+    """The fifth plugin: weights on the TraefikService behind an IngressRoute (kubernetesCRD).
+    A TraefikService matches no headers, so the walk has no header-route step (refused)."""
+    routing = _routing(env.ns, TRAEFIK_ROUTING)
+    with pytest.raises(UnsupportedError, match="header-based routing"):
+        Router(routing, kube=kube_for(env.cp)).apply_state(steps()[4][1])
+
+    def predict(req: Request) -> Fraction:
+        services = _server_objects(env, "traefikservices.traefik.io")
+        return simulate(routing, services, req).share("canary")
+
+    plan = [s for s in steps() if not (isinstance(s[1], TrafficState) and s[1].header_routes)]
+    walk(env, "traefik", routing, TRAEFIK_HOST, predict, plan)
+
+
+def _copies(env: Env, path: str, want: int) -> int:
+    """Mirrored copies the canary host received for ``path`` once they stop arriving."""
+    deadline, last, stable_since = time.monotonic() + 10, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        got = env.hosts.seen("canary", path)
+        if got != last:
+            last, stable_since = got, time.monotonic()
+        elif got >= want or time.monotonic() - stable_since > 1.0:
+            break
+        time.sleep(0.1)
+    return last
+
+
+def test_traefik_mirror_copies_requests(env: Env) -> None:
+    """Real mirroring: Traefik copies exactly the percentage to the canary host (its mirror
+    counter is deterministic), while weight 0 keeps every answer on stable."""
+    routing = _routing(env.ns, TRAEFIK_ROUTING)
+    router = Router(routing, kube=kube_for(env.cp))
+    state = TrafficState.parse({"weight": 0, "mirrorRoutes": [MIRROR_STATE]})
+    try:
+        router.apply_state(state)
+        assert router.verify(state).ok
+        start = time.monotonic()
+        probe = 0
+        while env.hosts.seen("canary", "/probe") == 0:  # Traefik picked the mirror up
+            send(env, TRAEFIK_HOST, BATCH, path="/probe")
+            probe += BATCH
+            assert time.monotonic() - start < CONVERGE_TIMEOUT, env.traefik.logs()
+        took = time.monotonic() - start
+        n = 200
+        answers = send(env, TRAEFIK_HOST, n, path="/mirrored")
+        copies = _copies(env, "/mirrored", n // 2)
+        assert answers == Counter({"stable": n}), answers
+        # Any n consecutive requests: n * 50 / 100 copies, +-1 for where the counter stood.
+        assert abs(copies - n // 2) <= 1, f"{copies} copies of {n} requests at 50%"
+        services = _server_objects(env, "traefikservices.traefik.io")
+        predicted = simulate(routing, services, Request(headers=(("Host", TRAEFIK_HOST),)))
+        assert predicted.mirror("canary") == Fraction(1, 2)
+        print(
+            f"traefik: mirror 50% converged in {took:.2f}s; {copies}/{n} requests copied to "
+            f"canary, {answers['stable']}/{n} answered by stable; evaluator predicts 1/2"
+        )
+    finally:
+        router.cleanup()
+    converge(env, TRAEFIK_HOST, {}, Fraction(0), Fraction(0))
+    send(env, TRAEFIK_HOST, 40, path="/after-cleanup")
+    assert _copies(env, "/after-cleanup", 0) == 0, "still mirroring after cleanup"
