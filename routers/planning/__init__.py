@@ -5,6 +5,7 @@
 * :mod:`.matching`  literal -> regex translation (escaped, anchored)
 * :mod:`.routes`    managed-route precedence order
 * :mod:`.ownership` markers and ledgers that make cleanup exact
+* :mod:`.sections`  a section's config glue: routing facts, validation, object references
 * :mod:`.offline`   applying plans to in-memory objects (offline CLI, test oracle)
 """
 

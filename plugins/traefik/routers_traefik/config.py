@@ -20,6 +20,7 @@ from routers.model import RoutingConfig
 from routers.model._base import Model
 from routers.model._validators import ObjectName
 from routers.planning.objects import ObjectRef
+from routers.planning.sections import Kind, SectionConfig
 
 __all__ = [
     "ARGO_MIRROR_PREFIX",
@@ -36,6 +37,7 @@ GROUP = "traefik.io"
 VERSION = "v1alpha1"
 KIND = "TraefikService"
 CRD = "traefikservices.traefik.io"
+TRAEFIK_SERVICE = Kind(GROUP, KIND, VERSION)
 ARGO_MIRROR_PREFIX = "argo-mirror-"
 """Argo Rollouts' name for the mirroring TraefikService of a weighted one."""
 _MAX_NAME = 253
@@ -57,25 +59,22 @@ class TraefikSection(Model):
         return self
 
 
-@dataclass(frozen=True)
-class Config:
-    namespace: str
-    stable: str
-    canary: str
-    weighted: ObjectRef
-    mirror: ObjectRef
+@dataclass(frozen=True, kw_only=True)
+class Config(SectionConfig[TraefikSection]):
+    @property
+    def weighted(self) -> ObjectRef:
+        return TRAEFIK_SERVICE.ref(self.namespace, self.section.weighted_traefik_service_name)
 
-
-def _ref(namespace: str, name: str) -> ObjectRef:
-    return ObjectRef(GROUP, KIND, namespace, name, VERSION)
+    @property
+    def mirror(self) -> ObjectRef:
+        name = self.section.mirror_traefik_service_name
+        weighted = self.section.weighted_traefik_service_name
+        return TRAEFIK_SERVICE.ref(self.namespace, name or ARGO_MIRROR_PREFIX + weighted)
 
 
 def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
-    section = TraefikSection.parse(dict(body))
-    namespace = routing.namespace or "default"
-    weighted = section.weighted_traefik_service_name
-    mirror = section.mirror_traefik_service_name or ARGO_MIRROR_PREFIX + weighted
-    if len(mirror) > _MAX_NAME:
+    config = Config.build(TraefikSection.parse(dict(body)), routing)
+    if len(config.mirror.name) > _MAX_NAME:
         raise ConfigError(
             [
                 Problem(
@@ -85,10 +84,4 @@ def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
                 )
             ]
         )
-    return Config(
-        namespace=namespace,
-        stable=routing.stable_service,
-        canary=routing.canary_service,
-        weighted=_ref(namespace, weighted),
-        mirror=_ref(namespace, mirror),
-    )
+    return config
