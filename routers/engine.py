@@ -71,7 +71,7 @@ def bind(config: RoutingConfig, registry: Registry | None = None) -> list[Bindin
             [
                 Problem(
                     "trafficRouting",
-                    "no target configured (add istio, nginx, smi or plugins.<name>)",
+                    "no target configured (add istio, nginx, smi, traefik or plugins.<name>)",
                 )
             ]
         )

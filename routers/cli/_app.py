@@ -178,7 +178,7 @@ def _config_schema() -> dict[str, Any]:
     base = RoutingConfig.model_json_schema(by_alias=True)
     props = base.setdefault("properties", {})
     props.pop("sections", None)
-    for name in ("istio", "nginx", "smi"):
+    for name in ("istio", "nginx", "smi", "traefik"):
         props[name] = {"type": "object", "description": f"validated by the {name} plugin"}
     props["plugins"] = {"type": "object", "additionalProperties": {"type": "object"}}
     props["trafficRouting"] = {
