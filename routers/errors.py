@@ -8,7 +8,8 @@ still branch on the precise cause::
     ├── UnsupportedError       a plugin cannot express the request (plugin, instruction, reason)
     ├── PlanError              the live objects do not allow a plan
     │   ├── TargetNotFoundError    an object the config names does not exist
-    │   └── LimitExceededError     the result would break a CRD limit (rule count, matches, ...)
+    │   ├── LimitExceededError     the result would break a CRD limit (rule count, matches, ...)
+    │   └── OwnershipConflictError another owner holds a route name, a weighted route, an object
     ├── PluginError            discovery, loading or contract failure of one plugin
     ├── ConflictError          an object kept changing under us; retries exhausted
     └── ApplyError             the API server refused a write (carries the API status)
@@ -25,11 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "LEGACY_HOLDER",
     "ApplyError",
     "ConfigError",
     "ConflictError",
     "ForbiddenError",
     "LimitExceededError",
+    "OwnershipConflictError",
     "PlanError",
     "PluginError",
     "Problem",
@@ -116,6 +119,42 @@ class TargetNotFoundError(PlanError):
 
 class LimitExceededError(PlanError):
     """The planned object would exceed a limit of the target's schema."""
+
+
+class OwnershipConflictError(PlanError):
+    """What this plan needs is held by another owner (another app's config sharing the object).
+
+    Several owners may edit one VirtualService, HTTPRoute, Ingress or TrafficSplit, each only
+    what it recorded in the object's ledger. Two of them can never hold one route name, one
+    annotation key, one created object or the weights of one route: the second is refused with
+    this error before anything is written. ``holder`` is the other owner's key, or
+    :data:`LEGACY_HOLDER` for entries an older canary-routers recorded without an owner that
+    this owner's config does not name. The CLI exits 1, as for every plan error.
+    """
+
+    def __init__(
+        self,
+        claim: str,
+        *,
+        owner: str,
+        holder: str,
+        plugin: str | None = None,
+        obj: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.claim = claim
+        self.owner = owner
+        self.holder = holder
+        self.hint = hint
+        who = holder if holder == LEGACY_HOLDER else f"owner {holder!r}"
+        message = f"{claim} is held by {who}, not by {owner!r}; nothing was written"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message, plugin=plugin, obj=obj)
+
+
+LEGACY_HOLDER = "an ownerless ledger entry written by an older canary-routers"
+"""``OwnershipConflictError.holder`` for entries no owner has adopted yet."""
 
 
 class PluginError(RoutersError):

@@ -13,6 +13,7 @@ import jsonpatch
 
 from routers.errors import ConflictError, PlanError
 from routers.planning.objects import JSON, ObjectRef, resource_version, uid
+from routers.planning.patch import apply_ops
 from routers.planning.plan import Create, Delete, Patch, Plan
 
 __all__ = ["apply_plans"]
@@ -38,7 +39,7 @@ def apply_plans(
                 if current is None:
                     raise PlanError(f"cannot patch {op.ref}: it does not exist", plugin=plan.plugin)
                 try:
-                    patched: JSON = jsonpatch.JsonPatch(list(op.ops)).apply(copy.deepcopy(current))
+                    patched = apply_ops(current, op.ops)
                 except jsonpatch.JsonPatchTestFailed as exc:
                     raise ConflictError(str(op.ref), 1, f"guard failed: {exc}") from exc
                 except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException) as exc:

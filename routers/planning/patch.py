@@ -21,7 +21,7 @@ import jsonpatch
 from routers.planning.objects import JSON, ObjectRef, resource_version
 from routers.planning.plan import Patch
 
-__all__ = ["PatchBuilder", "escape", "json_equal", "pointer"]
+__all__ = ["PatchBuilder", "apply_ops", "escape", "json_equal", "pointer"]
 
 _MISSING: Any = object()
 
@@ -100,6 +100,18 @@ class PatchBuilder:
     def test(self, path: str) -> None:
         """Guard: the value at ``path`` must still be what we read."""
         self._ops.append({"op": "test", "path": path, "value": copy.deepcopy(self.get(path))})
+
+    def test_absent(self, path: str) -> None:
+        """Guard: ``path`` must still be missing (or null), as it is in the working copy.
+
+        RFC 6902 has no "absent" test; the Kubernetes API server's JSON patch (evanphx
+        json-patch v4) passes a ``test`` with value ``null`` on a missing member, and
+        :func:`apply_ops` does the same. It keeps an ``add`` of a new key from replacing one a
+        concurrent writer added since our read, without the resourceVersion guard.
+        """
+        if self.exists(path) and self.get(path) is not None:
+            raise ValueError(f"{path} exists: test_absent guards only missing members")
+        self._ops.append({"op": "test", "path": path, "value": None})
 
     # -- edits ------------------------------------------------------------------------------
 
@@ -183,9 +195,45 @@ class PatchBuilder:
 
 
 def apply_ops(doc: Mapping[str, Any], ops: Sequence[JSON]) -> JSON:
-    """Apply ops to a copy with RFC 6902 semantics (``test`` failures raise)."""
-    result: JSON = jsonpatch.JsonPatch(list(ops)).apply(copy.deepcopy(dict(doc)))
+    """Apply ops to a copy with the API server's semantics (``test`` failures raise
+    ``jsonpatch.JsonPatchTestFailed``): RFC 6902, plus a ``test`` with value ``null`` passes
+    on a missing member whose parent exists (see :meth:`PatchBuilder.test_absent`)."""
+    result: JSON = copy.deepcopy(dict(doc))
+    pending: list[JSON] = []
+    for op in ops:
+        if op["op"] == "test" and op.get("value", 0) is None:
+            result = (
+                jsonpatch.JsonPatch(pending).apply(result, in_place=True) if pending else result
+            )
+            pending = []
+            if not _absent(result, op["path"]):
+                raise jsonpatch.JsonPatchTestFailed(f"{op['path']} is present (want absent)")
+            continue
+        pending.append(op)
+    if pending:
+        result = jsonpatch.JsonPatch(pending).apply(result, in_place=True)
     return result
+
+
+def _absent(doc: Any, path: str) -> bool:
+    """Missing or null, with the parent present (the server's rule for a ``null`` test)."""
+    tokens = _split(path)
+    node = doc
+    for token in tokens[:-1]:
+        if isinstance(node, Mapping) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            raise jsonpatch.JsonPatchTestFailed(f"{path}: parent is missing")
+    if not tokens:
+        return doc is None
+    last = tokens[-1]
+    if isinstance(node, Mapping):
+        return node.get(last) is None
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        return node[int(last)] is None
+    return False
 
 
 def inverse_ops(after: Mapping[str, Any], before: Mapping[str, Any]) -> list[JSON]:

@@ -94,6 +94,8 @@ class Config:
     canary: str
     service_namespace: str
     managed_order: tuple[str, ...]
+    owner: str = ""
+    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
 
     @property
     def channel(self) -> Literal["standard", "experimental"] | None:
@@ -166,6 +168,7 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
         canary=routing.canary_service,
         service_namespace=service_ns,
         managed_order=tuple(r.name for r in routing.managed_routes),
+        owner=routing.owner_key(),
     )
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from routers.contract import Condition, ObservedWeights
 from routers_gatewayapi.config import Config, Target
 from routers_gatewayapi.kinds import GROUP
-from routers_gatewayapi.planner import classify
-from routers_gatewayapi.rules import Ledger, find_managed, fingerprint
+from routers_gatewayapi.planner import classify, read_route_ledger
+from routers_gatewayapi.rules import fingerprint
 
 __all__ = ["RouteObservation", "mirror_percentage", "observe_route"]
 
@@ -137,10 +137,10 @@ def _readiness(
 def observe_route(config: Config, target: Target, obj: Mapping[str, Any]) -> RouteObservation:
     out = RouteObservation()
     rules = list((obj.get("spec") or {}).get("rules") or [])
-    book = Ledger.read(obj)
-    managed = find_managed(target.kind, rules, book)
+    ledger = read_route_ledger(config, target, obj, rules)
+    book, managed = ledger.book, ledger.managed
     for i, rule in enumerate(rules):
-        if not isinstance(rule, Mapping):
+        if not isinstance(rule, Mapping) or i in ledger.foreign.values():
             continue
         b = classify(config, target, rule, book.backends)
         if not b.weighted:

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from routers.errors import LimitExceededError, PlanError, UnsupportedError
 from routers.model import Cleanup, Desired, HeaderRoute, ManagedRoute, TrafficState
 from routers.planning import weights
-from routers.planning.ownership import write_ledger
+from routers.planning.ownership import SPLIT, OwnerLedger
+from routers.planning.ownership import Ledger as ObjectLedger
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Note, Patch
 from routers.planning.routes import ordered_routes
@@ -40,14 +41,24 @@ from routers_gatewayapi.rules import (
     LedgerRule,
     ManagedKind,
     backend_is,
+    backend_key,
     find_managed,
     fingerprint,
     normalized,
+    rule_entries,
     rule_matches,
 )
 from routers_gatewayapi.shares import BesideForeign, beside_foreign
 
-__all__ = ["DesiredRule", "RoutePlan", "RoutePlanner", "classify", "instruction"]
+__all__ = [
+    "DesiredRule",
+    "RouteLedger",
+    "RoutePlan",
+    "RoutePlanner",
+    "classify",
+    "instruction",
+    "read_route_ledger",
+]
 
 JSON = dict[str, Any]
 Pair = tuple[Any, JSON]
@@ -108,6 +119,74 @@ def classify(
     return out
 
 
+@dataclass(frozen=True)
+class RouteLedger:
+    """A route's ledger as one owner sees it, resolved against the route's rules."""
+
+    view: OwnerLedger
+    book: Ledger
+    """This owner's entries."""
+    managed: dict[str, int]
+    """This owner's managed rules: id -> index."""
+    foreign: dict[str, int]
+    """Everyone else's managed rules (other owners', ownerless): id -> index."""
+
+
+def _sends_to(rule: Mapping[str, Any], service: str, service_ns: str, route_ns: str) -> bool:
+    """The rule routes or mirrors to ``service``."""
+    refs = [r for r in rule.get("backendRefs") or [] if isinstance(r, Mapping)]
+    filters = [*(rule.get("filters") or []), *(f for r in refs for f in r.get("filters") or [])]
+    mirrored = [
+        (f.get("requestMirror") or {}).get("backendRef")
+        for f in filters
+        if isinstance(f, Mapping) and isinstance(f.get("requestMirror"), Mapping)
+    ]
+    return any(backend_is(r, service, service_ns, route_ns) for r in [*refs, *mirrored])
+
+
+def read_route_ledger(
+    config: Config,
+    target: Target,
+    obj: Mapping[str, Any],
+    rules: Sequence[Any],
+    state: TrafficState | None = None,
+) -> RouteLedger:
+    """Read the ledger as this owner. Ownerless entries (written before per-owner ledgers)
+    are this owner's when its config or state names them: a managed rule that routes or mirrors
+    to its canary Service (or, gone from the route, one its state or managedRoutes names), a
+    backend its state lists or its weighted rules carry."""
+    raw = ObjectLedger.of(obj, what=str(target))
+    legacy_rules = raw.unowned.get("rules")
+    legacy = Ledger(rule_entries(legacy_rules if isinstance(legacy_rules, Mapping) else {}), ())
+    found = find_managed(target.kind, rules, legacy)
+    named = set(config.managed_order) | (set(state.route_names) if state is not None else set())
+    extra = {d.service for d in state.additional_destinations} if state is not None else set()
+    carried: set[str] = set()
+    for rule in rules:
+        if isinstance(rule, Mapping) and classify(config, target, rule, ()).weighted:
+            for ref in rule.get("backendRefs") or []:
+                if backend_is(
+                    ref, str(ref.get("name")), config.service_namespace, target.namespace
+                ):
+                    carried.add(str(ref.get("name")))
+
+    def adopt(key: str, name: str) -> bool:
+        if key == "rules":
+            idx = found.get(name)
+            if idx is None:
+                return name.split(".", 1)[0] in named
+            return _sends_to(rules[idx], config.canary, config.service_namespace, target.namespace)
+        if key == "backends":
+            return name in extra or name in carried
+        return False
+
+    view = raw.view(config.owner, adopt)
+    book = Ledger.of(view)
+    managed = find_managed(target.kind, rules, book)
+    foreign = find_managed(target.kind, rules, Ledger.foreign(view), taken=managed.values())
+    return RouteLedger(view, book, managed, foreign)
+
+
 class RoutePlanner:
     """Plans one route object against one desired state."""
 
@@ -118,6 +197,7 @@ class RoutePlanner:
         target: Target,
         obj: Mapping[str, Any],
         features: Features,
+        state: TrafficState | None = None,
     ) -> None:
         self.plugin = plugin
         self.config = config
@@ -128,9 +208,11 @@ class RoutePlanner:
         spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
         rules = spec.get("rules") if isinstance(spec, Mapping) else None
         self.rules: list[Any] = list(rules) if isinstance(rules, list) else []
-        self.book = Ledger.read(obj)
-        self.managed = find_managed(self.kind, self.rules, self.book)
-        managed_idx = set(self.managed.values())
+        self.state = state
+        self.ledger = read_route_ledger(config, target, obj, self.rules, state)
+        self.book = self.ledger.book
+        self.managed = self.ledger.managed
+        managed_idx = set(self.managed.values()) | set(self.ledger.foreign.values())
         self.unmanaged = [i for i in range(len(self.rules)) if i not in managed_idx]
         self.backends = {
             i: classify(config, target, self.rules[i], self.book.backends)
@@ -568,6 +650,7 @@ class RoutePlanner:
         else:
             split, wanted = None, []
         self._check_names(wanted)
+        self._check_claims(wanted)
         b = PatchBuilder(self.obj)
         restore = isinstance(desired, Cleanup) and desired.restore_stable
         for i in self.weighted:
@@ -577,7 +660,13 @@ class RoutePlanner:
         book = Ledger(
             {d.id: LedgerRule(d.kind, fingerprint(self.kind, d.body)) for d in wanted}, tuple(added)
         )
-        write_ledger(b, book.data())
+        ours = {
+            "stable": f"{self.config.service_namespace}/{self.config.stable}",
+            "canary": f"{self.config.service_namespace}/{self.config.canary}",
+        }
+        self.ledger.view.write(
+            b, {**book.data(), SPLIT: ours if split is not None and self.weighted else None}
+        )
         self._check_limits(b.doc)
         self._foreign_notes()
         if self.features.assumed and (wanted or self.managed):
@@ -595,6 +684,24 @@ class RoutePlanner:
             else _describe(split, wanted)
         )
         return RoutePlan(b.patch(self.target.ref, reason), tuple(self.notes), produced)
+
+    def _check_claims(self, wanted: Sequence[DesiredRule]) -> None:
+        """Another owner's rule names, and rules another owner weights, are never ours."""
+        view = self.ledger.view
+        view.claim(
+            "rules",
+            [d.id for d in wanted],
+            what=lambda rid: f"managed rule {rid!r}",
+            plugin=self.plugin,
+            obj=str(self.target),
+            hint="two owners can never hold one rule name on one route: rename the managed route",
+        )
+        for i in self.weighted:
+            refs = self.rules[i].get("backendRefs") or []
+            keys = {k for k in (backend_key(r, self.target.namespace) for r in refs) if k}
+            view.claim_split(
+                keys, what=self._rule_label(i), plugin=self.plugin, obj=str(self.target)
+            )
 
     def _check_names(self, wanted: Sequence[DesiredRule]) -> None:
         if not self.features.rule_names:

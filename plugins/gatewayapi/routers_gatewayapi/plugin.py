@@ -17,7 +17,7 @@ from routers.contract import (
     Permission,
 )
 from routers.errors import TargetNotFoundError, UnsupportedError
-from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig
+from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects, ObjectRef
 from routers.planning.plan import Note, Plan
 from routers.planning.routes import ordered_routes
@@ -147,7 +147,14 @@ class Plugin:
         ops = []
         produced: dict[str, int] = {}
         for t, obj in present:
-            planner = RoutePlanner(self.name, config, t, obj, self._features(config, t.kind, facts))
+            planner = RoutePlanner(
+                self.name,
+                config,
+                t,
+                obj,
+                self._features(config, t.kind, facts),
+                desired if isinstance(desired, TrafficState) else None,
+            )
             result = planner.plan(desired)
             ops.append(result.patch)
             notes.extend(result.notes)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from routers.planning.ownership import ledger
+from routers.planning.ownership import OwnerLedger
 from routers_gatewayapi.kinds import RouteKind
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Ledger",
     "ManagedKind",
     "backend_is",
+    "backend_key",
     "find_managed",
     "fingerprint",
     "normalized",
@@ -171,27 +172,21 @@ class LedgerRule:
 
 @dataclass(frozen=True)
 class Ledger:
-    """What we added to one route: managed rules (id -> kind, content hash) and backendRefs."""
+    """What one owner added to one route: managed rules (id -> kind, content hash) and
+    backendRefs (its entries in the route's ledger, see routers.planning.ownership)."""
 
     rules: dict[str, LedgerRule]
     backends: tuple[str, ...]
 
     @classmethod
-    def read(cls, obj: Mapping[str, Any]) -> Ledger:
-        data = ledger(obj)
-        rules: dict[str, LedgerRule] = {}
-        raw = data.get("rules")
-        if isinstance(raw, Mapping):
-            for rid, entry in raw.items():
-                if (
-                    isinstance(entry, Mapping)
-                    and entry.get("kind") in ("header", "mirror")
-                    and isinstance(entry.get("sha256"), str)
-                ):
-                    rules[str(rid)] = LedgerRule(entry["kind"], entry["sha256"])
-        backends = data.get("backends")
-        names = tuple(str(b) for b in backends) if isinstance(backends, list) else ()
-        return cls(rules, names)
+    def of(cls, view: OwnerLedger) -> Ledger:
+        """This owner's entries."""
+        return cls(rule_entries(view.data("rules")), tuple(view.names("backends")))
+
+    @classmethod
+    def foreign(cls, view: OwnerLedger) -> Ledger:
+        """Everyone else's managed rules (other owners' and ownerless ones)."""
+        return cls(rule_entries(view.foreign("rules")), ())
 
     def data(self) -> dict[str, Any]:
         return {
@@ -202,16 +197,41 @@ class Ledger:
         }
 
 
-def find_managed(kind: RouteKind, rules: Sequence[Any], book: Ledger) -> dict[str, int]:
+def rule_entries(raw: Mapping[str, Any]) -> dict[str, LedgerRule]:
+    rules: dict[str, LedgerRule] = {}
+    for rid, entry in raw.items():
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("kind") in ("header", "mirror")
+            and isinstance(entry.get("sha256"), str)
+        ):
+            rules[str(rid)] = LedgerRule(entry["kind"], entry["sha256"])
+    return rules
+
+
+def backend_key(ref: Any, route_ns: str) -> str | None:
+    """A core Service backendRef as a ledger key, ``namespace/name``."""
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
+        return None
+    if ref.get("group", "") not in ("", "core") or ref.get("kind", "Service") != "Service":
+        return None
+    return f"{ref.get('namespace') or route_ns}/{ref['name']}"
+
+
+def find_managed(
+    kind: RouteKind, rules: Sequence[Any], book: Ledger, taken: Collection[int] = ()
+) -> dict[str, int]:
     """Ledger id -> index of the live rule it names: by ``name`` first, then by exact content.
 
     Unnamed rules are matched by fingerprint only; a named rule that the ledger does not list is
-    never ours, whatever it looks like.
+    never ours, whatever it looks like. Rules at ``taken`` indices are someone else's.
     """
     found: dict[str, int] = {}
-    taken: set[int] = set()
+    taken = set(taken)
     for i, rule in enumerate(rules):
         name = rule.get("name") if isinstance(rule, Mapping) else None
+        if i in taken:
+            continue
         if isinstance(name, str) and name in book.rules and name not in found:
             found[name] = i
             taken.add(i)

@@ -442,7 +442,9 @@ def test_additional_destination_comes_and_goes_through_the_ledger() -> None:
     assert '"backends":["web-exp"]' in obj_of(with_exp)["metadata"]["annotations"][LEDGER]
     without = run(cfg, with_exp, state(weight=10))
     assert weights_of(rules_of(without)[0]) == {"web-stable": 90, "web-canary": 10}
-    assert LEDGER not in obj_of(without)["metadata"].get("annotations", {})
+    assert '"backends"' not in obj_of(without)["metadata"]["annotations"][LEDGER]
+    cleaned = run(cfg, without, Cleanup())
+    assert LEDGER not in obj_of(cleaned)["metadata"].get("annotations", {})
 
 
 def test_fraction_that_needs_more_than_int32_is_rounded_with_a_note() -> None:

@@ -227,6 +227,8 @@ class IstioConfig:
     managed_order: tuple[str, ...]
     virtual_services: tuple[VirtualServiceTarget, ...]
     destination_rule: ObjectRef | None
+    owner: str = ""
+    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
 
     @property
     def subset_mode(self) -> bool:
@@ -283,6 +285,7 @@ class IstioConfig:
             managed_order=tuple(r.name for r in routing.managed_routes),
             virtual_services=tuple(targets),
             destination_rule=dr,
+            owner=routing.owner_key(),
         )
 
 

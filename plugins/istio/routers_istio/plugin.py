@@ -37,14 +37,14 @@ from routers.model import (
 )
 from routers.planning import weights
 from routers.planning.objects import LiveObjects, ObjectRef
-from routers.planning.ownership import ledger, write_ledger
+from routers.planning.ownership import SPLIT, OwnerLedger, read_ledger
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Note, Patch, Plan
 from routers.planning.routes import ordered_routes
 from routers.simulate import Request, Routed
 from routers_istio import evaluate
 from routers_istio.config import IstioConfig
-from routers_istio.hosts import host_for
+from routers_istio.hosts import canonical, host_for
 from routers_istio.matches import Disjoint, Undecidable, cross_product
 from routers_istio.routes import (
     PLUGIN,
@@ -57,7 +57,9 @@ from routers_istio.routes import (
     classify,
     copy_name,
     delegate_refs,
+    dest_keys,
     managed_name,
+    managed_routes,
     owned_routes,
     resolve,
     route_label,
@@ -173,7 +175,7 @@ class IstioPlugin:
         dr_ops: list[Patch | None] = []
         removes_subsets = False
         if cfg.destination_rule is not None:
-            patch, removes_subsets = _plan_dr(cfg, live, desired)
+            patch, removes_subsets = _plan_dr(cfg, live, desired, _carried(targets))
             dr_ops.append(patch)
         # A subset's selector changes while the subset gets little traffic: repoint (or create)
         # subsets before weights move traffic onto them, move traffic away before a subset is
@@ -203,12 +205,14 @@ class IstioPlugin:
         mirrors: dict[str, float] = {}
         problems: list[str] = []
         for t in targets:
-            ctx = base.with_ledger(t.obj)
+            view = _vs_ledger(cfg, t, base, None)
+            ctx = base.with_ledger(view)
             for sel in t.selected:
                 route = t.obj["spec"][sel.kind][sel.index]
                 found.append(_observed(t, sel, classify(route, ctx, t.namespace)))
             http = _http(t.obj)
-            owned = owned_routes(t.obj, cfg)
+            owned = owned_routes(view, cfg)
+            everyone = managed_routes(view, cfg)
             primaries = {s.index for s in t.selected if s.kind == "http"}
             present = set()
             for i, r in enumerate(http):
@@ -218,7 +222,7 @@ class IstioPlugin:
                 present.add(name)
                 route_name = managed_name(name)
                 after = next(
-                    (j for j in range(i + 1, len(http)) if not _ours(http[j], owned)), None
+                    (j for j in range(i + 1, len(http)) if not _ours(http[j], everyone)), None
                 )
                 if after not in primaries:
                     problems.append(
@@ -243,7 +247,7 @@ class IstioPlugin:
                         )
                 elif route_name not in headers:
                     headers.append(route_name)
-            for name in ledger(t.obj).get("routes") or []:
+            for name in view.names("routes"):
                 if name not in present:
                     problems.append(
                         f"{t.describe()}: managed route {name!r} is missing (deleted by someone "
@@ -302,6 +306,62 @@ def _base_context(cfg: IstioConfig, live: LiveObjects, state: TrafficState | Non
     return Context(cfg, styles, dr_host, dr_ns)
 
 
+def _carried_in(t: Target) -> set[str]:
+    """Hosts (``name.namespace``) and subsets the routes this owner weights in ``t`` carry."""
+    out: set[str] = set()
+    for sel in t.selected:
+        route = t.obj["spec"][sel.kind][sel.index]
+        for entry in route.get("route") or []:
+            dest = entry.get("destination") if isinstance(entry, Mapping) else None
+            if isinstance(dest, Mapping) and isinstance(dest.get("host"), str):
+                out.add(canonical(dest["host"], t.namespace))
+                if isinstance(dest.get("subset"), str):
+                    out.add(dest["subset"])
+    return out
+
+
+def _carried(targets: Sequence[Target]) -> set[str]:
+    return {x for t in targets for x in _carried_in(t)}
+
+
+def _to_canary(route: Mapping[str, Any], ctx: Context, namespace: str | None) -> bool:
+    """The route sends to, or mirrors to, this owner's canary destination."""
+    mirrors = [route.get("mirror")]
+    if isinstance(route.get("mirrors"), list):
+        mirrors += [m.get("destination") for m in route["mirrors"] if isinstance(m, Mapping)]
+    entries = [*(route.get("route") or []), *({"destination": m} for m in mirrors if m)]
+    return any(d.role == "canary" for d in classify({"route": entries}, ctx, namespace))
+
+
+def _vs_ledger(
+    cfg: IstioConfig, t: Target, base: Context, state: TrafficState | None
+) -> OwnerLedger:
+    """This owner's view of a VirtualService's ledger. Ownerless entries (written before
+    per-owner ledgers) are this owner's when its config or state names them: a route that
+    sends or mirrors to its canary (or, gone from the object, one its state or managedRoutes
+    names), an additional destination its state lists or its weighted routes carry."""
+    by_name = {
+        r["name"]: r
+        for r in _http(t.obj)
+        if isinstance(r, Mapping) and isinstance(r.get("name"), str)
+    }
+    named = set(cfg.managed_order) | (set(state.route_names) if state is not None else set())
+    extra = {d.service for d in state.additional_destinations} if state is not None else set()
+    carried = _carried_in(t)
+
+    def adopt(key: str, name: str) -> bool:
+        if key == "routes":
+            route = by_name.get(name)
+            if route is None:
+                return managed_name(name) in named
+            return _to_canary(route, base, t.namespace)
+        if key in ("destinations", "weights"):
+            return name in extra or name in carried or canonical(name, cfg.namespace) in carried
+        return False
+
+    return read_ledger(t.obj, cfg.owner, adopt, what=t.describe())
+
+
 def _total(cfg: IstioConfig, state: TrafficState) -> int:
     fixed = cfg.section.fixed_total
     return state.total if fixed is None else fixed
@@ -355,9 +415,16 @@ def _plan_vs(
     managed: list[ManagedRoute],
 ) -> _VsResult:
     state = desired if isinstance(desired, TrafficState) else None
-    led = ledger(t.obj)
-    added_before = {s for s in led.get("destinations") or [] if isinstance(s, str)}
-    ctx = base.with_ledger(t.obj)
+    view = _vs_ledger(cfg, t, base, state)
+    added_before = set(view.names("destinations"))
+    ctx = base.with_ledger(view)
+    for sel in t.selected:
+        view.claim_split(
+            dest_keys(t.obj["spec"][sel.kind][sel.index], t.namespace),
+            what=f"{sel.label}",
+            plugin=PLUGIN,
+            obj=t.describe(),
+        )
     b = PatchBuilder(t.obj)
     ed = _Editor(b)
     result = _VsResult(None)
@@ -456,15 +523,24 @@ def _plan_vs(
             b.remove(dpath(d))
         ed.forget()
 
-    owned = owned_routes(t.obj, cfg)
+    owned = owned_routes(view, cfg)
+    everyone = managed_routes(view, cfg)
     http: list[Any] = b.get(pointer("spec", "http"), [])
-    copies = _wanted(cfg, t, http, managed, ctx, owned, result) if state is not None else []
-    _layout(b, ed, owned, copies)
-    data = dict(led)
-    data["routes"] = sorted(w.name for w in copies)
-    data["destinations"] = sorted(added_after)
-    data["weights"] = sorted(weighted_after)
-    write_ledger(b, data)
+    copies = (
+        _wanted(cfg, t, http, managed, ctx, owned, everyone, view, result)
+        if state is not None
+        else []
+    )
+    _layout(b, ed, owned, everyone, copies)
+    view.write(
+        b,
+        {
+            "routes": [w.name for w in copies],
+            "destinations": added_after,
+            "weights": weighted_after,
+            SPLIT: base.split() if state is not None else None,
+        },
+    )
     result.patch = b.patch(t.ref, _reason(t, desired))
     return result
 
@@ -595,6 +671,8 @@ def _wanted(
     managed: list[ManagedRoute],
     ctx: Context,
     owned: Owned,
+    everyone: Owned,
+    view: OwnerLedger,
     result: _VsResult,
 ) -> list[_Wanted]:
     """Per selected http route, in ``http[]`` order: a copy of every managed route whose matches
@@ -605,7 +683,7 @@ def _wanted(
     per_route: dict[str, list[tuple[Selected, dict[str, Any]]]] = {r.name: [] for r in managed}
     # One pass over http[] (VirtualServices with hundreds of routes are real): the first foreign
     # catch-all shadows every primary after it.
-    first_all = next((i for i, r in enumerate(http) if not _ours(r, owned) and _all(r)), None)
+    first_all = next((i for i, r in enumerate(http) if not _ours(r, everyone) and _all(r)), None)
     for primary in primaries:
         doc_route = http[primary.index]
         shadow = first_all if first_all is not None and first_all < primary.index else None
@@ -630,6 +708,15 @@ def _wanted(
             body["name"] = copy_name(r.name, k)
             copies.append((body["name"], r.name, primary.index, body))
     names = {c[0] for c in copies}
+    view.claim(
+        "routes",
+        sorted(names),
+        what=lambda name: f"http route name {name!r}",
+        plugin=PLUGIN,
+        obj=t.describe(),
+        hint="two owners can never hold one route name on one VirtualService: rename the "
+        "managed route",
+    )
     for i, route in enumerate(http):
         name = route.get("name") if isinstance(route, Mapping) else None
         if name in names and name not in owned:
@@ -641,9 +728,8 @@ def _wanted(
             )
     # Ranks among routes not ours do not change when ours are removed or inserted; the primary
     # indices are those of the object as read.
-    ours = owned.with_names(names)
     order = {r.name: n for n, r in enumerate(managed)}
-    rank = _ranks(http, ours)
+    rank = _ranks(http, everyone.with_names(names))
     out = [_Wanted(n, r, rank[i], body) for n, r, i, body in copies]
     return sorted(out, key=lambda w: (w.rank, order[w.route]))
 
@@ -669,12 +755,18 @@ def _ours(route: Any, owned: Owned) -> bool:
     return isinstance(route, Mapping) and route.get("name") in owned
 
 
-def _layout(b: PatchBuilder, ed: _Editor, owned: Owned, wanted: list[_Wanted]) -> None:
+def _layout(
+    b: PatchBuilder, ed: _Editor, owned: Owned, everyone: Owned, wanted: list[_Wanted]
+) -> None:
     """Each primary's copies as one block right before it; copies already in their block and in
-    order stay (rewritten if they drifted), the rest are removed and re-inserted."""
+    order stay (rewritten if they drifted), the rest are removed and re-inserted.
+
+    Routes managed by anyone (other owners, ownerless entries) are invisible to the placement:
+    they neither count as primaries nor move; only this owner's routes are removed or added."""
     http_path = pointer("spec", "http")
     names = {w.name for w in wanted}
     owned = owned.with_names(names)
+    everyone = everyone.with_names(names)
     by_rank: dict[int, list[str]] = {}
     for w in wanted:
         by_rank.setdefault(w.rank, []).append(w.name)
@@ -691,7 +783,7 @@ def _layout(b: PatchBuilder, ed: _Editor, owned: Owned, wanted: list[_Wanted]) -
     # 2. A block that is not an in-order part of what its primary needs is rebuilt.
     http = b.get(http_path, [])
     blocks: dict[int, list[tuple[int, str]]] = {}
-    ranks = _ranks(http, owned)
+    ranks = _ranks(http, everyone)
     for i, r in enumerate(http):
         if _ours(r, owned):
             blocks.setdefault(ranks[i], []).append((i, r["name"]))
@@ -703,21 +795,34 @@ def _layout(b: PatchBuilder, ed: _Editor, owned: Owned, wanted: list[_Wanted]) -
             for i, _ in block
         ]
     )
-    # 3. Insert what is missing, rewrite what drifted.
+    # 3. Insert what is missing, rewrite what drifted: after the last of ours placed so far in
+    #    the block, else at the first of ours there, else right before the primary.
     for rank in sorted(by_rank):
-        routes: list[Any] = b.get(http_path, [])
-        theirs = [i for i, r in enumerate(routes) if not _ours(r, owned)]
-        start = theirs[rank - 1] + 1 if rank > 0 else 0
-        for k, w in enumerate(x for x in wanted if x.rank == rank):
-            i = start + k
-            routes = b.get(http_path, [])
-            if i < len(routes) and _ours(routes[i], owned) and routes[i].get("name") == w.name:
-                if not json_equal(routes[i], w.body):
-                    ed.guard(pointer("spec", "http", i, "name"))
-                    b.replace(pointer("spec", "http", i), w.body)
+        pos: int | None = None
+        for w in (x for x in wanted if x.rank == rank):
+            routes: list[Any] = b.get(http_path, [])
+            theirs = [i for i, r in enumerate(routes) if not _ours(r, everyone)]
+            lo = theirs[rank - 1] + 1 if rank > 0 else 0
+            hi = theirs[rank] if rank < len(theirs) else len(routes)
+            if pos is None:
+                pos = next((i for i in range(lo, hi) if _ours(routes[i], owned)), hi)
+            at = next(
+                (
+                    i
+                    for i in range(pos, hi)
+                    if _ours(routes[i], owned) and routes[i].get("name") == w.name
+                ),
+                None,
+            )
+            if at is not None:
+                if not json_equal(routes[at], w.body):
+                    ed.guard(pointer("spec", "http", at, "name"))
+                    b.replace(pointer("spec", "http", at), w.body)
+                pos = at + 1
             else:
-                b.add(pointer("spec", "http", i), w.body)
+                b.add(pointer("spec", "http", pos), w.body)
                 ed.forget()
+                pos += 1
 
 
 def _subsequence(items: list[Any], of: list[Any]) -> bool:
@@ -728,10 +833,13 @@ def _subsequence(items: list[Any], of: list[Any]) -> bool:
 # -- DestinationRule --------------------------------------------------------------------------
 
 
-def _plan_dr(cfg: IstioConfig, live: LiveObjects, desired: Desired) -> tuple[Patch | None, bool]:
+def _plan_dr(
+    cfg: IstioConfig, live: LiveObjects, desired: Desired, carried: set[str]
+) -> tuple[Patch | None, bool]:
     """Pod-template-hash labels on the stable/canary subsets (Argo's UpdateHash) and subsets for
     additional destinations; every other subset and field stays. Returns the patch and whether
-    it removes a subset."""
+    it removes a subset. ``carried``: subsets this owner's weighted routes reference (ownerless
+    ledger entries among them are this owner's)."""
     dr_cfg = cfg.section.destination_rule
     ref = cfg.destination_rule
     assert dr_cfg is not None
@@ -742,8 +850,12 @@ def _plan_dr(cfg: IstioConfig, live: LiveObjects, desired: Desired) -> tuple[Pat
     ed = _Editor(b)
     key = cfg.section.pod_template_hash_key
     state = desired if isinstance(desired, TrafficState) else None
-    led = ledger(obj)
-    created_before = {s for s in led.get("subsets") or [] if isinstance(s, str)}
+    hashed = {d.service for d in state.additional_destinations} if state is not None else set()
+    view = read_ledger(
+        obj, cfg.owner, lambda f, n: f == "subsets" and (n in hashed or n in carried), what=what
+    )
+    created_before = set(view.names("subsets"))
+    labelled: list[str] = []
     subsets: list[Any] = b.get(pointer("spec", "subsets"), [])
     index = {
         s["name"]: i
@@ -765,6 +877,7 @@ def _plan_dr(cfg: IstioConfig, live: LiveObjects, desired: Desired) -> tuple[Pat
                     obj=what,
                 )
             if value is not None:
+                labelled.append(subset)
                 name_guard = pointer("spec", "subsets", i, "name")
                 ed.set(pointer("spec", "subsets", i, "labels", key), value, [name_guard])
         if cfg.subset_mode:
@@ -780,6 +893,8 @@ def _plan_dr(cfg: IstioConfig, live: LiveObjects, desired: Desired) -> tuple[Pat
                     )
                     if d.service in created_before:
                         created_after.add(d.service)
+                    else:
+                        labelled.append(d.service)
                     continue
                 if not _is_label(d.service):
                     raise UnsupportedError(
@@ -788,12 +903,20 @@ def _plan_dr(cfg: IstioConfig, live: LiveObjects, desired: Desired) -> tuple[Pat
                         "its DestinationRule subset would be named after the Service, which must "
                         "then be a DNS-1123 label",
                     )
+                created_after.add(d.service)
                 body = {"name": d.service, "labels": {key: d.pod_template_hash}}
                 if b.exists(pointer("spec", "subsets")):
                     b.add(pointer("spec", "subsets", "-"), body)
                 else:
                     b.set(pointer("spec", "subsets"), [body])
-                created_after.add(d.service)
+    view.claim(
+        ("labels", "subsets"),
+        [*labelled, *sorted(created_after)],
+        what=lambda name: f"subset {name!r}",
+        plugin=PLUGIN,
+        obj=what,
+        hint="two owners setting one subset's pod-template-hash label would undo each other",
+    )
     removes = False
     current = b.get(pointer("spec", "subsets"), [])
     for i in range(len(current) - 1, -1, -1):
@@ -803,9 +926,7 @@ def _plan_dr(cfg: IstioConfig, live: LiveObjects, desired: Desired) -> tuple[Pat
             b.remove(pointer("spec", "subsets", i))
             ed.forget()
             removes = True
-    data = dict(led)
-    data["subsets"] = sorted(created_after)
-    write_ledger(b, data)
+    view.write(b, {"subsets": created_after, "labels": labelled})
     if isinstance(desired, Cleanup):
         reason = f"cleanup {what}: remove subsets we added"
     else:

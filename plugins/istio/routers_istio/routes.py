@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError
 from routers.planning.objects import JSON, LiveObjects, ObjectRef
-from routers.planning.ownership import ledger
+from routers.planning.ownership import OwnerLedger, read_ledger
 from routers_istio.config import GROUP, VERSION, IstioConfig, VirtualServiceTarget
-from routers_istio.hosts import same_host
+from routers_istio.hosts import canonical, same_host
 
 __all__ = [
     "Context",
@@ -25,7 +25,10 @@ __all__ = [
     "Target",
     "classify",
     "copy_name",
+    "dest_keys",
+    "ledger_view",
     "managed_name",
+    "managed_routes",
     "owned_routes",
     "resolve",
     "route_label",
@@ -93,17 +96,46 @@ class Context:
     dr_host: str | None = None
     dr_namespace: str | None = None
     added: frozenset[str] = frozenset()
-    """Additional services whose destinations we appended (the VirtualService's ledger)."""
+    """Additional services whose destinations we appended (this owner's ledger entries)."""
 
-    def with_ledger(self, obj: Mapping[str, Any]) -> Context:
-        led = ledger(obj)
+    def with_ledger(self, view: OwnerLedger) -> Context:
         extra: dict[str, Style] = dict(self.additional)
         for key in ("destinations", "weights"):
-            for svc in led.get(key) or []:
-                if isinstance(svc, str):
-                    extra.setdefault(svc, "any")
-        added = frozenset(s for s in led.get("destinations") or [] if isinstance(s, str))
+            for svc in view.names(key):
+                extra.setdefault(svc, "any")
+        added = frozenset(view.names("destinations"))
         return Context(self.config, extra, self.dr_host, self.dr_namespace, added)
+
+    def split(self) -> dict[str, str]:
+        """This owner's stable and canary destinations as ledger keys (see :func:`dest_keys`)."""
+        cfg = self.config
+        dr = cfg.section.destination_rule
+        if dr is not None and self.dr_host is not None:
+            host = canonical(self.dr_host, self.dr_namespace)
+            return {
+                "stable": f"{host}#{dr.stable_subset_name}",
+                "canary": f"{host}#{dr.canary_subset_name}",
+            }
+        return {
+            "stable": canonical(cfg.stable_service, cfg.namespace),
+            "canary": canonical(cfg.canary_service, cfg.namespace),
+        }
+
+
+def dest_keys(route: Mapping[str, Any], namespace: str | None) -> set[str]:
+    """Every destination of a route as ledger keys: ``name.namespace`` and, with a subset,
+    ``name.namespace#subset`` (so host-level and subset-level splits both match)."""
+    out: set[str] = set()
+    entries = route.get("route")
+    for entry in entries if isinstance(entries, list) else []:
+        dest = entry.get("destination") if isinstance(entry, Mapping) else None
+        if not isinstance(dest, Mapping) or not isinstance(dest.get("host"), str):
+            continue
+        host = canonical(dest["host"], namespace)
+        out.add(host)
+        if isinstance(dest.get("subset"), str):
+            out.add(f"{host}#{dest['subset']}")
+    return out
 
 
 def _http(obj: Mapping[str, Any]) -> list[Any]:
@@ -142,8 +174,8 @@ def managed_name(name: str) -> str:
 
 
 class Owned:
-    """Route names we may remove or rewrite: our ledger, ``managedRoutes`` (Argo's rule) and
-    the copies (``<name>.<n>``) of the ``managedRoutes`` entries."""
+    """A set of managed route names: ledger entries, ``managedRoutes`` (Argo's rule) and the
+    copies (``<name>.<n>``) of the ``managedRoutes`` entries."""
 
     def __init__(self, names: Iterable[str], bases: Iterable[str]) -> None:
         self.names = frozenset(names)
@@ -161,11 +193,23 @@ class Owned:
         return Owned(self.names | frozenset(names), self.bases)
 
 
-def owned_routes(obj: Mapping[str, Any], config: IstioConfig) -> Owned:
-    names = ledger(obj).get("routes") or []
-    out = {n for n in names if isinstance(n, str)}
-    out.update(config.managed_order)
-    return Owned(out, config.managed_order)
+def owned_routes(view: OwnerLedger, config: IstioConfig) -> Owned:
+    """Routes this owner may remove or rewrite: its ledger entries, plus the ``managedRoutes``
+    names (and their copies) no other owner holds."""
+    held = view.held("routes")
+    bases = [n for n in config.managed_order if n not in held]
+    return Owned({*view.names("routes"), *bases}, bases)
+
+
+def managed_routes(view: OwnerLedger, config: IstioConfig) -> Owned:
+    """Routes managed by anyone (every owner, ownerless entries, ``managedRoutes``): never a
+    primary, and invisible when placing an owner's routes right before its primaries."""
+    return Owned(view.everyone("routes") | set(config.managed_order), config.managed_order)
+
+
+def ledger_view(obj: Mapping[str, Any], config: IstioConfig) -> OwnerLedger:
+    """The VirtualService's ledger as this owner sees it, without adopting anything."""
+    return read_ledger(obj, config.owner)
 
 
 def _weight(entry: Mapping[str, Any]) -> int:
@@ -260,7 +304,7 @@ def _select_http(
     field: str = "routes",
 ) -> list[int]:
     routes = _http(obj)
-    owned = owned_routes(obj, ctx.config)
+    owned = managed_routes(ledger_view(obj, ctx.config), ctx.config)
     what = f"VirtualService {ref.namespace}/{ref.name}"
     if names:
         picked: list[int] = []

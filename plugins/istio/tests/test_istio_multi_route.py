@@ -31,7 +31,7 @@ from istio_helpers import (
 from routers_istio.evaluate import simulate_virtual_service
 
 from routers.errors import PlanError, UnsupportedError
-from routers.planning.ownership import ledger
+from routers.planning.ownership import read_ledger
 from routers.simulate import Outcome, parse_request
 
 HEADER = {"name": "h", "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}]}
@@ -77,7 +77,7 @@ def test_istio_header_route_covers_every_selected_route() -> None:
     cfg = config(TWO)
     out = get(run(cfg, live(tricky()), state(weight=0, headerRoutes=[HEADER])))
     assert http_names(out) == ["static", "h", "api-v1", "h.2", "catch-all", "late"]
-    assert ledger(out)["routes"] == ["h", "h.2"]
+    assert read_ledger(out, "app/svc-canary").names("routes") == ["h", "h.2"]
     for request in (
         "GET /anything -H X-Canary:always",  # catch-all's traffic
         "GET /api/v1/orders -H X-Canary:always",  # api-v1's traffic
@@ -207,7 +207,7 @@ def test_copies_are_reasserted_reordered_and_cleaned_up() -> None:
     one = config({"virtualService": {"name": "app", "routes": ["catch-all"]}})
     narrowed = get(run(one, current, desired))
     assert http_names(narrowed) == ["static", "api-v1", "h", "m", "catch-all", "late"]
-    assert ledger(narrowed)["routes"] == ["h", "m"]
+    assert read_ledger(narrowed, "app/svc-canary").names("routes") == ["h", "m"]
     # Cleanup removes every copy and nothing else.
     cleaned = get(run(cfg, current, CLEANUP))
     assert http_names(cleaned) == ["static", "api-v1", "catch-all", "late"]
