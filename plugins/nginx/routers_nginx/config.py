@@ -117,6 +117,10 @@ class Pair:
     canary: ObjectRef
     path: str
     """Where the stable Ingress is configured, for messages (``stableIngresses[1]``)."""
+    legacy: ObjectRef | None = None
+    """``<stable>-canary`` when the config names a Rollout (so ``canary`` is Argo's
+    ``<rollout>-<stable>-canary``): a canary Ingress an older canary-routers created under that
+    name is kept and used instead (see planner.canary_ref), never duplicated."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ class Config:
     pairs: tuple[Pair, ...]
     static: Mapping[str, str]
     """Annotations from the config, prefixed and merged (canaryIngressAnnotations win)."""
+    owner: str = ""
+    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    rollout: str | None = None
+    """The Rollout's name, when the config names one (it names the canary Ingress)."""
 
     @property
     def prefix(self) -> str:
@@ -141,14 +149,17 @@ def ingress_ref(namespace: str, name: str) -> ObjectRef:
     return ObjectRef(GROUP, "Ingress", namespace, name, VERSION)
 
 
-def canary_ingress_name(stable: str) -> str:
-    """``<stable>-canary``; names too long for that keep a hash of the full name, so two long
-    stable names that share their first 236 characters still get different canaries."""
-    name = stable + _SUFFIX
+def canary_ingress_name(stable: str, rollout: str | None = None) -> str:
+    """``<stable>-canary``, or Argo Rollouts' ``<rollout>-<stable>-canary`` when the config names
+    a Rollout: several Rollouts sharing one stable Ingress (each its own paths) then get one
+    canary Ingress each. Names too long keep a hash of the full name, so two long names that
+    share their first characters still get different canaries."""
+    base = f"{rollout}-{stable}" if rollout else stable
+    name = base + _SUFFIX
     if len(name) <= _MAX_NAME:
         return name
-    digest = hashlib.sha256(stable.encode()).hexdigest()[:8]
-    keep = stable[: _MAX_NAME - len(_SUFFIX) - len(digest) - 1].rstrip("-.")
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    keep = base[: _MAX_NAME - len(_SUFFIX) - len(digest) - 1].rstrip("-.")
     return f"{keep}-{digest}{_SUFFIX}"
 
 
@@ -217,14 +228,26 @@ def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
     names = section.stable_names
     field = "stableIngress" if section.stable_ingress else "stableIngresses"
     pairs: list[Pair] = []
+    rollout = routing.rollout.name if routing.rollout is not None else None
     for i, name in enumerate(names):
         where = field if section.stable_ingress else f"{field}[{i}]"
-        canary = canary_ingress_name(name)
-        if canary in names:
-            problems.append(
-                Problem(where, f"its canary Ingress {canary!r} would be another stable Ingress")
+        canary = canary_ingress_name(name, rollout)
+        legacy = canary_ingress_name(name)
+        for candidate in dict.fromkeys((canary, legacy)):
+            if candidate in names:
+                problems.append(
+                    Problem(
+                        where, f"its canary Ingress {candidate!r} would be another stable Ingress"
+                    )
+                )
+        pairs.append(
+            Pair(
+                ingress_ref(namespace, name),
+                ingress_ref(namespace, canary),
+                where,
+                ingress_ref(namespace, legacy) if legacy != canary else None,
             )
-        pairs.append(Pair(ingress_ref(namespace, name), ingress_ref(namespace, canary), where))
+        )
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -234,4 +257,6 @@ def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
         canary_service=routing.canary_service,
         pairs=tuple(pairs),
         static=static,
+        owner=routing.owner_key(),
+        rollout=rollout,
     )

@@ -13,17 +13,19 @@ from typing import Any
 
 from routers.contract import Observation, ObservedWeights
 from routers.errors import PlanError
-from routers.planning.objects import LiveObjects, get_annotations
+from routers.planning.objects import LiveObjects, ObjectRef, get_annotations
 from routers.planning.ownership import is_created_by_us
 from routers_nginx import annotations as ann
 from routers_nginx.config import Config, Pair
 from routers_nginx.ingress import derive
 from routers_nginx.planner import (
+    LEDGER_ANNOTATIONS,
     LEDGER_HEADER_ROUTES,
     LEDGER_MIRROR_ROUTES,
     PLUGIN,
-    ledger_names,
-    owned_keys,
+    canary_ledger,
+    canary_ref,
+    stable_ledger,
 )
 
 __all__ = ["observe"]
@@ -38,10 +40,15 @@ def _int(value: str | None) -> int | None:
 
 
 def _canary(
-    config: Config, pair: Pair, stable: Mapping[str, Any], canary: Mapping[str, Any]
+    config: Config,
+    pair: Pair,
+    ref: ObjectRef,
+    stable: Mapping[str, Any],
+    canary: Mapping[str, Any],
 ) -> tuple[ObservedWeights | None, set[str], list[str]]:
     problems: list[str] = []
-    where = str(pair.canary)
+    where = str(ref)
+    view = canary_ledger(config, ref, canary)
     annotations = get_annotations(canary)
     if not is_created_by_us(canary, PLUGIN):
         problems.append(f"{where} was not created by canary-routers")
@@ -83,9 +90,11 @@ def _canary(
                 f"{where}: ingress class differs from {pair.stable.name}'s; the controller "
                 "serving the stable Ingress ignores it"
             )
-    owned = owned_keys(canary)
+    if view.shared:
+        problems.append(f"{where} holds another owner's entries")
+    owned = set(view.names(LEDGER_ANNOTATIONS))
     headers: set[str] = set()
-    for name in ledger_names(canary, LEDGER_HEADER_ROUTES):
+    for name in view.names(LEDGER_HEADER_ROUTES):
         header = config.key(ann.CANARY_BY_HEADER)
         value_keys = [
             config.key(ann.CANARY_BY_HEADER_VALUE),
@@ -120,7 +129,7 @@ def _mirrors(
     expected = f"://{config.canary_service}.{config.namespace}.svc."
     out: dict[str, float] = {}
     problems: list[str] = []
-    for name in ledger_names(stable, LEDGER_MIRROR_ROUTES):
+    for name in stable_ledger(config, pair, stable).names(LEDGER_MIRROR_ROUTES):
         if expected in target:
             out[name] = 100.0  # nginx mirrors whole locations, never a share
         else:
@@ -144,12 +153,13 @@ def observe(config: Config, live: LiveObjects) -> Observation:
         mirrors, more = _mirrors(config, pair, stable)
         mirror_maps.append(mirrors)
         problems.extend(more)
-        canary = live.get(pair.canary)
+        ref = canary_ref(config, pair, live)
+        canary = live.get(ref)
         if canary is None:
             weights.append(ObservedWeights(str(pair.stable), 100, 0))
             header_sets.append(set())
             continue
-        observed, headers, more = _canary(config, pair, stable, canary)
+        observed, headers, more = _canary(config, pair, ref, stable, canary)
         if observed is not None:
             weights.append(observed)
         header_sets.append(headers)

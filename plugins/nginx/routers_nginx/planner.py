@@ -5,6 +5,12 @@ guarded by uid). The stable Ingress is the user's: we touch only ``mirror-target
 ``mirror-host`` and list them in the ledger. On both objects the ledger names the annotation
 keys we own, so a key we stop wanting is removed and every other key survives (Argo #1070:
 Argo either removed foreign annotations or, after its fix, never removed its own).
+
+Several apps may share one stable Ingress, each on its own paths: each owner's canary Ingress
+copies only its stable Service's paths, and the stable Ingress's ledger records, per owner, its
+canary Ingress and stable Service. ingress-nginx merges at most one canary per host and path,
+so a second owner with the same stable Service, or the same canary Ingress name (no Rollout
+named in either config), is refused (OwnershipConflictError).
 """
 
 from __future__ import annotations
@@ -12,16 +18,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from routers.errors import PlanError, TargetNotFoundError, UnsupportedError
+from routers.errors import (
+    LEGACY_HOLDER,
+    OwnershipConflictError,
+    PlanError,
+    TargetNotFoundError,
+    UnsupportedError,
+)
 from routers.model import Cleanup, Desired, MirrorRoute, TrafficState
 from routers.planning import weights
-from routers.planning.objects import JSON, LiveObjects, get_annotations, resource_version, uid
+from routers.planning.objects import (
+    JSON,
+    LiveObjects,
+    ObjectRef,
+    get_annotations,
+    resource_version,
+    uid,
+)
 from routers.planning.ownership import (
     OWNER,
+    OwnerLedger,
+    empty_ledger,
     is_created_by_us,
-    ledger,
     owner_metadata,
-    write_ledger,
+    read_ledger,
 )
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Create, Delete, Note, Operation, Plan
@@ -34,26 +54,81 @@ __all__ = [
     "LEDGER_HEADER_ROUTES",
     "LEDGER_MIRROR_ROUTES",
     "PLUGIN",
+    "canary_ledger",
+    "canary_ref",
     "express_weight",
-    "ledger_names",
-    "owned_keys",
     "plan",
+    "stable_ledger",
 ]
 
 LEDGER_ANNOTATIONS = "annotations"
 LEDGER_HEADER_ROUTES = "headerRoutes"
 LEDGER_MIRROR_ROUTES = "mirrorRoutes"
+LEDGER_CANARY_INGRESS = "canaryIngress"
+LEDGER_SERVICE = "service"
 _MIRROR_NAMES = (ann.MIRROR_TARGET, ann.MIRROR_HOST)
 
 
-def owned_keys(obj: Mapping[str, Any]) -> set[str]:
-    raw = ledger(obj).get(LEDGER_ANNOTATIONS)
-    return {k for k in raw if isinstance(k, str)} if isinstance(raw, list) else set()
+def stable_ledger(config: Config, pair: Pair, stable: Mapping[str, Any]) -> OwnerLedger:
+    """The stable Ingress's ledger as this owner sees it. Ownerless mirror entries are this
+    owner's when ``mirror-target`` points at its canary Service, or is gone (stale entries
+    nobody else can claim; only mirror keys are ever removed through them)."""
+    target = get_annotations(stable).get(config.key(ann.MIRROR_TARGET))
+    mine = target is None or f"://{config.canary_service}.{config.namespace}.svc." in target
+    return read_ledger(
+        stable,
+        config.owner,
+        lambda key, _: mine and key in (LEDGER_ANNOTATIONS, LEDGER_MIRROR_ROUTES),
+        what=str(pair.stable),
+    )
 
 
-def ledger_names(obj: Mapping[str, Any], field: str) -> list[str]:
-    raw = ledger(obj).get(field)
-    return [k for k in raw if isinstance(k, str)] if isinstance(raw, list) else []
+def _routes_to(ingress: Mapping[str, Any], service: str) -> bool:
+    spec = ingress.get("spec")
+    rules = spec.get("rules") if isinstance(spec, Mapping) else None
+    for rule in rules if isinstance(rules, list) else []:
+        http = rule.get("http") if isinstance(rule, Mapping) else None
+        for path in (http.get("paths") if isinstance(http, Mapping) else None) or []:
+            backend = path.get("backend") if isinstance(path, Mapping) else None
+            svc = backend.get("service") if isinstance(backend, Mapping) else None
+            if isinstance(svc, Mapping) and svc.get("name") == service:
+                return True
+    return False
+
+
+def canary_ledger(config: Config, ref: ObjectRef, canary: Mapping[str, Any]) -> OwnerLedger:
+    """A canary Ingress's ledger as this owner sees it; an ownerless one (written by an older
+    canary-routers) is this owner's when it routes to its canary Service."""
+    mine = _routes_to(canary, config.canary_service)
+    return read_ledger(canary, config.owner, lambda _k, _n: mine, what=str(ref))
+
+
+def canary_ref(config: Config, pair: Pair, live: LiveObjects) -> ObjectRef:
+    """This owner's canary Ingress for ``pair``: its own name, or the ``<stable>-canary`` an
+    older canary-routers created for it (kept, so a renamed one never doubles it)."""
+    if pair.legacy is None:
+        return pair.canary
+    legacy = live.get(pair.legacy)
+    if legacy is None or not is_created_by_us(legacy, PLUGIN):
+        return pair.canary
+    view = canary_ledger(config, pair.legacy, legacy)
+    return pair.legacy if view.mine and not view.shared else pair.canary
+
+
+def _holder(view: OwnerLedger) -> str:
+    return sorted(view.others)[0] if view.others else LEGACY_HOLDER
+
+
+def _paths(ingress: Mapping[str, Any]) -> set[tuple[Any, Any, Any]]:
+    spec = ingress.get("spec")
+    rules = spec.get("rules") if isinstance(spec, Mapping) else None
+    out: set[tuple[Any, Any, Any]] = set()
+    for rule in rules if isinstance(rules, list) else []:
+        http = rule.get("http") if isinstance(rule, Mapping) else None
+        for path in (http.get("paths") if isinstance(http, Mapping) else None) or []:
+            if isinstance(path, Mapping):
+                out.add((rule.get("host"), path.get("path"), path.get("pathType")))
+    return out
 
 
 def express_weight(config: Config, state: TrafficState) -> tuple[int, int, Note | None]:
@@ -144,21 +219,25 @@ def _canary_annotations(
 
 def _edit_canary(
     builder: PatchBuilder,
+    view: OwnerLedger,
     spec: CanarySpec,
     wanted: Mapping[str, str],
     header_route: str | None,
 ) -> None:
     """Bring a canary Ingress (new or live) to the desired state; same code for both paths,
     so what we create is exactly what a second plan finds."""
-    owned = owned_keys(builder.doc)
+    owned = set(view.names(LEDGER_ANNOTATIONS))
     for key in sorted(wanted):
         builder.set(pointer("metadata", "annotations", key), wanted[key])
     for key in sorted(owned - set(wanted)):
         builder.remove(pointer("metadata", "annotations", key))
-    data = dict(ledger(builder.doc))
-    data[LEDGER_ANNOTATIONS] = sorted(wanted)
-    data[LEDGER_HEADER_ROUTES] = [header_route] if header_route else []
-    write_ledger(builder, data)
+    view.write(
+        builder,
+        {
+            LEDGER_ANNOTATIONS: list(wanted),
+            LEDGER_HEADER_ROUTES: [header_route] if header_route else [],
+        },
+    )
     _sync(builder, "/spec/ingressClassName", spec.class_name)
     _sync(builder, "/spec/tls", spec.tls)
     _sync(builder, "/spec/rules", spec.rules)
@@ -177,9 +256,13 @@ def _sync(builder: PatchBuilder, path: str, value: Any) -> None:
 
 
 def _foreign_canary_notes(
-    config: Config, pair: Pair, canary: Mapping[str, Any], wanted: Mapping[str, str]
+    config: Config,
+    ref: ObjectRef,
+    view: OwnerLedger,
+    canary: Mapping[str, Any],
+    wanted: Mapping[str, str],
 ) -> list[Note]:
-    owned = owned_keys(canary)
+    owned = set(view.names(LEDGER_ANNOTATIONS))
     stray = sorted(
         k
         for k in get_annotations(canary)
@@ -193,7 +276,7 @@ def _foreign_canary_notes(
     return [
         Note(
             PLUGIN,
-            f"{pair.canary}: {', '.join(stray)} were not set by canary-routers and are left in place; they "
+            f"{ref}: {', '.join(stray)} were not set by canary-routers and are left in place; they "
             "change which requests reach the canary",
             "warning",
         )
@@ -203,27 +286,28 @@ def _foreign_canary_notes(
 def _plan_canary(
     config: Config,
     pair: Pair,
+    ref: ObjectRef,
     live: LiveObjects,
     spec: CanarySpec,
     wanted: dict[str, str],
     header_route: str | None,
 ) -> tuple[Operation | None, list[Note]]:
-    current = live.get(pair.canary)
+    current = live.get(ref)
     if current is None:
         skeleton: JSON = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Ingress",
             "metadata": {
-                "name": pair.canary.name,
-                "namespace": pair.canary.namespace,
+                "name": ref.name,
+                "namespace": ref.namespace,
                 **owner_metadata(PLUGIN),
             },
             "spec": {},
         }
         builder = PatchBuilder(skeleton, guard_resource_version=False)
-        _edit_canary(builder, spec, wanted, header_route)
+        _edit_canary(builder, empty_ledger(config.owner), spec, wanted, header_route)
         reason = f"create the canary Ingress for {pair.stable.name}"
-        return Create(pair.canary, builder.doc, reason), []
+        return Create(ref, builder.doc, reason), []
     if not is_created_by_us(current, PLUGIN):
         owner = get_annotations(current).get(OWNER)
         raise PlanError(
@@ -232,14 +316,34 @@ def _plan_canary(
             + "; refusing to take over another controller's canary Ingress (delete it, or "
             "rename the stable Ingress)",
             plugin=PLUGIN,
-            obj=str(pair.canary),
+            obj=str(ref),
         )
+    view = canary_ledger(config, ref, current)
+    if view.shared:
+        raise _canary_conflict(config, pair, ref, view)
     builder = PatchBuilder(current)
-    _edit_canary(builder, spec, wanted, header_route)
-    notes = _foreign_canary_notes(config, pair, current, wanted)
-    return builder.patch(
-        pair.canary, f"canary weight, routes and paths of {pair.stable.name}"
-    ), notes
+    _edit_canary(builder, view, spec, wanted, header_route)
+    notes = _foreign_canary_notes(config, ref, view, current, wanted)
+    return builder.patch(ref, f"canary weight, routes and paths of {pair.stable.name}"), notes
+
+
+def _canary_conflict(
+    config: Config, pair: Pair, ref: ObjectRef, view: OwnerLedger
+) -> OwnershipConflictError:
+    hint = (
+        "name each app's Rollout in its config (rollout: {name: ...}) so each gets its own "
+        f"canary Ingress <rollout>-{pair.stable.name}-canary"
+        if config.rollout is None
+        else "ingress-nginx merges one canary per host and path"
+    )
+    return OwnershipConflictError(
+        f"canary Ingress {ref.name}",
+        owner=config.owner,
+        holder=_holder(view),
+        plugin=PLUGIN,
+        obj=str(pair.stable),
+        hint=hint,
+    )
 
 
 def _edit_stable(
@@ -248,10 +352,40 @@ def _edit_stable(
     stable: Mapping[str, Any],
     wanted: Mapping[str, str],
     mirror_route: str | None,
+    canary: ObjectRef | None,
 ) -> PatchBuilder:
+    """Mirror annotations, and this owner's claim on the stable Ingress: its canary Ingress and
+    stable Service (``canary=None``: cleanup, the claim goes)."""
     builder = PatchBuilder(stable)
+    view = stable_ledger(config, pair, stable)
+    if canary is not None:
+        hint = "ingress-nginx merges one canary per host and path"
+        view.claim(
+            LEDGER_SERVICE,
+            [config.stable_service],
+            what=lambda svc: f"the paths of stable Service {svc!r}",
+            plugin=PLUGIN,
+            obj=str(pair.stable),
+            hint=f"{hint}: two canary Ingresses for one Service's paths cannot both apply",
+        )
+        view.claim(
+            LEDGER_CANARY_INGRESS,
+            [canary.name],
+            what=lambda name: f"canary Ingress {name}",
+            plugin=PLUGIN,
+            obj=str(pair.stable),
+            hint=hint,
+        )
+    view.claim(
+        LEDGER_ANNOTATIONS,
+        sorted(wanted),
+        what=lambda key: f"annotation {key}",
+        plugin=PLUGIN,
+        obj=str(pair.stable),
+        hint="an Ingress has one mirror target",
+    )
     # Only keys we could have written: a hand-edited ledger never makes us delete foreign ones.
-    owned = {k for k in owned_keys(stable) if k.rpartition("/")[2] in _MIRROR_NAMES}
+    owned = {k for k in view.names(LEDGER_ANNOTATIONS) if k.rpartition("/")[2] in _MIRROR_NAMES}
     current = get_annotations(stable)
     for key in sorted(wanted):
         if key in current and key not in owned:
@@ -264,10 +398,15 @@ def _edit_stable(
         builder.set(pointer("metadata", "annotations", key), wanted[key])
     for key in sorted(owned - set(wanted)):
         builder.remove(pointer("metadata", "annotations", key))
-    data = dict(ledger(stable))
-    data[LEDGER_ANNOTATIONS] = sorted(wanted)
-    data[LEDGER_MIRROR_ROUTES] = [mirror_route] if mirror_route else []
-    write_ledger(builder, data)
+    view.write(
+        builder,
+        {
+            LEDGER_ANNOTATIONS: list(wanted),
+            LEDGER_MIRROR_ROUTES: [mirror_route] if mirror_route else [],
+            LEDGER_CANARY_INGRESS: [canary.name] if canary is not None else [],
+            LEDGER_SERVICE: [config.stable_service] if canary is not None else [],
+        },
+    )
     return builder
 
 
@@ -309,16 +448,41 @@ def _plan_state(config: Config, live: LiveObjects, state: TrafficState) -> Plan:
                 config.key(ann.MIRROR_TARGET): mirror_target(config, pair, stable, live, mirror),
                 config.key(ann.MIRROR_HOST): mirror_host(config),
             }
-        prepared.append((pair, stable, spec, mirror_wanted))
+        ref = canary_ref(config, pair, live)
+        _check_legacy_overlap(config, pair, ref, live, spec)
+        prepared.append((pair, ref, stable, spec, mirror_wanted))
     ops: list[Operation | None] = []
-    for pair, stable, spec, mirror_wanted in prepared:
+    for pair, ref, stable, spec, mirror_wanted in prepared:
         wanted = _canary_annotations(config, spec, weight, total, header)
-        op, more = _plan_canary(config, pair, live, spec, wanted, header_route)
+        op, more = _plan_canary(config, pair, ref, live, spec, wanted, header_route)
         ops.append(op)
         notes.extend(more)
-        builder = _edit_stable(config, pair, stable, mirror_wanted, mirror.name if mirror else None)
-        ops.append(builder.patch(pair.stable, "mirror annotations pointing at the canary Service"))
+        builder = _edit_stable(
+            config, pair, stable, mirror_wanted, mirror.name if mirror else None, ref
+        )
+        ops.append(builder.patch(pair.stable, "claim of the canary Ingress; mirror annotations"))
     return Plan.of(PLUGIN, ops, notes)
+
+
+def _check_legacy_overlap(
+    config: Config, pair: Pair, ref: ObjectRef, live: LiveObjects, spec: CanarySpec
+) -> None:
+    """A ``<stable>-canary`` of another owner, written before per-owner ledgers (so not yet
+    claimed on the stable Ingress), must not cover the paths this owner's canary would."""
+    if pair.legacy is None or ref == pair.legacy:
+        return
+    legacy = live.get(pair.legacy)
+    if legacy is None or not is_created_by_us(legacy, PLUGIN):
+        return
+    mine = {
+        (r.get("host"), p.get("path"), p.get("pathType"))
+        for r in spec.rules
+        for p in r["http"]["paths"]
+    }
+    if mine & _paths(legacy):
+        raise _canary_conflict(
+            config, pair, pair.legacy, canary_ledger(config, pair.legacy, legacy)
+        )
 
 
 def _plan_cleanup(config: Config, live: LiveObjects) -> Plan:
@@ -330,25 +494,33 @@ def _plan_cleanup(config: Config, live: LiveObjects) -> Plan:
     for pair in config.pairs:
         stable = live.get(pair.stable)
         if stable is not None:
-            builder = _edit_stable(config, pair, stable, {}, None)
-            ops.append(builder.patch(pair.stable, "cleanup: remove our mirror annotations"))
-        canary = live.get(pair.canary)
+            builder = _edit_stable(config, pair, stable, {}, None, None)
+            ops.append(
+                builder.patch(pair.stable, "cleanup: remove our claim and mirror annotations")
+            )
+        ref = canary_ref(config, pair, live)
+        canary = live.get(ref)
         if canary is None:
             continue
-        if is_created_by_us(canary, PLUGIN):
+        view = canary_ledger(config, ref, canary) if is_created_by_us(canary, PLUGIN) else None
+        if view is not None and not view.shared:
             ops.append(
                 Delete(
-                    pair.canary,
+                    ref,
                     uid(canary),
                     resource_version(canary),
                     "cleanup: delete the canary Ingress we created",
                 )
             )
+        elif view is not None:
+            notes.append(
+                Note(PLUGIN, f"{ref} belongs to owner {_holder(view)!r} and is left in place")
+            )
         else:
             notes.append(
                 Note(
                     PLUGIN,
-                    f"{pair.canary} was not created by canary-routers and is left in place",
+                    f"{ref} was not created by canary-routers and is left in place",
                     "warning",
                 )
             )

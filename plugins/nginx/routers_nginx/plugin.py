@@ -72,6 +72,8 @@ class Plugin:
         refs: list[ObjectRef] = []
         for pair in config.pairs:
             refs += [pair.stable, pair.canary]
+            if pair.legacy is not None:
+                refs.append(pair.legacy)
         if needs_service(config, live):
             refs.append(service_ref(config))
         return refs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from nginx_fixtures import (
     NS,
@@ -23,6 +25,7 @@ from nginx_fixtures import (
 from routers.errors import ConflictError, UnsupportedError
 from routers.planning.objects import ObjectRef
 from routers.planning.offline import apply_plans
+from routers.planning.ownership import LEDGER
 from routers.planning.plan import Create, Delete
 
 CANARY = ObjectRef("networking.k8s.io", "Ingress", NS, "app-canary")
@@ -44,8 +47,15 @@ def test_argo_3541_canary_ingress_never_copies_other_apps_paths() -> None:
     assert [p["path"] for p in rules[0]["http"]["paths"]] == ["/app"]
     backends = {p["backend"]["service"]["name"] for r in rules for p in r["http"]["paths"]}
     assert backends == {"app-canary"}
-    # The stable Ingress itself is left exactly as it was.
-    assert not [op for op in result if op.ref == STABLE]
+    # The stable Ingress only gains this owner's claim in the ledger: spec and annotations stay.
+    after = apply(result, live(shared))[STABLE]
+    claim = after["metadata"]["annotations"].pop(LEDGER)
+    after["metadata"]["resourceVersion"] = shared["metadata"]["resourceVersion"]
+    assert after == shared
+    assert json.loads(claim)["owners"]["prod/app-canary"] == {
+        "canaryIngress": ["app-canary"],
+        "service": ["app-stable"],
+    }
 
 
 def test_argo_1070_foreign_annotations_survive_and_removed_route_annotations_go() -> None:
@@ -65,7 +75,8 @@ def test_argo_1070_foreign_annotations_survive_and_removed_route_annotations_go(
     assert objs[STABLE]["metadata"]["annotations"][f"{P}/mirror-target"].startswith("http://")
     # Mirror route out: ours leave the stable Ingress, everyone else's stay.
     objs = apply(plan(cfg, objs, state(weight=30)), objs)
-    stable_anns = objs[STABLE]["metadata"]["annotations"]
+    stable_anns = dict(objs[STABLE]["metadata"]["annotations"])
+    assert "mirror" not in stable_anns.pop(LEDGER)
     assert stable_anns == {
         "cert-manager.io/cluster-issuer": "letsencrypt",
         "argocd.argoproj.io/tracking-id": "app:x",

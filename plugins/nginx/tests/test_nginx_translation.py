@@ -235,8 +235,7 @@ def test_without_weight_total_annotation_rounds_and_says_so() -> None:
 
 def test_weight_total_annotation_only_above_100() -> None:
     result = plan(config(), live(ingress()), state(weight=3, total=20))
-    (create,) = result.operations
-    assert isinstance(create, Create)
+    (create,) = [op for op in result if isinstance(op, Create)]
     anns = create.body["metadata"]["annotations"]
     assert anns[f"{P}/canary-weight"] == "15"
     assert f"{P}/canary-weight-total" not in anns
@@ -350,7 +349,10 @@ def test_foreign_mirror_target_is_not_overwritten() -> None:
         mirror_plan(stable)
     assert "Ingress.networking.k8s.io prod/app" in str(exc.value)
     # Without a mirror route the foreign mirror stays untouched.
-    assert not [op for op in plan(config(), live(stable), state(weight=5)) if op.ref == STABLE]
+    after = apply(plan(config(), live(stable), state(weight=5)), live(stable))[STABLE]
+    assert after["metadata"]["annotations"][f"{P}/mirror-target"] == (
+        "http://audit.example$request_uri"
+    )
 
 
 def test_header_route_and_mirror_route_together_refused() -> None:
@@ -399,7 +401,7 @@ def test_created_once_then_patched_never_replaced() -> None:
     cfg = config()
     objs = live(ingress())
     first = plan(cfg, objs, state(weight=5))
-    assert [type(op).__name__ for op in first] == ["Create"]
+    assert [(type(op).__name__, op.ref) for op in first] == [("Create", CANARY), ("Patch", STABLE)]
     objs = apply(first, objs)
     objs[CANARY]["metadata"].update({"uid": "u1", "resourceVersion": "10"})
     second = plan(cfg, objs, state(weight=6))

@@ -91,6 +91,8 @@ class Config:
     split_name: str
     group_name: str
     managed_order: tuple[str, ...]
+    owner: str = ""
+    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
 
     @property
     def pinned(self) -> Version | None:
@@ -150,4 +152,5 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
         split_name=split_name,
         group_name=group_name,
         managed_order=tuple(r.name for r in routing.managed_routes),
+        owner=routing.owner_key(),
     )

@@ -18,8 +18,8 @@ from routers.planning.objects import LiveObjects
 from routers.planning.ownership import is_created_by_us
 from routers_smi.config import ROUTE_GROUP_KIND, Config
 from routers_smi.quantity import as_integers, parse_weight
-from routers_smi.routegroup import routes_in_group
-from routers_smi.split import our_match_names
+from routers_smi.routegroup import group_ledger, routes_in_group
+from routers_smi.split import split_ledger
 
 __all__ = ["observe_split"]
 
@@ -47,7 +47,10 @@ def observe_split(config: Config, live: LiveObjects, plugin: str) -> Observation
         else:
             weights[service] = weight
 
-    ours = set(our_match_names(obj))
+    view = split_ledger(config, obj)
+    if view.shared:
+        problems.append(f"{where} holds another owner's entries")
+    ours = set(view.names("matches"))
     matches = spec.get("matches")
     entries = [m for m in matches if isinstance(m, Mapping)] if isinstance(matches, list) else []
     mine = [str(m.get("name")) for m in entries if _ours(m, ours)]
@@ -61,7 +64,8 @@ def observe_split(config: Config, live: LiveObjects, plugin: str) -> Observation
         elif not is_created_by_us(group, plugin):
             problems.append(f"HTTPRouteGroup {name!r} was not created by canary-routers")
         else:
-            header_routes.extend(routes_in_group(group))
+            gview = group_ledger(group, config.owner, {config.group_name, *ours}, name)
+            header_routes.extend(routes_in_group(group, gview))
 
     observed: list[ObservedWeights] = []
     root = spec.get("service")

@@ -32,13 +32,15 @@ from routers_smi.config import (
     Config,
 )
 from routers_smi.observe import observe_split
-from routers_smi.routegroup import create_group, patch_group
+from routers_smi.routegroup import create_group, group_ledger, patch_group
 from routers_smi.split import (
     Backend,
     SplitPlanner,
+    conflict,
     create_split,
     header_reason,
     our_match_names,
+    split_ledger,
 )
 from routers_smi.versions import (
     GROUP_CRD,
@@ -143,7 +145,7 @@ class Plugin:
             version = "v1alpha4"
         if version not in MATCH_VERSIONS:
             return refs
-        names = [config.group_name, *our_match_names(obj or {})]
+        names = [config.group_name, *(our_match_names(config, obj) if obj is not None else [])]
         refs.extend(config.group_ref(n, version) for n in dict.fromkeys(names))
         return refs
 
@@ -177,6 +179,10 @@ class Plugin:
         group_ref = config.group_ref(version=resolved.version)
         ts = live.get(split_ref)
         wanted = self._backends(config, desired, header_mode=bool(routes))
+        planner = SplitPlanner(self.name, config, split_ref, ts) if ts is not None else None
+        if planner is not None:
+            planner.claim()
+        ours = self._groups_named(config, ts)
 
         before: list[Operation | None] = []
         after: list[Operation | None] = []
@@ -187,7 +193,7 @@ class Plugin:
             shape = headers_shape(config, gv, facts)
             group = live.get(group_ref)
             if group is None:
-                before.append(create_group(group_ref, gv, routes, shape, self.name))
+                before.append(create_group(group_ref, gv, routes, shape, self.name, config.owner))
             elif not is_created_by_us(group, self.name):
                 raise PlanError(
                     "exists and was not created by canary-routers; set httpRouteGroupName to "
@@ -196,16 +202,20 @@ class Plugin:
                     obj=str(group_ref),
                 )
             else:
-                before.append(patch_group(group_ref, group, routes, shape))
+                view = group_ledger(group, config.owner, ours, str(group_ref))
+                if view.shared:
+                    raise conflict(
+                        config, f"HTTPRouteGroup {group_ref.name}", str(group_ref), view, self.name
+                    )
+                before.append(patch_group(group_ref, group, routes, shape, view))
             group_name = group_ref.name
 
-        if ts is None:
+        if planner is None:
             split_op: Operation | None = create_split(
                 config, split_ref, wanted, group_name, self.name, [r.name for r in routes]
             )
             stale: list[str] = []
         else:
-            planner = SplitPlanner(self.name, config, split_ref, ts)
             planner.root()
             if routes and planner.foreign_matches():
                 raise UnsupportedError(
@@ -315,14 +325,24 @@ class Plugin:
             ]
         return [(config.stable, split.stable), (config.canary, split.canary), *split.additional]
 
+    @staticmethod
+    def _groups_named(config: Config, ts: Mapping[str, Any] | None) -> set[str]:
+        """Groups this owner names: its configured one and those its split entries reference."""
+        return {config.group_name, *(our_match_names(config, ts) if ts is not None else [])}
+
     def _delete_groups(
         self, config: Config, live: LiveObjects, names: Sequence[str], resolved: Resolved
     ) -> list[Operation]:
         out: list[Operation] = []
+        ours = self._groups_named(config, live.get(config.split_ref(resolved.version)))
         for name in dict.fromkeys(names):
             ref = config.group_ref(name, resolved.version)
             group = live.get(ref)
-            if group is not None and is_created_by_us(group, self.name):
+            if (
+                group is not None
+                and is_created_by_us(group, self.name)
+                and not group_ledger(group, config.owner, ours, str(ref)).shared
+            ):
                 out.append(
                     Delete(
                         ref,
@@ -341,8 +361,11 @@ class Plugin:
         ts = live.get(ref)
         ops: list[Operation | None] = []
         groups = [config.group_name]
+        if ts is not None and split_ledger(config, ts).shared:
+            ts = None  # another owner's TrafficSplit: nothing here is ours to clean up
+            groups = []
         if ts is not None:
-            groups.extend(our_match_names(ts))
+            groups.extend(our_match_names(config, ts))
             if is_created_by_us(ts, self.name) and desired.restore_stable:
                 ops.append(
                     Delete(

@@ -8,19 +8,25 @@ anchored regexes that mean the same under full-match engines (Envoy) and search 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from routers.model import HeaderRoute, RequestMatch
 from routers.planning.matching import to_regex
 from routers.planning.objects import JSON, ObjectRef
-from routers.planning.ownership import LEDGER, ledger, owner_metadata, write_ledger
+from routers.planning.ownership import OwnerLedger, empty_ledger, owner_metadata, read_ledger
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Create, Patch
 from routers_smi.config import ROUTE_GROUP_KIND, SPECS_GROUP, HeadersShape
 
-__all__ = ["build_entries", "create_group", "entry_route", "patch_group", "routes_in_group"]
+__all__ = [
+    "build_entries",
+    "create_group",
+    "entry_route",
+    "group_ledger",
+    "patch_group",
+    "routes_in_group",
+]
 
 _MANAGED_KEYS = ("headers", "pathRegex", "methods")
 
@@ -54,10 +60,19 @@ def entry_route(name: Any) -> str | None:
     return route if sep and route and index.isdigit() else None
 
 
-def routes_in_group(group: Mapping[str, Any]) -> list[str]:
-    """Header routes the group expresses: listed in its ledger and present as entries."""
-    listed = ledger(group).get("headerRoutes")
-    listed = [r for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
+def group_ledger(
+    group: Mapping[str, Any], owner: str, ours: Collection[str], what: str
+) -> OwnerLedger:
+    """The group's ledger as this owner sees it; an ownerless one (written before per-owner
+    ledgers) is this owner's when the group is one it names (``ours``: its configured group and
+    the groups its TrafficSplit entries reference)."""
+    name = (group.get("metadata") or {}).get("name")
+    return read_ledger(group, owner, lambda _k, _n: name in ours, what=what)
+
+
+def routes_in_group(group: Mapping[str, Any], view: OwnerLedger) -> list[str]:
+    """Header routes the group expresses: listed in this owner's entries and present."""
+    listed = view.names("headerRoutes")
     matches = (group.get("spec") or {}).get("matches")
     present = (
         {entry_route(m.get("name")) for m in matches if isinstance(m, Mapping)}
@@ -72,11 +87,15 @@ def _ledger(routes: Sequence[HeaderRoute]) -> dict[str, list[str]]:
 
 
 def create_group(
-    ref: ObjectRef, version: str, routes: Sequence[HeaderRoute], shape: HeadersShape, plugin: str
+    ref: ObjectRef,
+    version: str,
+    routes: Sequence[HeaderRoute],
+    shape: HeadersShape,
+    plugin: str,
+    owner: str,
 ) -> Create:
     meta = owner_metadata(plugin)
-    # The same canonical JSON write_ledger produces, so the next plan sees no change.
-    meta["annotations"][LEDGER] = json.dumps(_ledger(routes), sort_keys=True, separators=(",", ":"))
+    meta["annotations"].update(empty_ledger(owner).annotation(_ledger(routes)))
     body: JSON = {
         "apiVersion": f"{SPECS_GROUP}/{version}",
         "kind": ROUTE_GROUP_KIND,
@@ -88,7 +107,11 @@ def create_group(
 
 
 def patch_group(
-    ref: ObjectRef, live: Mapping[str, Any], routes: Sequence[HeaderRoute], shape: HeadersShape
+    ref: ObjectRef,
+    live: Mapping[str, Any],
+    routes: Sequence[HeaderRoute],
+    shape: HeadersShape,
+    view: OwnerLedger,
 ) -> Patch | None:
     """Bring our group's entries to the wanted ones, keeping fields we do not manage."""
     b = PatchBuilder(live)
@@ -114,6 +137,6 @@ def patch_group(
                     b.remove(f"{base}/{key}")
                 else:
                     b.set(f"{base}/{key}", value)
-    write_ledger(b, _ledger(routes))
+    view.write(b, _ledger(routes))
     names = ", ".join(r.name for r in routes)
     return b.patch(ref, f"update the HTTPRouteGroup of header route(s) {names}")

@@ -4,47 +4,87 @@ Backends are found by Service name (never by position) and every edit is guarded
 of that name at the index we touch. Backends and ``matches`` entries we add to a TrafficSplit
 are listed in its ledger, so cleanup removes exactly those; backends others listed keep their
 weight (Argo replaces the whole list and drops them).
+
+A TrafficSplit splits one root Service: its weights are one owner's. A second owner's config
+naming the same TrafficSplit is refused (OwnershipConflictError), and so is an HTTPRouteGroup
+another owner's header routes live in (a TrafficSplit's matches take whole groups).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from routers.errors import PlanError
+from routers.errors import LEGACY_HOLDER, OwnershipConflictError, PlanError
 from routers.model import Cleanup
 from routers.planning.objects import JSON, ObjectRef
 from routers.planning.ownership import (
-    LEDGER,
+    SPLIT,
+    OwnerLedger,
+    empty_ledger,
     is_created_by_us,
-    ledger,
     owner_metadata,
-    write_ledger,
+    read_ledger,
 )
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Create, Note, Patch
 from routers_smi.config import ROUTE_GROUP_KIND, SPLIT_GROUP, Config
 from routers_smi.quantity import parse_weight
 
-__all__ = ["Backend", "SplitPlanner", "create_split", "header_reason", "our_match_names"]
+__all__ = [
+    "Backend",
+    "SplitPlanner",
+    "conflict",
+    "create_split",
+    "header_reason",
+    "our_match_names",
+    "split_ledger",
+]
 
 Backend = tuple[str, int]
 
 
-def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+def split_ledger(config: Config, obj: Mapping[str, Any]) -> OwnerLedger:
+    """The TrafficSplit's ledger as this owner sees it; ownerless entries (written before
+    per-owner ledgers) are this owner's when the split's backends hold its stable and canary."""
+    spec = obj.get("spec")
+    backends = spec.get("backends") if isinstance(spec, Mapping) else None
+    services = {b.get("service") for b in backends or [] if isinstance(b, Mapping)}
+    mine = {config.stable, config.canary} <= services
+    what = f"TrafficSplit {config.namespace}/{config.split_name}"
+    return read_ledger(obj, config.owner, lambda _k, _n: mine, what=what)
 
 
-def our_match_names(obj: Mapping[str, Any]) -> list[str]:
-    """HTTPRouteGroup names we added to ``spec.matches`` (from the ledger)."""
-    return _strings(ledger(obj).get("matches"))
+def our_match_names(config: Config, obj: Mapping[str, Any]) -> list[str]:
+    """HTTPRouteGroup names this owner added to ``spec.matches`` (from the ledger)."""
+    return split_ledger(config, obj).names("matches")
 
 
-def _ledger_data(backends: Sequence[str], matches: Sequence[str]) -> dict[str, list[str]]:
-    return {k: sorted(set(v)) for k, v in (("backends", backends), ("matches", matches)) if v}
+def conflict(
+    config: Config, what: str, obj: str, view: OwnerLedger, plugin: str
+) -> OwnershipConflictError:
+    holder = sorted(view.others)[0] if view.others else LEGACY_HOLDER
+    return OwnershipConflictError(
+        what,
+        owner=config.owner,
+        holder=holder,
+        plugin=plugin,
+        obj=obj,
+        hint="a TrafficSplit splits one root Service and takes whole HTTPRouteGroups: give "
+        "each owner its own (trafficSplitName, httpRouteGroupName)",
+    )
+
+
+def _ledger_data(
+    config: Config, backends: Sequence[str], matches: Sequence[str], weighted: bool
+) -> dict[str, Any]:
+    return {
+        "backends": backends,
+        "matches": matches,
+        SPLIT: {"stable": config.stable, "canary": config.canary} if weighted else None,
+    }
 
 
 def create_split(
@@ -56,8 +96,8 @@ def create_split(
     routes: Sequence[str] = (),
 ) -> Create:
     meta = owner_metadata(plugin)
-    book = _ledger_data([s for s, _ in backends], [group] if group else [])
-    meta["annotations"][LEDGER] = json.dumps(book, sort_keys=True, separators=(",", ":"))
+    book = _ledger_data(config, [s for s, _ in backends], [group] if group else [], True)
+    meta["annotations"].update(empty_ledger(config.owner).annotation(book))
     spec: JSON = {
         "service": config.root,
         "backends": [{"service": s, "weight": w} for s, w in backends],
@@ -99,9 +139,9 @@ class SplitPlanner:
     def __post_init__(self) -> None:
         self.b = PatchBuilder(self.obj)
         self.owned = is_created_by_us(self.obj, self.plugin)
-        book = ledger(self.obj)
-        self.added_backends: set[str] = set(_strings(book.get("backends")))
-        self.added_matches: set[str] = set(our_match_names(self.obj))
+        self.view = split_ledger(self.config, self.obj)
+        self.added_backends: set[str] = set(self.view.names("backends"))
+        self.added_matches: set[str] = set(self.view.names("matches"))
         spec = self.obj.get("spec")
         if not isinstance(spec, Mapping):
             raise self._error("has no spec")
@@ -255,9 +295,19 @@ class SplitPlanner:
         if remove_added:
             self.added_backends.discard(stable)
 
+    def claim(self) -> None:
+        """Refuse a TrafficSplit that holds another owner's entries."""
+        if self.view.shared:
+            raise conflict(
+                self.config, f"TrafficSplit {self.ref.name}", str(self.ref), self.view, self.plugin
+            )
+
     def finish(self, desired: object, reason: str | None = None) -> Patch | None:
-        data = _ledger_data(sorted(self.added_backends), sorted(self.added_matches))
-        write_ledger(self.b, data)
+        weighted = not isinstance(desired, Cleanup)
+        data = _ledger_data(
+            self.config, sorted(self.added_backends), sorted(self.added_matches), weighted
+        )
+        self.view.write(self.b, data)
         if reason is None and isinstance(desired, Cleanup):
             reason = "cleanup: remove what canary-routers added" + (
                 " and send all traffic to stable" if desired.restore_stable else ""

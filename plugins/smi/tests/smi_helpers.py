@@ -14,13 +14,15 @@ from routers.contract import ClusterFacts
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import JSON, LiveObjects, ObjectRef
 from routers.planning.offline import apply_plans
-from routers.planning.ownership import LEDGER, owner_metadata
+from routers.planning.ownership import LEDGER, SPLIT, owner_metadata, read_ledger
 from routers.planning.plan import Create, Delete, Patch, Plan
 
 PLUGIN = Plugin()
 NS = "shop"
 STABLE, CANARY = "web-stable", "web-canary"
 NO_FACTS = ClusterFacts()
+OWNER = f"{NS}/{CANARY}"
+"""The owner key of ``routing()`` (no Rollout, no explicit owner: the canary Service)."""
 HEADER = {"name": "canary-header", "matches": [{"headers": [{"name": "X-Canary", "exact": "on"}]}]}
 
 
@@ -55,8 +57,12 @@ LINKERD = facts(("v1alpha2", "v1alpha1"))
 
 
 def ledger_of(obj: JSON) -> dict[str, Any]:
-    raw = (obj.get("metadata") or {}).get("annotations", {}).get(LEDGER)
-    return json.loads(raw) if raw else {}
+    """The test owner's ledger entries, its split claim left out."""
+    return {k: v for k, v in read_ledger(obj, OWNER).mine.items() if k != SPLIT}
+
+
+def _book(entries: dict[str, Any]) -> str:
+    return json.dumps({"owners": {OWNER: entries}, "v": 2}, sort_keys=True, separators=(",", ":"))
 
 
 def traffic_split(
@@ -79,9 +85,7 @@ def traffic_split(
     if owned:
         meta.update(copy.deepcopy(owner_metadata("smi")))
     if book:
-        meta.setdefault("annotations", {})[LEDGER] = json.dumps(
-            book, sort_keys=True, separators=(",", ":")
-        )
+        meta.setdefault("annotations", {})[LEDGER] = _book(book)
     body: JSON = {
         "service": root,
         "backends": [{"service": s, "weight": w} for s, w in backends]
@@ -114,9 +118,7 @@ def route_group(
     }
     if owned:
         meta.update(copy.deepcopy(owner_metadata("smi")))
-        meta["annotations"][LEDGER] = json.dumps(
-            {"headerRoutes": routes or ["canary-header"]}, separators=(",", ":")
-        )
+        meta["annotations"][LEDGER] = _book({"headerRoutes": routes or ["canary-header"]})
     return {
         "apiVersion": f"specs.smi-spec.io/{version}",
         "kind": "HTTPRouteGroup",

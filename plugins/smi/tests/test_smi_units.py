@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from routers_smi.quantity import as_integers, parse_weight
-from routers_smi.routegroup import build_entries, entry_route, patch_group
+from routers_smi.routegroup import build_entries, entry_route, group_ledger, patch_group
 from routers_smi.versions import headers_shape, headers_shape_from_schema, resolve
 from smi_helpers import (
     CANARY,
@@ -17,6 +17,7 @@ from smi_helpers import (
     LINKERD,
     NO_FACTS,
     NS,
+    OWNER,
     PLUGIN,
     SDK,
     STABLE,
@@ -472,7 +473,8 @@ def test_route_group_patch_keeps_unknown_fields_and_guards_names() -> None:
     )
     route = HeaderRoute.parse(HEADER)
     ref = ObjectRef("specs.smi-spec.io", "HTTPRouteGroup", NS, "web-routes", "v1alpha4")
-    patch = patch_group(ref, group, [route], "map")
+    view = group_ledger(group, OWNER, {"web-routes"}, str(ref))
+    patch = patch_group(ref, group, [route], "map", view)
     assert patch is not None
     assert patch.ops[1] == {
         "op": "test",
@@ -482,7 +484,7 @@ def test_route_group_patch_keeps_unknown_fields_and_guards_names() -> None:
     assert patch.edits == (
         {"op": "replace", "path": "/spec/matches/0/headers", "value": {"x-canary": "^on$"}},
     )
-    assert patch_group(ref, group, [route], "map") == patch  # pure
+    assert patch_group(ref, group, [route], "map", view) == patch  # pure
 
 
 def _group_schema(headers: dict[str, Any]) -> dict[str, Any]:
