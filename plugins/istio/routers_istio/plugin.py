@@ -418,21 +418,30 @@ def _plan_vs(
     view = _vs_ledger(cfg, t, base, state)
     added_before = set(view.names("destinations"))
     ctx = base.with_ledger(view)
-    for sel in t.selected:
-        view.claim_split(
-            dest_keys(t.obj["spec"][sel.kind][sel.index], t.namespace),
-            what=f"{sel.label}",
-            plugin=PLUGIN,
-            obj=t.describe(),
-        )
+    theirs: set[int] = set()
+    result = _VsResult(None)
+    for n, sel in enumerate(t.selected):
+        keys = dest_keys(t.obj["spec"][sel.kind][sel.index], t.namespace)
+        if state is not None:
+            view.claim_split(keys, what=sel.label, plugin=PLUGIN, obj=t.describe())
+        elif (holder := view.splitter(keys)) is not None:
+            # Cleanup removes what this owner added; another owner's weights stay as they are.
+            theirs.add(n)
+            result.notes.append(
+                Note(
+                    PLUGIN,
+                    f"{t.describe()} {sel.label} is weighted by owner {holder!r}: left as is",
+                )
+            )
     b = PatchBuilder(t.obj)
     ed = _Editor(b)
-    result = _VsResult(None)
     added_after: set[str] = set()
     weighted_after: set[str] = set()
     wanted = {d.service: d for d in state.additional_destinations} if state is not None else {}
 
     for n, sel in enumerate(t.selected):
+        if n in theirs:
+            continue
         rpath = pointer("spec", sel.kind, sel.index)
         route = b.get(rpath)
         dests = classify(route, ctx, t.namespace)
