@@ -6,6 +6,11 @@ a restarted run continues after the last completed step: the state of that step 
 repeated or skipped. ``routers promote`` / ``routers abort`` talk to a running run through a
 second annotation (``canary-routers.io/run-command``). Abort, Ctrl-C included, removes the managed
 routes and sends 100% back to stable.
+
+Both annotations hold one entry per owner (``RoutingConfig.owner_key``), so runs of several apps
+sharing the first target never read or clear each other's progress or commands. A progress
+value an older version wrote (one run, no owner) is resumed by the run it names and kept
+otherwise; an ownerless command applies to whichever run reads it.
 """
 
 from __future__ import annotations
@@ -65,8 +70,49 @@ def _holder(router: Router) -> tuple[ObjectRef, JSON] | None:
     return None
 
 
-def _write_annotation(kube: Kube, router: Router, key: str, value: str | None) -> None:
-    """Set/remove one annotation on the holder with a guarded patch, re-reading on conflict."""
+def _entries(raw: str | None) -> dict[str, Any]:
+    """An annotation's per-owner entries; a value an older version wrote becomes ``{"": v}``."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {"": raw}
+    if not isinstance(data, dict) or "run" in data:
+        return {"": data}
+    return data
+
+
+def _own_entry(raw: str | None, owner: str) -> Any:
+    entries = _entries(raw)
+    return entries.get(owner, entries.get(""))
+
+
+def _with_entry(
+    raw: str | None, owner: str, value: Any, *, adopt: Callable[[Any], bool]
+) -> str | None:
+    """``raw`` with this owner's entry set (``None``: removed); an ownerless entry ``adopt``
+    accepts is this owner's (replaced), any other stays."""
+    entries = _entries(raw)
+    if "" in entries and adopt(entries[""]):
+        del entries[""]
+    if value is None:
+        entries.pop(owner, None)
+    else:
+        entries[owner] = value
+    return json.dumps(entries, sort_keys=True, separators=(",", ":")) if entries else None
+
+
+def _write_annotation(
+    kube: Kube,
+    router: Router,
+    key: str,
+    value: Any,
+    adopt: Callable[[Any], bool] = lambda _: False,
+) -> None:
+    """Set/remove this owner's entry of one annotation on the holder with a guarded patch,
+    re-reading on conflict."""
+    owner = router.config.owner_key()
     for _ in range(10):
         found = _holder(router)
         if found is None:
@@ -74,10 +120,11 @@ def _write_annotation(kube: Kube, router: Router, key: str, value: str | None) -
         ref, obj = found
         builder = PatchBuilder(obj)
         path = pointer("metadata", "annotations", key)
-        if value is None:
+        new = _with_entry(get_annotations(obj).get(key), owner, value, adopt=adopt)
+        if new is None:
             builder.remove(path)
         else:
-            builder.set(path, value)
+            builder.set(path, new)
         if not builder.changed:
             return
         try:
@@ -96,7 +143,7 @@ def send_command(router: Router, command: Command) -> bool:
     """Ask a running ``routers run`` to promote or abort; False when no target exists."""
     if _holder(router) is None:
         return False
-    _write_annotation(router.kube, router, COMMAND, command)
+    _write_annotation(router.kube, router, COMMAND, command, adopt=lambda _: True)
     return True
 
 
@@ -131,25 +178,37 @@ class Runner:
         if found is None:
             return {}
         ann = get_annotations(found[1])
-        progress: dict[str, Any] = {}
-        raw = ann.get(PROGRESS)
-        if raw:
-            try:
-                progress = json.loads(raw)
-            except ValueError:
-                progress = {}
+        owner = self.router.config.owner_key()
+        progress = _own_entry(ann.get(PROGRESS), owner)
+        command = _own_entry(ann.get(COMMAND), owner)
         return {
             "progress": progress if isinstance(progress, dict) else {},
-            "command": ann.get(COMMAND),
+            "command": command if isinstance(command, str) else None,
         }
 
+    def _mine(self, entry: Any) -> bool:
+        return isinstance(entry, dict) and entry.get("run") == self.id
+
     def _save(self, **progress: Any) -> None:
-        value = json.dumps({"run": self.id, **progress}, sort_keys=True, separators=(",", ":"))
-        self._retrying(lambda: _write_annotation(self.router.kube, self.router, PROGRESS, value))
+        value = {"run": self.id, **progress}
+        self._retrying(
+            lambda: _write_annotation(
+                self.router.kube, self.router, PROGRESS, value, adopt=self._mine
+            )
+        )
 
     def _clear(self) -> None:
-        self._retrying(lambda: _write_annotation(self.router.kube, self.router, PROGRESS, None))
-        self._retrying(lambda: _write_annotation(self.router.kube, self.router, COMMAND, None))
+        self._retrying(
+            lambda: _write_annotation(self.router.kube, self.router, PROGRESS, None, self._mine)
+        )
+        self._clear_command()
+
+    def _clear_command(self) -> None:
+        self._retrying(
+            lambda: _write_annotation(
+                self.router.kube, self.router, COMMAND, None, adopt=lambda _: True
+            )
+        )
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
         """Ride out an API server restart: retry unreachable/5xx errors up to ``api_timeout``.
@@ -193,9 +252,7 @@ class Runner:
             ann = self._annotations()
             progress = ann.get("progress") or {}
             if ann.get("command") == "abort":
-                self._retrying(
-                    lambda: _write_annotation(self.router.kube, self.router, COMMAND, None)
-                )
+                self._clear_command()
             start = 0
             pause_started: float | None = None
             if progress.get("run") == self.id:
@@ -258,9 +315,7 @@ class Runner:
             if command == "abort":
                 self._check_abort()
             if command == "promote":
-                self._retrying(
-                    lambda: _write_annotation(self.router.kube, self.router, COMMAND, None)
-                )
+                self._clear_command()
                 self.on_event(
                     Event("step", i, total, f"step {i + 1}/{total}: pause ended by promote")
                 )

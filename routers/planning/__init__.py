@@ -4,7 +4,7 @@
 * :mod:`.patch`     the guarded JSON-patch builder and pointer escaping
 * :mod:`.matching`  literal -> regex translation (escaped, anchored)
 * :mod:`.routes`    managed-route precedence order
-* :mod:`.ownership` markers and ledgers that make cleanup exact
+* :mod:`.ownership` markers and per-owner ledgers: cleanup exact, several owners per object
 * :mod:`.sections`  a section's config glue: routing facts, validation, object references
 * :mod:`.offline`   applying plans to in-memory objects (offline CLI, test oracle)
 """
