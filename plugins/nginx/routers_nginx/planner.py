@@ -330,20 +330,23 @@ def _plan_canary(
 def _canary_conflict(
     config: Config, pair: Pair, ref: ObjectRef, view: OwnerLedger
 ) -> OwnershipConflictError:
-    hint = (
-        "name each app's Rollout in its config (rollout: {name: ...}) so each gets its own "
-        f"canary Ingress <rollout>-{pair.stable.name}-canary"
-        if config.rollout is None
-        else "ingress-nginx merges one canary per host and path"
-    )
     return OwnershipConflictError(
         f"canary Ingress {ref.name}",
         owner=config.owner,
         holder=_holder(view),
         plugin=PLUGIN,
         obj=str(pair.stable),
-        hint=hint,
+        hint=_name_hint(config, pair),
     )
+
+
+def _name_hint(config: Config, pair: Pair) -> str:
+    if config.rollout is None:
+        return (
+            "name each app's Rollout in its config (rollout: {name: ...}) so each gets its own "
+            f"canary Ingress <rollout>-{pair.stable.name}-canary"
+        )
+    return "ingress-nginx merges one canary per host and path"
 
 
 def _edit_stable(
@@ -374,7 +377,7 @@ def _edit_stable(
             what=lambda name: f"canary Ingress {name}",
             plugin=PLUGIN,
             obj=str(pair.stable),
-            hint=hint,
+            hint=_name_hint(config, pair),
         )
     view.claim(
         LEDGER_ANNOTATIONS,
@@ -451,16 +454,18 @@ def _plan_state(config: Config, live: LiveObjects, state: TrafficState) -> Plan:
         ref = canary_ref(config, pair, live)
         _check_legacy_overlap(config, pair, ref, live, spec)
         prepared.append((pair, ref, stable, spec, mirror_wanted))
+    # The claim on the stable Ingress goes first and is released last (cleanup): a canary
+    # Ingress never serves traffic while unclaimed, even if a write in between fails.
     ops: list[Operation | None] = []
     for pair, ref, stable, spec, mirror_wanted in prepared:
         wanted = _canary_annotations(config, spec, weight, total, header)
-        op, more = _plan_canary(config, pair, ref, live, spec, wanted, header_route)
-        ops.append(op)
-        notes.extend(more)
         builder = _edit_stable(
             config, pair, stable, mirror_wanted, mirror.name if mirror else None, ref
         )
         ops.append(builder.patch(pair.stable, "claim of the canary Ingress; mirror annotations"))
+        op, more = _plan_canary(config, pair, ref, live, spec, wanted, header_route)
+        ops.append(op)
+        notes.extend(more)
     return Plan.of(PLUGIN, ops, notes)
 
 
@@ -493,14 +498,17 @@ def _plan_cleanup(config: Config, live: LiveObjects) -> Plan:
     notes: list[Note] = []
     for pair in config.pairs:
         stable = live.get(pair.stable)
-        if stable is not None:
-            builder = _edit_stable(config, pair, stable, {}, None, None)
-            ops.append(
-                builder.patch(pair.stable, "cleanup: remove our claim and mirror annotations")
-            )
         ref = canary_ref(config, pair, live)
         canary = live.get(ref)
+        release = (
+            _edit_stable(config, pair, stable, {}, None, None).patch(
+                pair.stable, "cleanup: remove our claim and mirror annotations"
+            )
+            if stable is not None
+            else None
+        )
         if canary is None:
+            ops.append(release)
             continue
         view = canary_ledger(config, ref, canary) if is_created_by_us(canary, PLUGIN) else None
         if view is not None and not view.shared:
@@ -524,6 +532,7 @@ def _plan_cleanup(config: Config, live: LiveObjects) -> Plan:
                     "warning",
                 )
             )
+        ops.append(release)
     return Plan.of(PLUGIN, ops, notes)
 
 
