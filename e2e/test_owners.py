@@ -374,3 +374,34 @@ def test_apiserver_killed_mid_plan_with_two_owners(
         if isinstance(v, ApplyError)
     }
     print(f"\n{name}: killed mid-plan {failed}; afterwards {dict(counts)}")
+
+
+def test_the_api_server_tests_absence_with_null(control_plane: Callable[..., ControlPlane]) -> None:
+    """What the ledger's first write relies on (PatchBuilder.test_absent): kube-apiserver's JSON
+    patch passes ``test`` with value null on a missing member and fails it on a present one."""
+    from routers.cluster import ApiStatus
+
+    cp = control_plane(())
+    ns = cp.new_namespace("absent")
+    kube = kube_for(cp)
+    ref = ObjectRef("", "ConfigMap", ns, "c", "v1")
+    kube.create(
+        ref, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}}
+    )
+    path = "/metadata/annotations"
+    absent = [
+        {"op": "test", "path": path, "value": None},
+        {"op": "add", "path": path, "value": {"k": "1"}},
+    ]
+    assert kube.json_patch(ref, absent)["metadata"]["annotations"] == {"k": "1"}
+    with pytest.raises(ApiStatus) as exc:
+        kube.json_patch(ref, absent)  # present now: the guard fails, nothing is replaced
+    assert exc.value.code == 422
+    key = [
+        {"op": "test", "path": f"{path}/x", "value": None},
+        {"op": "add", "path": f"{path}/x", "value": "2"},
+    ]
+    assert kube.json_patch(ref, key)["metadata"]["annotations"] == {"k": "1", "x": "2"}
+    with pytest.raises(ApiStatus):
+        kube.json_patch(ref, key)
+    assert kube.get(ref)["metadata"]["annotations"] == {"k": "1", "x": "2"}  # type: ignore[index]

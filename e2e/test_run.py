@@ -236,3 +236,83 @@ def test_resume_after_the_apiserver_is_killed_mid_run(
     assert canary(cp, ns) == 60
     out = proc.stdout.read() if proc.stdout else ""
     assert "retrying" in out
+
+
+def test_two_owners_runs_on_one_object_survive_an_apiserver_kill(
+    control_plane: Callable[..., ControlPlane], registry: Registry, tmp_path: Path
+) -> None:
+    """Two apps' runs share the holder object (one ConfigMap, a key each): the API server is
+    killed mid-run, both resume and finish, each with its own progress; a promote for one
+    never reaches the other."""
+    cp = control_plane(())
+    ns = cp.new_namespace("owners")
+    seed(cp, ns)
+    runs = {}
+    for app, weights in (("a", (5, 25, 60)), ("b", (10, 30, 70))):
+        cfg = tmp_path / f"{app}.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "stableService": "web-stable",
+                    "canaryService": f"{app}-canary",
+                    "plugins": {
+                        "example.com/configmap": {
+                            "configMap": "proxy-weights",
+                            "key": f"{app}.json",
+                        }
+                    },
+                }
+            )
+        )
+        steps = tmp_path / f"{app}-steps.yaml"
+        w1, w2, w3 = weights
+        pauses = [{"pause": {"duration": 2}}] if app == "a" else [{"pause": {}}]
+        steps.write_text(
+            yaml.safe_dump(
+                {
+                    "steps": [
+                        {"setWeight": w1},
+                        {"pause": {"duration": 2}},
+                        {"setWeight": w2},
+                        *pauses,
+                        {"setWeight": w3},
+                    ]
+                }
+            )
+        )
+        runs[app] = (cfg, steps, weights)
+
+    def weight(app: str) -> int | None:
+        _, obj = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
+        raw = (obj.get("data") or {}).get(f"{app}.json")
+        return json.loads(raw).get(f"{app}-canary", 0) if raw else None
+
+    procs = {app: start_run(cp, tmp_path, steps, cfg, ns) for app, (cfg, steps, _) in runs.items()}
+    wait_for(lambda: weight("a") == 5 and weight("b") == 10)
+    cp.kill_apiserver()
+    time.sleep(3)  # both runs keep retrying while the API server is down
+    cp.start_apiserver()
+    assert procs["a"].wait(90) == 0, procs["a"].stdout.read() if procs["a"].stdout else ""
+    assert weight("a") == 60
+    wait_for(lambda: weight("b") == 30, timeout=60)  # b waits for its own promote only
+    assert procs["b"].poll() is None, "a's run must not promote b's"
+    b_router = Router(
+        RoutingConfig.from_document({**yaml.safe_load(runs["b"][0].read_text()), "namespace": ns}),
+        kube=Kube(
+            Transport(
+                kube_config.new_client_from_config(config_file=str(cp.kubeconfig_for("routers")))
+            )
+        ),
+        registry=registry,
+    )
+    assert send_command(b_router, "promote")
+    assert procs["b"].wait(60) == 0, procs["b"].stdout.read() if procs["b"].stdout else ""
+    assert weight("b") == 70
+    _, obj = cp.request("GET", f"/api/v1/namespaces/{ns}/configmaps/proxy-weights")
+    progress = json.loads(obj["metadata"]["annotations"][PROGRESS])
+    assert sorted(progress) == [f"{ns}/a-canary", f"{ns}/b-canary"]
+    assert [progress[k]["step"] for k in sorted(progress)] == [4, 4]
+    assert obj["data"]["other"] == "keep"
+    for app in ("a", "b"):
+        out = procs[app].stdout.read() if procs[app].stdout else ""
+        assert "retrying" in out, f"{app} did not ride out the outage:\n{out}"
