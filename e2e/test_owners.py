@@ -155,6 +155,16 @@ def walk(name: str, i: int, rng: random.Random) -> list[TrafficState]:
     return out
 
 
+def in_threads(fn: Callable[[int], None], n: int, timeout: float) -> None:
+    """``fn(0) .. fn(n-1)`` at the same time, one thread each."""
+    threads = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not [t for t in threads if t.is_alive()], "an owner hung"
+
+
 def check_owner(shared: Shared, i: int, state: TrafficState) -> None:
     router = shared.router(i)
     report = router.verify(state)
@@ -192,13 +202,8 @@ def test_concurrent_owners_on_shared_objects(
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=owner, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
+    in_threads(owner, n, 300)
     assert not errors, errors
-    assert not [t for t in threads if t.is_alive()], "an owner hung"
     for i, state in final.items():
         check_owner(shared, i, state)
     world = shared.world()
@@ -213,11 +218,7 @@ def test_concurrent_owners_on_shared_objects(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=cleanup, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    in_threads(cleanup, n, 120)
     assert not errors, errors
     assert shared.snapshot() == shared.original
     for i in range(n):

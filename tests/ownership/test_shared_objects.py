@@ -187,6 +187,11 @@ def test_gatewayapi_removed_rule_is_reasserted_by_its_owner_only() -> None:
 # -- claims: typed errors, nothing written --------------------------------------------------------
 
 
+def _with_header(weight: int, name: str) -> TrafficState:
+    route = {"name": name, "matches": [{"headers": [{"name": "x", "exact": "y"}]}]}
+    return TrafficState.parse({"weight": weight, "headerRoutes": [route]})
+
+
 def _refused(world: World, routing: object, desired: object, match: str) -> OwnershipConflictError:
     before = copy.deepcopy(world.objects)
     with pytest.raises(OwnershipConflictError, match=match) as exc:
@@ -197,14 +202,7 @@ def _refused(world: World, routing: object, desired: object, match: str) -> Owne
 
 def test_istio_two_owners_never_hold_one_route_name() -> None:
     world = both("istio")
-    b_state = TrafficState.parse(
-        {
-            "weight": 40,
-            "headerRoutes": [
-                {"name": "a-header", "matches": [{"headers": [{"name": "x", "exact": "y"}]}]}
-            ],
-        }
-    )
+    b_state = _with_header(40, "a-header")
     err = _refused(
         world,
         config(
@@ -340,14 +338,7 @@ def test_istio_two_owners_never_hold_one_subset() -> None:
 
 def test_gatewayapi_two_owners_never_hold_one_rule_name_or_weight_one_rule() -> None:
     world = both("gatewayapi")
-    b_state = TrafficState.parse(
-        {
-            "weight": 50,
-            "headerRoutes": [
-                {"name": "a-header", "matches": [{"headers": [{"name": "x", "exact": "y"}]}]}
-            ],
-        }
-    )
+    b_state = _with_header(50, "a-header")
     b_cfg = config(
         "gatewayapi",
         "b",

@@ -361,32 +361,22 @@ def _edit_stable(
     stable Service (``canary=None``: cleanup, the claim goes)."""
     builder = PatchBuilder(stable)
     view = stable_ledger(config, pair, stable)
+    claims: list[tuple[str, list[str], str, str]] = [
+        (LEDGER_ANNOTATIONS, sorted(wanted), "annotation {}", "an Ingress has one mirror target")
+    ]
     if canary is not None:
-        hint = "ingress-nginx merges one canary per host and path"
-        view.claim(
-            LEDGER_SERVICE,
-            [config.stable_service],
-            what=lambda svc: f"the paths of stable Service {svc!r}",
-            plugin=PLUGIN,
-            obj=str(pair.stable),
-            hint=f"{hint}: two canary Ingresses for one Service's paths cannot both apply",
-        )
-        view.claim(
-            LEDGER_CANARY_INGRESS,
-            [canary.name],
-            what=lambda name: f"canary Ingress {name}",
-            plugin=PLUGIN,
-            obj=str(pair.stable),
-            hint=_name_hint(config, pair),
-        )
-    view.claim(
-        LEDGER_ANNOTATIONS,
-        sorted(wanted),
-        what=lambda key: f"annotation {key}",
-        plugin=PLUGIN,
-        obj=str(pair.stable),
-        hint="an Ingress has one mirror target",
-    )
+        claims += [
+            (
+                LEDGER_SERVICE,
+                [config.stable_service],
+                "the paths of stable Service {!r}",
+                "ingress-nginx merges one canary per host and path: two canary Ingresses for "
+                "one Service's paths cannot both apply",
+            ),
+            (LEDGER_CANARY_INGRESS, [canary.name], "canary Ingress {}", _name_hint(config, pair)),
+        ]
+    for key, names, what, hint in claims:
+        view.claim(key, names, what=what.format, plugin=PLUGIN, obj=str(pair.stable), hint=hint)
     # Only keys we could have written: a hand-edited ledger never makes us delete foreign ones.
     owned = {k for k in view.names(LEDGER_ANNOTATIONS) if k.rpartition("/")[2] in _MIRROR_NAMES}
     current = get_annotations(stable)
