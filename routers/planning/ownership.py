@@ -188,8 +188,9 @@ class Ledger:
         unowned: Entries = {}
         adopted: Entries = {}
         for key, value in self.unowned.items():
-            if not isinstance(value, (list, dict)):
-                unowned[key] = value
+            if not isinstance(value, (list, dict)):  # a single value: adopted whole, or kept
+                part = adopted if adopt is not None and adopt(key, str(value)) else unowned
+                part[key] = value
                 continue
             take = [n for n in value if adopt is not None and adopt(key, n)]
             keep = [n for n in value if n not in take]

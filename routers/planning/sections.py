@@ -55,6 +55,9 @@ class Common:
     canary: str
     managed_order: tuple[str, ...] = ()
     """``managedRoutes`` names, the precedence of managed routes (see ``ordered_routes``)."""
+    owner: str = ""
+    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``; see
+    ``routers.planning.ownership``)."""
 
     @classmethod
     def of(cls, routing: RoutingConfig) -> Common:
@@ -63,6 +66,7 @@ class Common:
             routing.stable_service,
             routing.canary_service,
             tuple(r.name for r in routing.managed_routes),
+            routing.owner_key(),
         )
 
 
@@ -81,6 +85,7 @@ class SectionConfig(Common, Generic[S]):
             stable=common.stable,
             canary=common.canary,
             managed_order=common.managed_order,
+            owner=common.owner,
             section=section,
         )
 

@@ -392,7 +392,63 @@ CONFIGMAP = Target(
     _cm_orphans,
 )
 
-TARGETS = {t.name: t for t in (ISTIO, GATEWAY, NGINX, SMI, CONFIGMAP)}
+
+def _traefik_live(n: int) -> list[JSON]:
+    def ts(name: str, services: list[dict[str, Any]]) -> JSON:
+        return {
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "TraefikService",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "resourceVersion": "1",
+                "labels": {"t": "x"},
+            },
+            "spec": {"weighted": {"services": services, "sticky": {"cookie": {"name": "lb"}}}},
+        }
+
+    def entry(name: str, weight: int) -> dict[str, Any]:
+        return {"name": name, "port": 80, "weight": weight}
+
+    # Stable weights of 100 (the state's total): cleanup's 100% to stable is then the original
+    # number too, and no foreign entry is ever rescaled (beside_foreign keeps shares exact).
+    shared = [entry(f"app{i}-stable", 100) for i in range(n)] + [entry("platform", 3)]
+    return [
+        ts("shared", shared),
+        *(ts(f"web{i}", [entry(f"app{i}-stable", 100)]) for i in range(n)),
+    ]
+
+
+def _traefik_orphans(world: World, original: World) -> list[str]:
+    out = []
+    for ref, obj in world.objects.items():
+        listed = {n for e in Ledger.of(obj).owners.values() for n in e.get("services") or []}
+        before = {e["name"] for e in original.objects[ref]["spec"]["weighted"]["services"]}
+        added = {e["name"] for e in obj["spec"]["weighted"]["services"]} - before
+        if added - listed:
+            out.append(f"{ref}: entries {sorted(added - listed)} added but listed by no owner")
+    return out
+
+
+TRAEFIK = Target(
+    "traefik",
+    _traefik_live,
+    lambda i, name: {
+        "namespace": NS,
+        "stableService": f"app{i}-stable",
+        "canaryService": f"app{i}-canary",
+        "traefik": {"weightedTraefikServiceName": name},
+    },
+    lambda i: st.sampled_from([f"web{i}", "shared"]),
+    lambda i, _: _mesh_state(i, mirror_pct=False, extra=True, max_routes=0).map(
+        lambda s: TrafficState(
+            weight=s.weight, total=s.total, additional_destinations=s.additional_destinations
+        )
+    ),
+    _traefik_orphans,
+)
+
+TARGETS = {t.name: t for t in (ISTIO, GATEWAY, NGINX, SMI, TRAEFIK, CONFIGMAP)}
 
 
 # -- the property ---------------------------------------------------------------------------------

@@ -29,9 +29,12 @@ class Section(Model):
 
 
 def test_routing_facts_in_one_place() -> None:
-    assert Common.of(ROUTING) == Common("default", "web-stable", "web-canary", ("b", "a"))
+    assert Common.of(ROUTING) == Common(
+        "default", "web-stable", "web-canary", ("b", "a"), "default/web-canary"
+    )
     namespaced = ROUTING.model_copy(update={"namespace": "shop"})
     assert Common.of(namespaced).namespace == "shop"
+    assert Common.of(namespaced).owner == "shop/web-canary"  # RoutingConfig.owner_key
 
 
 def test_parse_section_validates_with_section_relative_paths() -> None:

@@ -9,6 +9,10 @@ whole ``percent``, into ``spec.mirroring.mirrors[]`` of the configured mirroring
 
 What a TraefikService cannot express is refused: it matches no requests (its IngressRoute does),
 so header routes and mirror routes limited to some requests are errors, never silent no-ops.
+
+A weighted round robin is one owner's (its stable and canary are recorded as that owner's split
+in the ledger): another owner whose config names it is refused (OwnershipConflictError), and
+its cleanup leaves it alone.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError,
 from routers.model import Cleanup, Desired, MirrorRoute, RoutingConfig, TrafficState
 from routers.planning import weights
 from routers.planning.objects import LiveObjects, ObjectRef
-from routers.planning.ownership import ledger, write_ledger
+from routers.planning.ownership import SPLIT, Ledger, OwnerLedger, split_entry
 from routers.planning.patch import PatchBuilder, pointer
 from routers.planning.plan import Note, Operation, Plan
 from routers.simulate import Request, Routed
@@ -109,7 +113,7 @@ class Plugin:
         if ts is None:
             problems.append(f"{config.weighted} does not exist")
         else:
-            entries = _Entries.of(config, ts)
+            entries = _Entries.of(config, ts, _weighted_ledger(config, ts))
             found.append(
                 ObservedWeights(
                     f"TraefikService {config.weighted.namespace}/{config.weighted.name}",
@@ -132,12 +136,12 @@ class Plugin:
         mirrors: dict[str, float] = {}
         mts = live.get(config.mirror)
         if mts is not None:
-            book = ledger(mts)
-            route = book.get("route")
-            ours = next(iter(_our_mirrors(config, mts)), None)
-            if isinstance(route, str) and ours is not None:
+            view = _mirror_ledger(config, mts)
+            route = next(iter(view.names("route")), None)
+            ours = next(iter(_our_mirrors(config, mts, view)), None)
+            if route is not None and ours is not None:
                 mirrors[route] = float((_mirrors(mts)[ours]).get("percent", 0))
-            elif isinstance(route, str):
+            elif route is not None:
                 problems.append(
                     f"{config.mirror}: mirror route {route!r} has no mirrors entry for "
                     f"{config.canary!r} (removed by someone else?); the next plan restores it"
@@ -179,9 +183,9 @@ class _Entries:
     foreign: list[int] = field(default_factory=list)
 
     @classmethod
-    def of(cls, config: Config, ts: Mapping[str, Any]) -> _Entries:
+    def of(cls, config: Config, ts: Mapping[str, Any], view: OwnerLedger) -> _Entries:
         services = ((ts.get("spec") or {}).get("weighted") or {}).get("services")
-        book = [n for n in ledger(ts).get("services") or [] if isinstance(n, str)]
+        book = view.names("services")
         out = cls(list(services) if isinstance(services, list) else [], book)
         for i, e in enumerate(out.services):
             if _is_service(e, config.stable, config.namespace):
@@ -199,6 +203,38 @@ class _Entries:
 
     def weight(self, indices: Sequence[int]) -> int:
         return sum(weight_of(self.services[i]) for i in indices)
+
+    def keys(self, namespace: str) -> set[str]:
+        """Every Service entry as a ledger key, ``namespace/name``."""
+        return {
+            f"{e.get('namespace') or namespace}/{e['name']}"
+            for e in self.services
+            if isinstance(e, Mapping)
+            and (e.get("kind") or "Service") == "Service"
+            and isinstance(e.get("name"), str)
+        }
+
+
+def _weighted_ledger(config: Config, ts: Mapping[str, Any]) -> OwnerLedger:
+    """The round robin's ledger as this owner sees it; ownerless entries (written before
+    per-owner ledgers) are this owner's when the round robin lists its stable Service."""
+    services = ((ts.get("spec") or {}).get("weighted") or {}).get("services")
+    mine = any(_is_service(e, config.stable, config.namespace) for e in services or [])
+    what = f"TraefikService {config.weighted.namespace}/{config.weighted.name}"
+    return Ledger.of(ts, what=what).view(config.owner, lambda _k, _n: mine)
+
+
+def _mirror_ledger(config: Config, ts: Mapping[str, Any]) -> OwnerLedger:
+    """The mirroring service's ledger as this owner sees it; ownerless entries are this owner's
+    when they list its canary among the mirrors."""
+    book = Ledger.of(ts, what=f"TraefikService {config.mirror.namespace}/{config.mirror.name}")
+    legacy = book.unowned.get("mirrors")
+    mine = isinstance(legacy, list) and config.canary in legacy
+    return book.view(config.owner, lambda _k, _n: mine)
+
+
+def _split_of(config: Config) -> dict[str, str]:
+    return split_entry(f"{config.namespace}/{config.stable}", f"{config.namespace}/{config.canary}")
 
 
 def _set_weight(b: PatchBuilder, i: int, value: int) -> None:
@@ -226,7 +262,8 @@ def _plan_weighted(
         raise TargetNotFoundError(
             "does not exist (weightedTraefikServiceName)", plugin=PLUGIN, obj=str(ref)
         )
-    entries = _Entries.of(config, ts)
+    view = _weighted_ledger(config, ts)
+    entries = _Entries.of(config, ts, view)
     if not isinstance(((ts.get("spec") or {}).get("weighted") or {}).get("services"), list):
         raise PlanError(
             "has no spec.weighted.services: weightedTraefikServiceName must name a weighted "
@@ -245,6 +282,14 @@ def _plan_weighted(
             plugin=PLUGIN,
             obj=str(ref),
         )
+    holder = view.splitter(entries.keys(config.namespace))
+    if isinstance(desired, TrafficState):
+        view.claim_split(
+            entries.keys(config.namespace), what="its round robin", plugin=PLUGIN, obj=str(ref)
+        )
+    elif holder is not None:
+        notes.append(Note(PLUGIN, f"{ref} is weighted by owner {holder!r}: left as is"))
+        return None
     if isinstance(desired, Cleanup) and not desired.restore_stable:
         return None  # weights and the entries that carry them stay; the ledger keeps them listed
     split = weights.split(desired) if isinstance(desired, TrafficState) else None
@@ -276,7 +321,7 @@ def _plan_weighted(
     for i in sorted(drop, reverse=True):
         b.test(f"{SERVICES}/{i}/name")
         b.remove(f"{SERVICES}/{i}")
-    entries = _Entries.of(config, b.doc)
+    entries = _Entries.of(config, b.doc, view)
     (s,) = entries.stable
     stable_entry = entries.services[s]
     added: list[str] = [config.canary] if config.canary in entries.ledger else []
@@ -299,7 +344,7 @@ def _plan_weighted(
             if name not in entries.added:
                 b.add(f"{SERVICES}/-", _new_entry(config, stable_entry, name, w))
             added.append(name)
-    write_ledger(b, {**ledger(ts), "services": sorted(set(added))})
+    view.write(b, {"services": added, SPLIT: _split_of(config) if split is not None else None})
     return b.patch(ref, _reason(desired))
 
 
@@ -360,8 +405,8 @@ def _mirrors(ts: Mapping[str, Any]) -> list[Any]:
     return list(mirrors) if isinstance(mirrors, list) else []
 
 
-def _our_mirrors(config: Config, ts: Mapping[str, Any]) -> list[int]:
-    if config.canary not in (ledger(ts).get("mirrors") or []):
+def _our_mirrors(config: Config, ts: Mapping[str, Any], view: OwnerLedger) -> list[int]:
+    if config.canary not in view.names("mirrors"):
         return []
     return [
         i for i, m in enumerate(_mirrors(ts)) if _is_service(m, config.canary, config.namespace)
@@ -423,8 +468,9 @@ def _plan_mirror(config: Config, live: LiveObjects, desired: Desired) -> Operati
     if isinstance(desired, TrafficState):
         _check_front(config, ref, ts)
     b = PatchBuilder(ts)
-    ours = _our_mirrors(config, ts)
-    book = {k: v for k, v in ledger(ts).items() if k not in ("mirrors", "route")}
+    view = _mirror_ledger(config, ts)
+    ours = _our_mirrors(config, ts, view)
+    book: dict[str, list[str]] = {}
     if routes:
         (route,) = routes
         percent = _mirror_percent(route)
@@ -438,6 +484,13 @@ def _plan_mirror(config: Config, live: LiveObjects, desired: Desired) -> Operati
                 for i, m in enumerate(_mirrors(ts))
                 if _is_service(m, config.canary, config.namespace)
             ]
+            view.claim(
+                "mirrors",
+                [config.canary],
+                what=lambda svc: f"the mirror to Service {svc!r}",
+                plugin=PLUGIN,
+                obj=str(ref),
+            )
             if taken:
                 raise PlanError(
                     f"spec.mirroring.mirrors[{taken[0]}] already mirrors to the canary Service "
@@ -452,17 +505,21 @@ def _plan_mirror(config: Config, live: LiveObjects, desired: Desired) -> Operati
                 b.add(f"{MIRRORS}/-", entry)
             else:
                 b.set(MIRRORS, [entry])
-        book.update(mirrors=[config.canary], route=route.name)
+        book.update(mirrors=[config.canary], route=[route.name])
     else:
         for i in reversed(ours):
             b.test(f"{MIRRORS}/{i}/name")
             b.remove(f"{MIRRORS}/{i}")
-    write_ledger(b, book)
+        if ours and b.get(MIRRORS, None) == []:
+            # The list held only our entry (an empty list and none mean the same to Traefik):
+            # leave the object as it was before.
+            b.remove(MIRRORS)
+    view.write(b, book)
     reason = f"mirror route {routes[0].name!r}" if routes else "no mirror route: canary mirror off"
     return b.patch(ref, reason)
 
 
 def _stable_port(config: Config, live: LiveObjects) -> Any:
     ts = live.get(config.weighted) or {}
-    entries = _Entries.of(config, ts)
+    entries = _Entries.of(config, ts, _weighted_ledger(config, ts))
     return entries.services[entries.stable[0]].get("port") if entries.stable else None

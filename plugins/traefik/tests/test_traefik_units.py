@@ -12,6 +12,7 @@ from routers.engine import bind, check_capabilities, plan_offline
 from routers.errors import ConfigError, PlanError, TargetNotFoundError, UnsupportedError
 from routers.model import Cleanup, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
+from routers.planning.ownership import LEDGER
 from routers.registry import Registry
 
 CONFIG = {
@@ -145,6 +146,16 @@ def test_every_weight_edit_is_guarded_by_the_entry_name() -> None:
         {"op": "replace", "path": "/spec/weighted/services/0/weight", "value": 75},
         {"op": "test", "path": "/spec/weighted/services/1/name", "value": "web-canary"},
         {"op": "replace", "path": "/spec/weighted/services/1/weight", "value": 25},
+        # This owner's claim on the round robin: guarded to be the first ledger written.
+        {"op": "test", "path": "/metadata/annotations", "value": None},
+        {
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {
+                LEDGER: '{"owners":{"shop/web-canary":{"split":'
+                '{"canary":"shop/web-canary","stable":"shop/web-stable"}}},"v":2}'
+            },
+        },
     )
 
 
@@ -231,7 +242,7 @@ def test_refusals_name_the_object_and_the_reason(
 
 def test_nothing_to_do_without_a_mirroring_service_when_no_mirror_is_asked() -> None:
     result = plan([weighted(STABLE, CANARY)], {"weight": 0})
-    assert all(p.empty for p in result.plans)
+    assert [op.ref.name for p in result.plans for op in p] == ["web"]  # the claim only
     result = plan([weighted(STABLE, CANARY)], Cleanup())
     assert all(p.empty for p in result.plans)
 
