@@ -370,7 +370,7 @@ def test_apiserver_killed_mid_plan_with_two_owners(
         if r not in refs:
             assert admin.get(r) is None, f"{r} left behind"
     failed = {
-        k: f"{type(v).__name__}, revert failed: {v.revert_failed}"
+        k: f"{type(v).__name__}, {len(v.applied)} applied, {len(v.revert_failed)} not reverted"
         for k, v in failures.items()
         if isinstance(v, ApplyError)
     }
