@@ -127,11 +127,12 @@ def _merge(into: Entries, more: Mapping[str, Any]) -> None:
 
 
 def _names(value: Any) -> list[str]:
+    """A field's names: a list's items, a mapping's keys, a single string (older ledgers)."""
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str)]
     if isinstance(value, Mapping):
         return [str(k) for k in value]
-    return []
+    return [value] if isinstance(value, str) and value else []
 
 
 # -- the ledger --------------------------------------------------------------------------------

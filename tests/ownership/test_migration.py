@@ -140,3 +140,20 @@ def test_nginx_a_second_owner_never_takes_the_old_canary_ingress() -> None:
     twin = config("nginx", "b", stableService="a-stable", canaryService="a2-canary")
     with pytest.raises(OwnershipConflictError, match="canary Ingress shop-canary"):
         world.run(twin, state("nginx", "b"))
+
+
+@pytest.mark.parametrize("target", LEGACY)
+def test_verify_and_status_keep_working_on_objects_written_by_main(target: str) -> None:
+    """Right after an upgrade, before any new write: the owner still sees its routes."""
+    from routers.contract import ClusterFacts
+    from routers.engine import bind, gather, observe_all, verify
+    from routers.planning.objects import LiveObjects
+
+    world = World(objects(target, "legacy.yaml"))
+    cfg = config(target, "a")
+    bindings = bind(cfg)
+    live = gather(bindings, LiveObjects(world.objects.items()).get)
+    report = verify(
+        bindings, observe_all(bindings, live, ClusterFacts()), state(target, "a"), ClusterFacts()
+    )
+    assert report.ok, report.mismatches

@@ -226,3 +226,13 @@ def test_parse_is_pure() -> None:
     read_ledger(o, A, lambda f, n: True).write(PatchBuilder(o), {"routes": []})
     assert o == before
     assert Ledger.parse(raw).owners == {A: {"routes": ["a"]}}
+
+
+def test_a_single_value_of_an_older_ledger_is_adopted_whole_and_read_as_a_name() -> None:
+    legacy = obj({"mirrors": ["c"], "route": "shadow"})
+    view = read_ledger(legacy, A, lambda field, name: True)
+    assert view.names("route") == ["shadow"]
+    assert view.unowned == {}
+    kept = read_ledger(legacy, A, lambda field, name: field == "mirrors")
+    assert kept.unowned == {"route": "shadow"}
+    assert kept.held("route") == {"shadow": LEGACY_HOLDER}
