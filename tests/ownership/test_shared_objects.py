@@ -461,3 +461,48 @@ def test_stripped_is_stable() -> None:
     assert stripped({"metadata": {"resourceVersion": "1", "name": "x"}}) == {
         "metadata": {"name": "x"}
     }
+
+
+def test_cli_refuses_a_held_route_name_with_exit_1(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`routers plan` on objects where another owner holds the name: one line, exit 1."""
+    from pathlib import Path
+
+    from routers.cli import main
+    from routers.io import dump_yaml
+    from tests.ownership.owners import ROOT
+
+    tmp = Path(str(tmp_path))
+    world = World(objects("istio"))
+    world.run(config("istio", "a"), state("istio", "a"))
+    (tmp / "live.yaml").write_text(dump_yaml(list(world.objects.values())))
+    (tmp / "state.yaml").write_text(
+        json.dumps(
+            {
+                "weight": 5,
+                "headerRoutes": [
+                    {"name": "a-header", "matches": [{"headers": [{"name": "x", "exact": "y"}]}]}
+                ],
+            }
+        )
+    )
+    b = tmp / "b.yaml"
+    b.write_text(
+        (ROOT / "istio" / "b.yaml").read_text().replace("[{name: b-header}]", "[{name: a-header}]")
+    )
+    code = main(
+        [
+            "plan",
+            "--config",
+            str(b),
+            "--state",
+            str(tmp / "state.yaml"),
+            "-f",
+            str(tmp / "live.yaml"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "http route name 'a-header' is held by owner 'Rollout shop/a'" in err
+    assert "Traceback" not in err
