@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Build (or reuse) kube-apiserver, kubectl and etcd for the e2e control plane.
+# Build (or reuse) kube-apiserver, kubectl and etcd for the e2e control plane, and on request
+# kube-controller-manager and kube-scheduler (same module, same flags):
+#     build.sh                                          # kube-apiserver kubectl etcd
+#     build.sh kube-controller-manager kube-scheduler   # only these (added to the same dir)
 #
 # Binaries live outside the repo, keyed by sha256(go.mod + go.sum + build flags + go version):
 #     ${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/controlplane/<key>/bin/
-# A cache hit costs well under a second; a miss builds into a temp dir and renames it into
-# place (atomic; concurrent callers are serialised with flock). GOMODCACHE/GOCACHE are the
+# A cache hit costs well under a second; a miss builds the missing binaries into a temp dir and
+# renames each into place (atomic; concurrent callers are serialised with flock). GOMODCACHE/GOCACHE are the
 # machine defaults so a rebuild after a go.sum change reuses compiled packages.
 #
 # The LAST line on stdout is the bin dir. Everything else goes to stderr.
-# Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache).
+# Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
+#      ROUTERS_E2E_BUILD_TIMEOUT (seconds per go build, default 1800).
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,11 +69,26 @@ key=$( {
 } | sha256sum | cut -c1-16)
 
 final="$cache_root/$key"
-bins=(kube-apiserver kubectl etcd)
+# Binary -> Go package. The default set is what every e2e test needs; the controllers are only
+# built when asked for (the Argo Rollouts e2e needs them), into the same key dir.
+declare -A pkgs=(
+  [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+  [kubectl]=k8s.io/kubernetes/cmd/kubectl
+  [etcd]=go.etcd.io/etcd/server/v3
+  [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+  [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+)
+bins=("$@")
+[[ ${#bins[@]} -gt 0 ]] || bins=(kube-apiserver kubectl etcd)
+for b in "${bins[@]}"; do
+  [[ -n ${pkgs[$b]:-} ]] || { echo "build.sh: unknown binary '$b' (known: ${!pkgs[*]})" >&2; exit 64; }
+done
+# Seconds one `go build` may take before it is killed (a cold kube-apiserver takes ~4 min here).
+build_timeout=${ROUTERS_E2E_BUILD_TIMEOUT:-1800}
 
-have_all() { local b; for b in "${bins[@]}"; do [[ -x "$1/bin/$b" ]] || return 1; done; }
+missing() { local b; for b in "${bins[@]}"; do [[ -x "$final/bin/$b" ]] || echo "$b"; done; }
 
-if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && have_all "$final"; then
+if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && [[ -z $(missing) ]]; then
   echo "controlplane: cache hit $final (k8s $K8S_VERSION, etcd $ETCD_VERSION)" >&2
   echo "$final/bin"
   exit 0
@@ -78,7 +97,12 @@ fi
 exec 9>"$cache_root/.build.lock"
 flock 9
 # Someone else may have finished the build while we waited for the lock.
-if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && have_all "$final"; then
+if [[ ${ROUTERS_E2E_FORCE_BUILD:-} == 1 ]]; then
+  todo=("${bins[@]}")
+else
+  mapfile -t todo < <(missing)
+fi
+if [[ ${#todo[@]} -eq 0 ]]; then
   echo "controlplane: cache hit $final (built concurrently)" >&2
   echo "$final/bin"
   exit 0
@@ -88,30 +112,31 @@ tmp=$(mktemp -d "$cache_root/.tmp.$key.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
 mkdir -p "$tmp/bin"
-echo "controlplane: cache miss, building k8s $K8S_VERSION + etcd $ETCD_VERSION into $final ($(go version))" >&2
+echo "controlplane: cache miss, building ${todo[*]} (k8s $K8S_VERSION, etcd $ETCD_VERSION) into $final ($(go version))" >&2
 start=$(date +%s)
-go build "${BUILD_FLAGS[@]}" -ldflags "$K8S_LDFLAGS" -o "$tmp/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-echo "controlplane: kube-apiserver built after $(( $(date +%s) - start ))s" >&2
-go build "${BUILD_FLAGS[@]}" -ldflags "$K8S_LDFLAGS" -o "$tmp/bin/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
-echo "controlplane: kubectl built after $(( $(date +%s) - start ))s" >&2
-go build "${BUILD_FLAGS[@]}" -ldflags "$ETCD_LDFLAGS" -o "$tmp/bin/etcd" go.etcd.io/etcd/server/v3 >&2
-echo "controlplane: etcd built after $(( $(date +%s) - start ))s" >&2
+for b in "${todo[@]}"; do
+  ldflags=$K8S_LDFLAGS
+  [[ $b == etcd ]] && ldflags=$ETCD_LDFLAGS
+  timeout "$build_timeout" go build "${BUILD_FLAGS[@]}" -ldflags "$ldflags" -o "$tmp/bin/$b" "${pkgs[$b]}" >&2
+  # Sanity check before publishing.
+  case $b in
+    kubectl) timeout 30 "$tmp/bin/$b" version --client >&2 ;;
+    *) timeout 30 "$tmp/bin/$b" --version >&2 ;;
+  esac
+  echo "controlplane: $b built after $(( $(date +%s) - start ))s" >&2
+done
 
-# Sanity check before publishing.
-"$tmp/bin/kube-apiserver" --version >&2
-"$tmp/bin/kubectl" version --client >&2
-"$tmp/bin/etcd" --version >&2
-cat > "$tmp/build-info.txt" <<INFO
+mkdir -p "$final/bin"
+chmod 755 "$final"
+for b in "${todo[@]}"; do mv -f "$tmp/bin/$b" "$final/bin/$b"; done  # one atomic rename each
+touch "$final"  # newest: survives the pruning below
+cat >> "$final/build-info.txt" <<INFO
 k8s.io/kubernetes $K8S_VERSION
 go.etcd.io/etcd/server/v3 $ETCD_VERSION
 $(go version)
 build flags: CGO_ENABLED=$CGO_ENABLED ${BUILD_FLAGS[*]}
-built: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - start ))s
+built ${todo[*]}: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - start ))s
 INFO
-
-rm -rf "$final"
-mv "$tmp" "$final"
-trap - EXIT
 # Prune old builds (other go.sum / flags): keep the 3 most recent.
 ls -1dt "$cache_root"/*/ 2>/dev/null | tail -n +4 | while read -r old; do
   echo "controlplane: pruning old build $old" >&2
