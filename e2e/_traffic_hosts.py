@@ -26,9 +26,24 @@ class HostsUnavailable(RuntimeError):
 
 
 def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
     if proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+def _wait_http(name: str, addr: str, timeout: float = 20.0) -> None:
+    """Until http://addr:PORT/ answers with ``name``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{addr}:{PORT}/", timeout=2) as r:
+                if r.read().decode() == name:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"test host {name} at {addr}:{PORT} did not answer")
+        time.sleep(0.1)
 
 
 @dataclass
@@ -77,24 +92,11 @@ class NetnsHosts:
                     )
                 )
             for name, addr in self.addresses.items():
-                self._wait(name, addr)
+                _wait_http(name, addr)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _wait(self, name: str, addr: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{addr}:{PORT}/", timeout=2) as r:
-                    if r.read().decode() == name:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"test host {name} at {addr}:{PORT} did not answer")
-            time.sleep(0.1)
 
     def seen(self, name: str, path: str) -> int:
         """How many requests for ``path`` host ``name`` has served (mirrored copies included)."""
@@ -108,10 +110,99 @@ class NetnsHosts:
                 p.kill()
             p.wait(timeout=10)
         self.procs.clear()
-        subprocess.run(["ip", "link", "del", f"{self._veth}h"], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
+        for cmd in (("link", "del", f"{self._veth}h"), ("netns", "del", self.netns)):
+            subprocess.run(["ip", *cmd], capture_output=True, check=False, timeout=30)
 
     def __enter__(self) -> NetnsHosts:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class PodNetwork:
+    """A netns that owns a whole pod CIDR and answers HTTP on every address of it.
+
+    Fake nodes (kwok) hand pods addresses from ``cidr`` (the Node's podCIDR); the real
+    EndpointSlice controller puts them in the Services' slices, and a proxy sending a request to
+    any of them reaches one server in this namespace (an AnyIP ``local`` route), which answers
+    with the address it was reached on (``X-Backend``). So a request's answer names the pod the
+    proxy chose. 198.19.0.0/16 keeps clear of NetnsHosts' 198.18.0.0/16; ``stop()`` removes all.
+    """
+
+    netns: str = field(default_factory=lambda: f"crp-{secrets.token_hex(3)}")
+    cidr: str = ""
+    gateway: str = ""  # the root namespace's side of the link (an address for kwok's node IP)
+    proc: subprocess.Popen[bytes] | None = None
+    _veth: str = ""
+    _route: bool = False
+
+    def start(self) -> PodNetwork:
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
+        self._veth = f"crp{secrets.token_hex(3)}"
+        try:
+            _ip("netns", "add", self.netns)
+            _ip("link", "add", f"{self._veth}h", "type", "veth", "peer", "name", f"{self._veth}n")
+            _ip("link", "set", f"{self._veth}n", "netns", self.netns)
+            _ip("-n", self.netns, "link", "set", "lo", "up")
+            for _attempt in range(20):  # another run may hold a subnet: pick again
+                octet = secrets.randbelow(250) + 1
+                try:
+                    _ip("addr", "add", f"198.19.{octet}.1/30", "dev", f"{self._veth}h")
+                except RuntimeError:
+                    continue
+                self.gateway = f"198.19.{octet}.1"
+                self.cidr = f"198.19.{octet}.128/25"
+                break
+            else:
+                raise RuntimeError("no free 198.19.x.0/24 subnet for the pod network")
+            _ip("link", "set", f"{self._veth}h", "up")
+            _ip("-n", self.netns, "addr", "add", f"198.19.{octet}.2/30", "dev", f"{self._veth}n")
+            _ip("-n", self.netns, "link", "set", f"{self._veth}n", "up")
+            _ip("-n", self.netns, "route", "add", "local", self.cidr, "dev", "lo")
+            _ip("route", "add", self.cidr, "via", f"198.19.{octet}.2")
+            self._route = True
+            self.proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.netns,
+                    sys.executable,
+                    str(SERVER),
+                    f"0.0.0.0:{PORT}",
+                    "-",
+                    "--echo-address",
+                    "--max-seconds",
+                    "1800",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            probe = self.cidr.split("/")[0].rsplit(".", 1)[0] + ".200"
+            _wait_http(probe, probe)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        if self._route:
+            subprocess.run(
+                ["ip", "route", "del", self.cidr], capture_output=True, check=False, timeout=30
+            )
+            self._route = False
+        for cmd in (("link", "del", f"{self._veth}h"), ("netns", "del", self.netns)):
+            subprocess.run(["ip", *cmd], capture_output=True, check=False, timeout=30)
+
+    def __enter__(self) -> PodNetwork:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
