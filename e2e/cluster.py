@@ -99,14 +99,24 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
-    """Run a build/fetch script; return the last stdout line (a directory)."""
+def _run_script(
+    script: Path, args: Iterable[str] = (), what: str = "", timeout: float = 3600.0
+) -> str:
+    """Run a build/fetch script; return the last stdout line (a directory).
+
+    ``timeout`` bounds the whole script (a cold build of the biggest binaries takes minutes)."""
     if not script.is_file():
         raise BinariesUnavailable(f"{script} not found")
     try:
         proc = subprocess.run(
-            ["bash", str(script), *args], capture_output=True, text=True, check=False
+            ["bash", str(script), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
         )
+    except subprocess.TimeoutExpired as e:
+        raise BinariesUnavailable(f"{what or script.name} did not finish in {timeout:.0f}s") from e
     except OSError as e:
         raise BinariesUnavailable(f"cannot run {script}: {e}") from e
     if proc.returncode != 0:
@@ -708,7 +718,7 @@ class ControlPlane:
                 if status != 200:
                     problems[name] = f"GET {status}"
                     continue
-                conds = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
+                conds = {c["type"]: c for c in (crd.get("status") or {}).get("conditions") or []}
                 est, nac = conds.get("Established", {}), conds.get("NamesAccepted", {})
                 if est.get("status") != "True":
                     problems[name] = (
