@@ -1,0 +1,1124 @@
+"""Real Rollouts driven by the real Argo Rollouts controller, through canary-routers.
+
+The environment (module fixture ``plane``): the local control plane with the Argo Rollouts,
+Istio, Gateway API and SMI CRDs; kube-controller-manager + kube-scheduler + kwok, so Argo's
+ReplicaSets get pods that are scheduled, get an address and become Ready; a network namespace
+that owns the pods' CIDR and answers HTTP on every pod address, so a request through Traefik
+names the pod that served it. The Argo controller runs as a local process (``ArgoRollouts``),
+with the official ClusterRole, against that plane.
+
+* ``test_plain_rollout_progresses_with_real_pods``: no traffic routing; proves the environment:
+  ReplicaSets, pods Ready with addresses, a step walk, promote, the old ReplicaSet scaled down.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e._traffic_hosts import PORT, HostsUnavailable, PodNetwork
+from e2e._traffic_traefik import Traefik, ensure_traefik
+from e2e.argo_env import (
+    ARGO_USER,
+    ARGO_USERS,
+    INSTANCE_LABEL,
+    ROLLOUTS,
+    ArgoRollouts,
+    RolloutWatch,
+    apply,
+    argo_module_dir,
+    ensure_argo_controller,
+    ensure_bridge,
+    install_rbac,
+)
+from e2e.cluster import BinariesUnavailable, ControlPlane, ensure_crds
+from e2e.conftest import _unavailable
+from e2e.test_plugins_e2e import grant
+from e2e.test_traffic import consistent
+from e2e.workers import (
+    WORKER_USERS,
+    LocalProcess,
+    Workers,
+    ensure_kube_controllers,
+    ensure_kwok,
+    pod_ready,
+    pods,
+    summarize_pods,
+    wait_for,
+)
+from routers.cluster import rbac_manifests
+from routers.model import RoutingConfig
+from routers.simulate import Outcome, Request, simulate_objects
+
+pytestmark = pytest.mark.e2e
+
+CRDS = ("argo-rollouts", "istio", "gateway-standard-v1.6", "smi-sdk")
+HASH_LABEL = "rollouts-pod-template-hash"
+TIMEOUT = 120.0  # any single Rollout transition (pods, steps, weights) on a busy 2-core machine
+
+
+@dataclass
+class Plane:
+    cp: ControlPlane
+    workers: Workers
+    net: PodNetwork
+    argo_bin: Path
+    tmp: Path
+
+    def procs(self, *more: LocalProcess | None) -> list[LocalProcess]:
+        return [*self.workers.procs, *(p for p in more if p is not None)]
+
+
+@pytest.fixture(scope="module")
+def plane(control_plane_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    try:
+        kube_bin = ensure_kube_controllers()
+        kwok_bin = ensure_kwok()
+        argo_bin = ensure_argo_controller()
+        crds_root = ensure_crds(CRDS)
+    except BinariesUnavailable as exc:
+        _unavailable(str(exc))
+    tmp = tmp_path_factory.mktemp("argo")
+    with ExitStack() as stack:
+        try:
+            net = stack.enter_context(PodNetwork())
+        except HostsUnavailable as exc:
+            _unavailable(str(exc))
+        cp = ControlPlane(CRDS, bin_dir=control_plane_bin_dir, users={**WORKER_USERS, **ARGO_USERS})
+        stack.enter_context(cp)
+        workers = stack.enter_context(
+            Workers(
+                cp,
+                kube_bin=kube_bin,
+                kwok_bin=kwok_bin,
+                state_dir=tmp / "workers",
+                pod_cidr=net.cidr,
+                node_ip=net.gateway,
+            )
+        )
+        install_rbac(cp, argo_module_dir(crds_root))
+        yield Plane(cp, workers, net, argo_bin, tmp)
+
+
+# -- Rollouts ----------------------------------------------------------------------------------
+
+
+def rollout_manifest(
+    name: str,
+    namespace: str,
+    instance: str,
+    *,
+    version: str,
+    replicas: int,
+    canary: Mapping[str, Any],
+) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name, "namespace": namespace, "labels": {INSTANCE_LABEL: instance}},
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image(version),
+                            "ports": [{"name": "http", "containerPort": PORT}],
+                        }
+                    ],
+                },
+            },
+            "strategy": {"canary": dict(canary)},
+        },
+    }
+
+
+def image(version: str) -> str:
+    return f"registry.invalid/canary-routers/app:{version}"
+
+
+def create(cp: ControlPlane, obj: Mapping[str, Any]) -> None:
+    ns = obj["metadata"]["namespace"]
+    status, data = cp.request("POST", ROLLOUTS.format(ns=ns), dict(obj))
+    assert status == 201, f"creating Rollout: {status} {data}"
+
+
+def set_version(cp: ControlPlane, ns: str, name: str, version: str) -> None:
+    """A new pod template (the image), as `kubectl argo rollouts set image` does."""
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image(version)}]}}}
+    }
+    status, data = cp.request(
+        "PATCH",
+        f"{ROLLOUTS.format(ns=ns)}/{name}",
+        json.dumps(patch),
+        content_type="application/strategic-merge-patch+json",
+    )
+    if status == 415:  # custom resources take merge patches only: replace the container list
+        rollout = get_rollout(cp, ns, name)
+        containers = rollout["spec"]["template"]["spec"]["containers"]
+        containers[0]["image"] = image(version)
+        status, data = cp.request(
+            "PATCH",
+            f"{ROLLOUTS.format(ns=ns)}/{name}",
+            {"spec": {"template": {"spec": {"containers": containers}}}},
+            content_type="application/merge-patch+json",
+        )
+    assert status == 200, f"set image: {status} {data}"
+
+
+def status_patch(cp: ControlPlane, ns: str, name: str, patch: Mapping[str, Any]) -> None:
+    """A merge patch of the status subresource, exactly as the kubectl plugin sends it."""
+    status, data = cp.request(
+        "PATCH",
+        f"{ROLLOUTS.format(ns=ns)}/{name}/status",
+        {"status": dict(patch)},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200, f"status patch {patch}: {status} {data}"
+
+
+def promote(cp: ControlPlane, ns: str, name: str) -> None:
+    """`kubectl argo rollouts promote`: clear the pause conditions of a paused step."""
+    status_patch(cp, ns, name, {"pauseConditions": None})
+
+
+def abort(cp: ControlPlane, ns: str, name: str) -> None:
+    """`kubectl argo rollouts abort`."""
+    status_patch(cp, ns, name, {"abort": True})
+
+
+def get_rollout(cp: ControlPlane, ns: str, name: str) -> dict[str, Any]:
+    status, data = cp.request("GET", f"{ROLLOUTS.format(ns=ns)}/{name}")
+    assert status == 200, f"GET Rollout: {status} {data}"
+    obj: dict[str, Any] = data
+    return obj
+
+
+def replica_sets(cp: ControlPlane, ns: str) -> dict[str, dict[str, Any]]:
+    """ReplicaSets of the namespace by pod-template hash."""
+    status, data = cp.request("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")
+    assert status == 200, f"list ReplicaSets: {status} {data}"
+    return {rs["metadata"]["labels"][HASH_LABEL]: rs for rs in data["items"]}
+
+
+def phase(obj: Mapping[str, Any]) -> str:
+    return str(obj.get("status", {}).get("phase", ""))
+
+
+def step_index(obj: Mapping[str, Any]) -> int | None:
+    idx = obj.get("status", {}).get("currentStepIndex")
+    return int(idx) if idx is not None else None
+
+
+def paused_at(index: int) -> Any:
+    def pred(obj: Mapping[str, Any]) -> bool:
+        st = obj.get("status", {})
+        return bool(step_index(obj) == index and st.get("pauseConditions"))
+
+    return pred
+
+
+def healthy_on(hash_: str | None = None) -> Any:
+    """Fully rolled out (on the pod-template hash ``hash_`` if given) and available."""
+
+    def pred(obj: Mapping[str, Any]) -> bool:
+        st = obj.get("status", {})
+        if phase(obj) != "Healthy" or not st.get("stableRS"):
+            return False
+        if hash_ is not None and st["stableRS"] != hash_:
+            return False
+        return bool(st.get("stableRS") == st.get("currentPodHash"))
+
+    return pred
+
+
+def ready_pods(plane: Plane, ns: str, hash_: str) -> list[dict[str, Any]]:
+    return [p for p in pods(plane.cp, ns, f"{HASH_LABEL}={hash_}") if pod_ready(p)]
+
+
+def assert_pods_served(plane: Plane, ns: str, hash_: str, count: int) -> list[str]:
+    """``count`` Ready pods of ``hash_``, each with an address of the pod network; their IPs."""
+
+    def enough() -> list[dict[str, Any]] | None:
+        ready = ready_pods(plane, ns, hash_)
+        return ready if len(ready) == count else None
+
+    got = wait_for(f"{count} Ready pods of {hash_}", enough, TIMEOUT, procs=plane.workers.procs)
+    cidr = ipaddress.ip_network(plane.net.cidr)
+    ips = [p["status"]["podIP"] for p in got]
+    assert all(ipaddress.ip_address(ip) in cidr for ip in ips), summarize_pods(got)
+    assert all(p["spec"]["nodeName"] in plane.workers.node_names for p in got), summarize_pods(got)
+    return ips
+
+
+# -- the environment itself ---------------------------------------------------------------------
+
+
+def test_plain_rollout_progresses_with_real_pods(plane: Plane, tmp_path: Path) -> None:
+    """No traffic routing: a canary walk with replica-count steps, driven by the real controller."""
+    cp = plane.cp
+    ns = cp.new_namespace("plain")
+    steps: Sequence[Mapping[str, Any]] = [
+        {"setWeight": 34},
+        {"pause": {}},
+        {"setWeight": 67},
+        {"pause": {"duration": "1s"}},
+    ]
+    with ArgoRollouts(
+        cp, binary=plane.argo_bin, state_dir=tmp_path / "argo", instance_id="plain"
+    ) as argo:
+        procs = plane.procs(argo.process)
+        watch = RolloutWatch(cp, ns, "web").start()
+        try:
+            create(
+                cp,
+                rollout_manifest(
+                    "web", ns, "plain", version="v1", replicas=3, canary={"steps": steps}
+                ),
+            )
+            _, obj = watch.wait("v1 Healthy", healthy_on(), TIMEOUT, procs=procs)
+            v1 = obj["status"]["stableRS"]
+            assert_pods_served(plane, ns, v1, 3)
+            rs = replica_sets(cp, ns)
+            assert rs[v1]["status"].get("readyReplicas") == 3, rs[v1]["status"]
+            owner = rs[v1]["metadata"]["ownerReferences"][0]
+            assert (owner["kind"], owner["name"]) == ("Rollout", "web")
+
+            set_version(cp, ns, "web", "v2")
+            _, obj = watch.wait("paused at step 1", paused_at(1), TIMEOUT, procs=procs)
+            v2 = obj["status"]["currentPodHash"]
+            assert v2 != v1 and obj["status"]["stableRS"] == v1
+            rs = replica_sets(cp, ns)
+            canary_replicas = rs[v2]["spec"]["replicas"]
+            assert canary_replicas >= 1, rs[v2]["spec"]
+            assert_pods_served(plane, ns, v2, canary_replicas)
+
+            promote(cp, ns, "web")
+            watch.wait("v2 Healthy", healthy_on(v2), TIMEOUT, procs=procs)
+            assert_pods_served(plane, ns, v2, 3)
+            wait_for(
+                "v1 scaled down",
+                lambda: (
+                    replica_sets(cp, ns)[v1]["spec"]["replicas"] == 0
+                    and not pods(cp, ns, f"{HASH_LABEL}={v1}")
+                ),
+                TIMEOUT,
+                procs=procs,
+            )
+        finally:
+            watch.stop()
+
+
+# -- targets ------------------------------------------------------------------------------------
+
+APP = "web"
+HOST = "web.example.com"
+HEADER_ROUTE = "canary-header"
+MIRROR_ROUTE = "canary-mirror"
+HEADER = ("X-Canary", "always")
+SAMPLE = 200  # requests per weighted step through Traefik: 4 sigma at 30% is +-26
+HEADER_SAMPLE = 40
+POKES = 3  # reconciles forced at each pause, during which the plugin must not write
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    traffic: bool
+    """Real traffic through Traefik (its kubernetesGateway / kubernetesIngressNGINX providers)."""
+    header_with_weight: bool
+    """A header route may stay while weight > 0 (SMI: only at weight 0, see its capabilities)."""
+    mirror: tuple[int, str] | None
+    """(percentage, path prefix) a supported setMirrorRoute asks; None: unsupported."""
+    unsupported_mirror: tuple[int, str] | None
+    """A setMirrorRoute the target cannot express, which must surface as an error."""
+
+    @property
+    def plugin(self) -> str:
+        return f"canary-routers/{self.name}"
+
+
+TARGETS = {
+    t.name: t
+    for t in (
+        Target("istio", False, True, (50, "/api"), None),
+        Target("gatewayapi", True, True, (50, "/api"), None),
+        # ingress-nginx mirrors whole locations, 100% or nothing.
+        Target("nginx", True, True, (100, "/"), (50, "/")),
+        Target("smi", False, False, None, (50, "/api")),
+    )
+}
+
+
+def services(ns: str) -> list[dict[str, Any]]:
+    """stable and canary Services; Argo adds the pod-template hash to their selectors."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "selector": {"app": APP},
+                "ports": [{"name": "http", "port": 80, "targetPort": PORT}],
+            },
+        }
+        for name in ("stable", "canary")
+    ]
+
+
+def route_objects(
+    t: Target, ns: str, classes: Mapping[str, str], port: int
+) -> list[dict[str, Any]]:
+    """The objects a user has before adopting canary-routers (foreign fields included)."""
+    if t.name == "istio":
+        return [
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": APP, "namespace": ns},
+                "spec": {
+                    "hosts": [HOST],
+                    "http": [
+                        {
+                            "name": "primary",
+                            "retries": {"attempts": 3, "perTryTimeout": "2s"},
+                            "route": [
+                                {"destination": {"host": "stable"}, "weight": 100},
+                                {"destination": {"host": "canary"}, "weight": 0},
+                            ],
+                        }
+                    ],
+                },
+            }
+        ]
+    if t.name == "gatewayapi":
+        return [
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": classes["gateway"]},
+                "spec": {"controllerName": "traefik.io/gateway-controller"},
+            },
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": "public", "namespace": ns},
+                "spec": {
+                    "gatewayClassName": classes["gateway"],
+                    "listeners": [{"name": "web", "port": port, "protocol": "HTTP"}],
+                },
+            },
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": APP, "namespace": ns},
+                "spec": {
+                    "parentRefs": [{"name": "public"}],
+                    "hostnames": [HOST],
+                    "rules": [
+                        {
+                            "name": "primary",
+                            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                            "timeouts": {"request": "10s"},
+                            "backendRefs": [
+                                {"name": "stable", "port": 80, "weight": 100},
+                                {"name": "canary", "port": 80, "weight": 0},
+                            ],
+                        }
+                    ],
+                },
+            },
+        ]
+    if t.name == "nginx":
+        return [
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "IngressClass",
+                "metadata": {"name": classes["ingress"]},
+                "spec": {"controller": "k8s.io/ingress-nginx"},
+            },
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": {
+                    "name": APP,
+                    "namespace": ns,
+                    "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "8m"},
+                },
+                "spec": {
+                    "ingressClassName": classes["ingress"],
+                    "rules": [
+                        {
+                            "host": HOST,
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "/",
+                                        "pathType": "Prefix",
+                                        "backend": {
+                                            "service": {"name": "stable", "port": {"name": "http"}}
+                                        },
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                },
+            },
+        ]
+    return []  # smi: the TrafficSplit is ours to create, as Argo's built-in router does
+
+
+def plugin_config(t: Target, ns: str) -> dict[str, Any]:
+    """The plugin block, in the shape of Argo's built-in one for the same target."""
+    if t.name == "istio":
+        return {"virtualService": {"name": APP, "routes": ["primary"]}}
+    if t.name == "gatewayapi":
+        return {"httpRoute": APP, "namespace": ns}
+    if t.name == "nginx":
+        return {"stableIngress": APP}
+    return {"trafficSplitName": APP, "apiVersion": "v1alpha4"}
+
+
+def canary_strategy(t: Target, ns: str, steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "stableService": "stable",
+        "canaryService": "canary",
+        "trafficRouting": {
+            "managedRoutes": [{"name": HEADER_ROUTE}, {"name": MIRROR_ROUTE}],
+            "plugins": {t.plugin: plugin_config(t, ns)},
+        },
+        "steps": list(steps),
+    }
+
+
+HEADER_STEP = {
+    "setHeaderRoute": {
+        "name": HEADER_ROUTE,
+        "match": [{"headerName": HEADER[0], "headerValue": {"exact": HEADER[1]}}],
+    }
+}
+
+
+def mirror_step(percentage: int, prefix: str) -> dict[str, Any]:
+    return {
+        "setMirrorRoute": {
+            "name": MIRROR_ROUTE,
+            "percentage": percentage,
+            "match": [{"path": {"prefix": prefix}}],
+        }
+    }
+
+
+@dataclass(frozen=True)
+class Expect:
+    weight: int
+    header: bool = False
+    mirror: bool = False
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A pause step the walk stops at, and what the routes must say there."""
+
+    index: int
+    expect: Expect
+    label: str
+
+
+def walk_steps(t: Target) -> tuple[list[dict[str, Any]], list[Pause]]:
+    """setHeaderRoute at weight 0, then weights with the header (and mirror) routes, pausing
+    after each so the test can look; the last pause is at 100%."""
+    steps: list[dict[str, Any]] = [
+        {"setCanaryScale": {"replicas": 1}},  # a canary pod while the weight is 0
+        HEADER_STEP,
+        {"pause": {}},
+        {"setCanaryScale": {"matchTrafficWeight": True}},
+    ]
+    pauses = [Pause(2, Expect(0, header=True), "header route at weight 0")]
+    header = t.header_with_weight
+    if not header:
+        steps.append({"setHeaderRoute": {"name": HEADER_ROUTE}})  # no match: removes it
+    mirror = t.mirror is not None
+    for weight in (30, 60, 100):
+        steps.append({"setWeight": weight})
+        if weight == 30 and t.mirror is not None:
+            steps.append(mirror_step(*t.mirror))
+        steps.append({"pause": {}})
+        label = (
+            f"weight {weight}" + (" + header" if header else "") + (" + mirror" if mirror else "")
+        )
+        pauses.append(Pause(len(steps) - 1, Expect(weight, header, mirror), label))
+    return steps, pauses
+
+
+# -- one walk -----------------------------------------------------------------------------------
+
+LIST_PATHS = {
+    "istio": [("networking.istio.io/v1", "VirtualService", "virtualservices")],
+    "gatewayapi": [("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")],
+    "nginx": [("networking.k8s.io/v1", "Ingress", "ingresses")],
+    "smi": [
+        ("split.smi-spec.io/v1alpha4", "TrafficSplit", "trafficsplits"),
+        ("specs.smi-spec.io/v1alpha4", "HTTPRouteGroup", "httproutegroups"),
+    ],
+}
+ROUTE_RESOURCES = frozenset(plural for paths in LIST_PATHS.values() for _, _, plural in paths)
+
+
+def plugin_requests(cp: ControlPlane, since: int, *, writes: bool) -> list[dict[str, Any]]:
+    """Requests the plugin sent: Argo's identity (the plugin inherits it) but not Argo's client."""
+    events = (
+        cp.write_requests(since, user=ARGO_USER)
+        if writes
+        else cp.audit_events(since, user=ARGO_USER)
+    )
+    return [e for e in events if not e.get("userAgent", "").startswith("rollouts-controller")]
+
+
+@dataclass
+class Walk:
+    plane: Plane
+    argo: ArgoRollouts
+    t: Target
+    ns: str
+    watch: RolloutWatch
+    traefik: Traefik | None = None
+    lines: list[str] = field(default_factory=list)
+    revision_hash: str = ""
+
+    @property
+    def cp(self) -> ControlPlane:
+        return self.plane.cp
+
+    def procs(self) -> list[LocalProcess]:
+        return self.plane.procs(self.argo.process)
+
+    def say(self, line: str) -> None:
+        line = f"{self.t.name}: {line}"
+        self.lines.append(line)
+        print(line, flush=True)
+
+    # -- reading the routes ---------------------------------------------------------------------
+
+    def objects(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for api_version, kind, plural in LIST_PATHS[self.t.name]:
+            prefix = "/api/" if "/" not in api_version else "/apis/"
+            status, data = self.cp.request(
+                "GET", f"{prefix}{api_version}/namespaces/{self.ns}/{plural}"
+            )
+            assert status == 200, f"list {plural}: {status} {data}"
+            out += [{"apiVersion": api_version, "kind": kind, **o} for o in data["items"]]
+        return out
+
+    def simulate(self, objs: Sequence[Mapping[str, Any]], request: Request) -> Outcome:
+        results = simulate_objects(objs, request)
+        assert len(results) == 1, f"{self.t.name}: {[r.scope for r in results]}"
+        return results[0].outcome
+
+    def managed_names(self, objs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Names of the routes in the objects' ordered lists (where a duplicate could hide)."""
+        names: list[str] = []
+        for o in objs:
+            spec = o.get("spec") or {}
+            if o["kind"] == "VirtualService":
+                names += [h.get("name", "") for h in spec.get("http") or []]
+            elif o["kind"] == "HTTPRoute":
+                names += [r.get("name", "") for r in spec.get("rules") or []]
+            elif o["kind"] == "HTTPRouteGroup":
+                names += [m.get("name", "") for m in spec.get("matches") or []]
+        return names
+
+    def check_routes(self, expect: Expect, label: str) -> list[dict[str, Any]]:
+        """The route objects say exactly ``expect`` (simulated like the data plane reads them),
+        with no managed route twice and the user's own fields intact."""
+        objs = self.objects()
+        plain = Request(headers=(("Host", HOST),))
+        header = plain.with_headers(HEADER)
+        want = Fraction(expect.weight, 100)
+        got = self.simulate(objs, plain)
+        assert got.share("canary") == want, f"{label}: plain request: {got.describe()}"
+        got = self.simulate(objs, header)
+        want_header = Fraction(1) if expect.header else want
+        assert got.share("canary") == want_header, f"{label}: {HEADER}: {got.describe()}"
+        if self.t.mirror is not None:
+            percentage, prefix = self.t.mirror
+            req = Request(path=prefix.rstrip("/") + "/orders", headers=(("Host", HOST),))
+            got = self.simulate(objs, req)
+            want_mirror = Fraction(percentage, 100) if expect.mirror else Fraction(0)
+            assert got.mirror("canary") == want_mirror, f"{label}: mirror: {got.describe()}"
+        names = self.managed_names(objs)
+        for name in (HEADER_ROUTE, MIRROR_ROUTE):
+            assert names.count(name) <= 1, f"{label}: {name} repeated: {names}"
+        self.check_foreign(objs, label)
+        return objs
+
+    def check_foreign(self, objs: Sequence[Mapping[str, Any]], label: str) -> None:
+        by_kind = {o["kind"]: o for o in objs}
+        if self.t.name == "istio":
+            primary = [
+                h for h in by_kind["VirtualService"]["spec"]["http"] if h.get("name") == "primary"
+            ]
+            assert primary and primary[0].get("retries") == {
+                "attempts": 3,
+                "perTryTimeout": "2s",
+            }, f"{label}: the user's retries were lost: {primary}"
+        elif self.t.name == "gatewayapi":
+            primary = [
+                r for r in by_kind["HTTPRoute"]["spec"]["rules"] if r.get("name") == "primary"
+            ]
+            assert primary and primary[0].get("timeouts") == {"request": "10s"}, (
+                f"{label}: the user's timeouts were lost: {primary}"
+            )
+        elif self.t.name == "nginx":
+            stable = next(o for o in objs if o["metadata"]["name"] == APP)
+            ann = stable["metadata"].get("annotations") or {}
+            assert ann.get("nginx.ingress.kubernetes.io/proxy-body-size") == "8m", (
+                f"{label}: the user's annotation was lost: {ann}"
+            )
+
+    # -- traffic -----------------------------------------------------------------------------
+
+    def versions_by_address(self) -> dict[str, str]:
+        """Pod address -> "stable" / "canary" (by pod-template hash, from the Rollout's status)."""
+        st = get_rollout(self.cp, self.ns, APP)["status"]
+        stable, current = st.get("stableRS"), st.get("currentPodHash")
+        out: dict[str, str] = {}
+        for p in pods(self.cp, self.ns, f"app={APP}"):
+            h = p["metadata"]["labels"].get(HASH_LABEL)
+            ip = p.get("status", {}).get("podIP")
+            if not ip:
+                continue
+            out[ip] = "stable" if h == stable else "canary" if h == current else f"other:{h}"
+        return out
+
+    def send(self, n: int, headers: Sequence[tuple[str, str]] = ()) -> Counter[str]:
+        assert self.traefik is not None
+        versions = self.versions_by_address()
+        counts: Counter[str] = Counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.traefik.port, timeout=5)
+        try:
+            for _ in range(n):
+                try:
+                    conn.request("GET", "/", headers={"Host": HOST, **dict(headers)})
+                    r = conn.getresponse()
+                    r.read()
+                    backend = r.getheader("X-Backend")
+                    counts[versions.get(backend or "", f"HTTP {r.status} {backend}")] += 1
+                except (OSError, http.client.HTTPException):
+                    counts["error"] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.traefik.port, timeout=5)
+        finally:
+            conn.close()
+        return counts
+
+    def check_traffic(self, expect: Expect, label: str) -> str:
+        """Requests through Traefik land on the pods in the expected shares (4 sigma)."""
+        if self.traefik is None:
+            return "no data plane here: objects and simulation only"
+        want = Fraction(expect.weight, 100)
+        want_header = Fraction(1) if expect.header else want
+        start = time.monotonic()
+        while True:  # Traefik picks changes up within seconds; a probe batch must agree
+            probe = self.send(20, (HEADER,) if expect.header else ())
+            served = probe["stable"] + probe["canary"]
+            if served == 20 and consistent(probe["canary"], 20, want_header):
+                break
+            if time.monotonic() - start > 60:
+                raise AssertionError(
+                    f"{label}: Traefik did not converge to {want_header} canary: {dict(probe)}"
+                    f"\n{self.traefik.logs()}"
+                )
+            time.sleep(0.2)
+        took = time.monotonic() - start
+        counts = self.send(SAMPLE)
+        assert counts["stable"] + counts["canary"] == SAMPLE, f"{label}: {dict(counts)}"
+        assert consistent(counts["canary"], SAMPLE, want), (
+            f"{label}: canary {counts['canary']}/{SAMPLE}, want {want} (4 sigma)"
+        )
+        hdr = self.send(HEADER_SAMPLE, (HEADER,))
+        assert hdr["stable"] + hdr["canary"] == HEADER_SAMPLE, f"{label}: {dict(hdr)}"
+        assert consistent(hdr["canary"], HEADER_SAMPLE, want_header), (
+            f"{label}: with {HEADER[0]}: {dict(hdr)}, want {want_header}"
+        )
+        return (
+            f"Traefik: canary {counts['canary']}/{SAMPLE} (want {float(want):.2f}), "
+            f"with {HEADER[0]} {hdr['canary']}/{HEADER_SAMPLE}, converged in {took:.1f}s"
+        )
+
+    # -- Argo -------------------------------------------------------------------------------
+
+    def reconciles(self) -> int:
+        needle = f"rollout={APP}"
+        try:
+            text = self.argo.log.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(
+            1
+            for line in text.splitlines()
+            if 'msg="Reconciliation completed"' in line
+            and needle in line
+            and f"namespace={self.ns}" in line
+        )
+
+    def check_quiet_reconciles(self, label: str) -> str:
+        """Forced reconciles (Argo calls SetWeight and VerifyWeight each time): zero writes."""
+        mark = self.cp.audit_mark()
+        before = self.reconciles()
+        for i in range(POKES):
+            status, data = self.cp.request(
+                "PATCH",
+                f"{ROLLOUTS.format(ns=self.ns)}/{APP}",
+                {"metadata": {"annotations": {"e2e.canary-routers.io/poke": f"{label} {i}"}}},
+                content_type="application/merge-patch+json",
+            )
+            assert status == 200, f"poke: {status} {data}"
+            want = before + i + 1
+
+            def reconciled(want: int = want) -> bool:
+                return self.reconciles() >= want
+
+            wait_for(f"reconcile {i + 1} after a poke", reconciled, TIMEOUT, procs=self.procs())
+        writes = plugin_requests(self.cp, mark, writes=True)
+        assert writes == [], (
+            f"{label}: the plugin wrote on a plain reconcile: {self.cp.summarize(writes)}"
+        )
+        reads = plugin_requests(self.cp, mark, writes=False)
+        return f"{POKES} reconciles: 0 writes, {len(reads)} plugin requests"
+
+    def latency(self, since: float, pause: Pause, steps: Sequence[Mapping[str, Any]]) -> str:
+        """Per setWeight step before ``pause``: step start -> weight verified, from the watch."""
+        out = []
+        first = pause.index
+        while first > 0 and "pause" not in steps[first - 1]:
+            first -= 1
+        for i in range(first, pause.index):
+            weight = steps[i].get("setWeight")
+            if weight is None:
+                continue
+            started = self.watch.first_time(lambda o, i=i: step_index(o) == i, since)
+            if started is None:
+                out.append(f"step {i} (setWeight {weight}): start not observed")
+                continue
+
+            def verified(o: Mapping[str, Any], w: int = weight) -> bool:
+                weights = o.get("status", {}).get("canary", {}).get("weights") or {}
+                return bool(
+                    weights.get("canary", {}).get("weight") == w and weights.get("verified") is True
+                )
+
+            done = self.watch.first_time(verified, started)
+            if done is None:  # VerifyWeight not implemented: the step's end is the next best
+                done = self.watch.first_time(lambda o, i=i: (step_index(o) or 0) > i, started)
+                what = "completed (no verified flag)"
+            else:
+                what = "weight verified"
+            took = f"{done - started:.2f}s" if done is not None else "?"
+            out.append(f"step {i} setWeight {weight}: start -> {what} {took}")
+        return "; ".join(out)
+
+    # -- driving the Rollout ---------------------------------------------------------------
+
+    def at_pause(self, pause: Pause, steps: Sequence[Mapping[str, Any]], since: float) -> None:
+        """Wait until Argo pauses at ``pause``; then routes, traffic, quiet reconciles, latency."""
+        current = self.revision_hash
+
+        def there(o: Mapping[str, Any]) -> bool:
+            return bool(paused_at(pause.index)(o) and o["status"].get("currentPodHash") == current)
+
+        self.watch.wait(pause.label, there, TIMEOUT, procs=self.procs(), diagnose=self.diagnose)
+        self.check_routes(pause.expect, pause.label)
+        traffic = self.check_traffic(pause.expect, pause.label)
+        quiet = self.check_quiet_reconciles(pause.label)
+        self.say(f"{pause.label}: routes ok; {traffic}; {quiet}")
+        lat = self.latency(since, pause, steps)
+        if lat:
+            self.say(f"{pause.label}: Argo step latency: {lat}")
+
+    def new_revision(self, version: str) -> float:
+        before = get_rollout(self.cp, self.ns, APP)["status"].get("currentPodHash")
+        since = time.monotonic()
+        set_version(self.cp, self.ns, APP, version)
+        _, obj = self.watch.wait(
+            f"{version} ReplicaSet",
+            lambda o: o.get("status", {}).get("currentPodHash") not in (None, before),
+            TIMEOUT,
+            procs=self.procs(),
+        )
+        self.revision_hash = obj["status"]["currentPodHash"]
+        return since
+
+    def promote(self) -> float:
+        since = time.monotonic()
+        promote(self.cp, self.ns, APP)
+        return since
+
+    def diagnose(self) -> str:
+        objs = json.dumps(self.objects(), indent=1)[:6000]
+        return f"route objects: {objs}\nplugin processes: {self.argo.descendants()}"
+
+    def plugin_pids(self) -> tuple[int | None, int | None]:
+        """(bridge pid, Python pid) serving this target."""
+        bridge = python = None
+        for pid, cmd in self.argo.descendants():
+            if self.t.plugin not in cmd:
+                continue
+            if "argo-plugin" in cmd:
+                python = pid
+            elif "plugin-bin" in cmd or "canary-routers-argo" in cmd:
+                bridge = pid
+        return bridge, python
+
+
+def kill(pid: int | None, what: str) -> None:
+    assert pid is not None, f"no {what} process found"
+    os.kill(pid, signal.SIGKILL)  # a crash, not a shutdown
+
+
+def run_walk(plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path) -> None:
+    cp = plane.cp
+    ns = cp.new_namespace(t.name)
+    suffix = ns.rsplit("-", 1)[-1]
+    classes = {"gateway": f"traefik-{suffix}", "ingress": f"nginx-{suffix}"}
+    with ExitStack() as stack:
+        traefik: Traefik | None = None
+        if t.traffic:
+            try:
+                binary = ensure_traefik()
+            except BinariesUnavailable as exc:
+                _unavailable(str(exc))
+            traefik = Traefik(binary, tmp / "traefik", cp.kubeconfig, ns, classes["ingress"])
+            (tmp / "traefik").mkdir()
+        port = traefik.port if traefik else 0
+        apply(cp, *services(ns), *route_objects(t, ns, classes, port))
+        stack.callback(
+            cp.kubectl,
+            "delete",
+            "gatewayclass",
+            classes["gateway"],
+            "ingressclass",
+            classes["ingress"],
+            "--ignore-not-found",
+            check=False,
+        )
+        grant_plugin(cp, t, ns, tmp)
+        if traefik is not None:
+            stack.enter_context(traefik)
+        watch = RolloutWatch(cp, ns, APP).start()
+        stack.callback(watch.stop)
+        walk = Walk(plane, argo, t, ns, watch, traefik)
+        stack.callback(lambda: print("\n".join(["", *walk.lines])))
+        steps, pauses = walk_steps(t)
+        create(
+            cp,
+            rollout_manifest(
+                APP,
+                ns,
+                argo.instance_id,
+                version="v1",
+                replicas=2,
+                canary=canary_strategy(t, ns, steps),
+            ),
+        )
+        _, obj = watch.wait(
+            "v1 Healthy", healthy_on(), TIMEOUT, procs=walk.procs(), diagnose=walk.diagnose
+        )
+        walk.revision_hash = obj["status"]["stableRS"]
+        walk.check_routes(Expect(0), "v1")
+        walk.say(f"v1 healthy: {walk.check_traffic(Expect(0), 'v1')}")
+
+        # Revision 2: header route at weight 0, weights with header (and mirror), then abort.
+        since = walk.new_revision("v2")
+        for i, pause in enumerate(pauses[:3]):
+            if i:
+                since = walk.promote()
+            walk.at_pause(pause, steps, since)
+        abort(cp, ns, APP)
+        t0 = time.monotonic()
+        _, obj = watch.wait(
+            "abort: all traffic back on stable",
+            lambda o: (
+                o.get("status", {}).get("abort") is True
+                and (
+                    (o["status"].get("canary", {}).get("weights") or {})
+                    .get("canary", {})
+                    .get("weight")
+                    == 0
+                )
+            ),
+            TIMEOUT,
+            procs=walk.procs(),
+            diagnose=walk.diagnose,
+        )
+        walk.check_routes(Expect(0), "aborted")
+        walk.say(
+            f"abort: 100% stable after {time.monotonic() - t0:.2f}s; "
+            f"{walk.check_traffic(Expect(0), 'aborted')}; {walk.check_quiet_reconciles('aborted')}"
+        )
+
+        # Revision 3: the whole walk; the Python side is killed after the first weighted pause,
+        # the bridge after the second; Argo (re)starts them and the walk goes on.
+        since = walk.new_revision("v3")
+        for i, pause in enumerate(pauses):
+            if i:
+                since = walk.promote()
+            walk.at_pause(pause, steps, since)
+            if i == 1:
+                bridge, python = walk.plugin_pids()
+                kill(python, "routers argo-plugin")
+                walk.say(f"killed the Python side (pid {python}) of bridge {bridge}")
+            elif i == 2:
+                bridge, python = walk.plugin_pids()
+                kill(bridge, "bridge")
+                walk.say(f"killed the bridge (pid {bridge}, Python pid {python})")
+        new_bridge, new_python = walk.plugin_pids()
+        walk.say(f"plugin processes now: bridge {new_bridge}, Python {new_python}")
+        walk.promote()
+        _, obj = watch.wait(
+            "v3 fully promoted",
+            healthy_on(walk.revision_hash),
+            TIMEOUT,
+            procs=walk.procs(),
+            diagnose=walk.diagnose,
+        )
+        objs = walk.check_routes(Expect(0), "promoted")
+        names = walk.managed_names(objs)
+        assert HEADER_ROUTE not in names and MIRROR_ROUTE not in names, names
+        walk.say(
+            f"promoted: managed routes removed; {walk.check_traffic(Expect(0), 'promoted')}; "
+            f"{walk.check_quiet_reconciles('promoted')}"
+        )
+        if t.unsupported_mirror is not None:
+            check_unsupported_mirror(walk, steps)
+
+
+def check_unsupported_mirror(walk: Walk, steps: Sequence[Mapping[str, Any]]) -> None:
+    """A setMirrorRoute the target cannot express: an error Argo surfaces, no write, no step."""
+    t = walk.t
+    assert t.unsupported_mirror is not None
+    cp = walk.cp
+    before = walk.objects()
+    mark = cp.audit_mark()
+    new_steps = [
+        {"setCanaryScale": {"replicas": 1}},
+        mirror_step(*t.unsupported_mirror),
+        {"pause": {}},
+    ]
+    status, data = cp.request(
+        "PATCH",
+        f"{ROLLOUTS.format(ns=walk.ns)}/{APP}",
+        {"spec": {"strategy": {"canary": {"steps": new_steps}}}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200, f"{status} {data}"
+    walk.new_revision("v4")
+
+    def surfaced() -> list[dict[str, Any]] | None:
+        _, evs = cp.request(
+            "GET",
+            f"/api/v1/namespaces/{walk.ns}/events",
+            params={"fieldSelector": f"involvedObject.name={APP},type=Warning"},
+        )
+        hits = [e for e in evs.get("items", []) if "mirror" in e.get("message", "").lower()]
+        return hits or None
+
+    events = wait_for(
+        "a Warning event about the mirror route", surfaced, TIMEOUT, procs=walk.procs()
+    )
+    obj = get_rollout(cp, walk.ns, APP)
+    assert (step_index(obj) or 0) <= 1, f"the Rollout went past the mirror step: {obj['status']}"
+    writes = [
+        e
+        for e in plugin_requests(cp, mark, writes=True)
+        if (e.get("objectRef") or {}).get("resource") in ROUTE_RESOURCES
+    ]
+    after = walk.objects()
+    assert writes == [], f"an unsupported mirror wrote: {cp.summarize(writes)}"
+    assert [o.get("spec") for o in after] == [o.get("spec") for o in before]
+    walk.say(
+        f"unsupported setMirrorRoute: Warning {events[0].get('reason')}: {events[0].get('message')}"
+    )
+
+
+# -- the plugin's permissions, Argo with the bridge, the tests ----------------------------------
+
+
+def builtin_section(t: Target, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The same block under the key Argo's built-in router (or the gatewayAPI plugin) uses."""
+    if t.name == "gatewayapi":
+        return {"plugins": {"argoproj-labs/gatewayAPI": dict(cfg)}}
+    return {t.name: dict(cfg)}
+
+
+def grant_plugin(cp: ControlPlane, t: Target, ns: str, tmp: Path) -> None:
+    """What `routers rbac` generates for the target, bound to Argo's identity (the plugin runs
+    as the controller's service account)."""
+    routing = RoutingConfig.from_document(
+        {
+            "stableService": "stable",
+            "canaryService": "canary",
+            "namespace": ns,
+            "trafficRouting": {
+                "managedRoutes": [{"name": HEADER_ROUTE}, {"name": MIRROR_ROUTE}],
+                **builtin_section(t, plugin_config(t, ns)),
+            },
+        }
+    )
+    grant(cp, rbac_manifests(routing), ns, user=ARGO_USER)
+
+
+@pytest.fixture(scope="module")
+def argo(plane: Plane) -> Iterator[ArgoRollouts]:
+    """The controller with the canary-routers bridge registered once per target."""
+    try:
+        bridge = ensure_bridge()
+    except BinariesUnavailable as exc:
+        _unavailable(str(exc))
+    plugins = [
+        {
+            "name": t.plugin,
+            "location": f"file://{bridge}",
+            "args": ["--", sys.executable, "-m", "routers"],
+        }
+        for t in TARGETS.values()
+    ]
+    with ArgoRollouts(
+        plane.cp,
+        binary=plane.argo_bin,
+        state_dir=plane.tmp / "argo-routers",
+        instance_id="routers",
+        plugins=plugins,
+    ) as controller:
+        yield controller
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_walk_through_canary_routers(
+    plane: Plane, argo: ArgoRollouts, target: str, tmp_path: Path
+) -> None:
+    """A real Rollout per target, driven by the real controller through the bridge."""
+    run_walk(plane, argo, TARGETS[target], tmp_path)
