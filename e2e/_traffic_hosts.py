@@ -46,6 +46,36 @@ def _wait_http(name: str, addr: str, timeout: float = 20.0) -> None:
         time.sleep(0.1)
 
 
+def _link(netns: str, veth: str) -> None:
+    """A new netns joined to the root namespace by the veth pair ``<veth>h`` / ``<veth>n``."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
+    _ip("netns", "add", netns)
+    _ip("link", "add", f"{veth}h", "type", "veth", "peer", "name", f"{veth}n")
+    _ip("link", "set", f"{veth}n", "netns", netns)
+    _ip("-n", netns, "link", "set", "lo", "up")
+
+
+def _unlink(netns: str, veth: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the servers, delete the veth pair and the netns (each step bounded)."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+    procs.clear()
+    for cmd in (("link", "del", f"{veth}h"), ("netns", "del", netns)):
+        subprocess.run(["ip", *cmd], capture_output=True, check=False, timeout=30)
+
+
+def _serve(netns: str, listen: str, name: str, *extra: str) -> subprocess.Popen[bytes]:
+    """The test server inside ``netns`` (it stops by itself after its --max-seconds)."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, str(SERVER), listen, name, *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @dataclass
 class NetnsHosts:
     """One netns with one address per backend name; ``stop()`` removes everything."""
@@ -57,39 +87,19 @@ class NetnsHosts:
     _veth: str = ""
 
     def start(self) -> NetnsHosts:
-        if os.geteuid() != 0 or shutil.which("ip") is None:
-            raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
         subnet = f"198.18.{secrets.randbelow(250) + 1}"
         self._veth = f"crt{secrets.token_hex(3)}"
         try:
-            _ip("netns", "add", self.netns)
-            _ip("link", "add", f"{self._veth}h", "type", "veth", "peer", "name", f"{self._veth}n")
-            _ip("link", "set", f"{self._veth}n", "netns", self.netns)
+            _link(self.netns, self._veth)
             _ip("addr", "add", f"{subnet}.1/24", "dev", f"{self._veth}h")
             _ip("link", "set", f"{self._veth}h", "up")
-            _ip("-n", self.netns, "link", "set", "lo", "up")
             _ip("-n", self.netns, "link", "set", f"{self._veth}n", "up")
             for i, name in enumerate(self.names, start=2):
                 addr = f"{subnet}.{i}"
                 _ip("-n", self.netns, "addr", "add", f"{addr}/24", "dev", f"{self._veth}n")
                 self.addresses[name] = addr
                 self.procs.append(
-                    subprocess.Popen(
-                        [
-                            "ip",
-                            "netns",
-                            "exec",
-                            self.netns,
-                            sys.executable,
-                            str(SERVER),
-                            f"{addr}:{PORT}",
-                            name,
-                            "--max-seconds",
-                            "900",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                    _serve(self.netns, f"{addr}:{PORT}", name, "--max-seconds", "900")
                 )
             for name, addr in self.addresses.items():
                 _wait_http(name, addr)
@@ -105,13 +115,7 @@ class NetnsHosts:
             return int(r.read().decode())
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=10)
-        self.procs.clear()
-        for cmd in (("link", "del", f"{self._veth}h"), ("netns", "del", self.netns)):
-            subprocess.run(["ip", *cmd], capture_output=True, check=False, timeout=30)
+        _unlink(self.netns, self._veth, self.procs)
 
     def __enter__(self) -> NetnsHosts:
         return self.start()
@@ -134,19 +138,14 @@ class PodNetwork:
     netns: str = field(default_factory=lambda: f"crp-{secrets.token_hex(3)}")
     cidr: str = ""
     gateway: str = ""  # the root namespace's side of the link (an address for kwok's node IP)
-    proc: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _veth: str = ""
     _route: bool = False
 
     def start(self) -> PodNetwork:
-        if os.geteuid() != 0 or shutil.which("ip") is None:
-            raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
         self._veth = f"crp{secrets.token_hex(3)}"
         try:
-            _ip("netns", "add", self.netns)
-            _ip("link", "add", f"{self._veth}h", "type", "veth", "peer", "name", f"{self._veth}n")
-            _ip("link", "set", f"{self._veth}n", "netns", self.netns)
-            _ip("-n", self.netns, "link", "set", "lo", "up")
+            _link(self.netns, self._veth)
             for _attempt in range(20):  # another run may hold a subnet: pick again
                 octet = secrets.randbelow(250) + 1
                 try:
@@ -164,24 +163,12 @@ class PodNetwork:
             _ip("-n", self.netns, "route", "add", "local", self.cidr, "dev", "lo")
             _ip("route", "add", self.cidr, "via", f"198.19.{octet}.2")
             self._route = True
-            self.proc = subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    self.netns,
-                    sys.executable,
-                    str(SERVER),
-                    f"0.0.0.0:{PORT}",
-                    "-",
-                    "--echo-address",
-                    "--max-seconds",
-                    "1800",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            self.procs.append(
+                _serve(
+                    self.netns, f"0.0.0.0:{PORT}", "-", "--echo-address", "--max-seconds", "1800"
+                )
             )
-            probe = self.cidr.split("/")[0].rsplit(".", 1)[0] + ".200"
+            probe = f"198.19.{octet}.200"
             _wait_http(probe, probe)
         except BaseException:
             self.stop()
@@ -189,18 +176,12 @@ class PodNetwork:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
         if self._route:
             subprocess.run(
                 ["ip", "route", "del", self.cidr], capture_output=True, check=False, timeout=30
             )
             self._route = False
-        for cmd in (("link", "del", f"{self._veth}h"), ("netns", "del", self.netns)):
-            subprocess.run(["ip", *cmd], capture_output=True, check=False, timeout=30)
+        _unlink(self.netns, self._veth, self.procs)
 
     def __enter__(self) -> PodNetwork:
         return self.start()

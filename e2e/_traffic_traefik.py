@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import time
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,27 @@ class Traefik:
             return 0, str(exc)
         finally:
             conn.close()
+
+    def send(
+        self, host: str, n: int, headers: Mapping[str, str] | None = None, path: str = "/"
+    ) -> Counter[str]:
+        """``n`` requests on one keep-alive connection; counts answers by ``X-Backend``."""
+        counts: Counter[str] = Counter()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            for _ in range(n):
+                try:
+                    conn.request("GET", path, headers={"Host": host, **(headers or {})})
+                    r = conn.getresponse()
+                    r.read()
+                    counts[r.getheader("X-Backend") or f"HTTP {r.status}"] += 1
+                except (OSError, http.client.HTTPException):
+                    counts["error"] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        finally:
+            conn.close()
+        return counts
 
     def rawdata(self) -> dict[str, Any]:
         status, body = self.get(self.admin_port, "/api/rawdata")

@@ -1,33 +1,39 @@
 #!/usr/bin/env bash
 # Build (or reuse) Go binaries of one e2e tools module, cached outside the repo.
 #
-#   gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE [BIN=PACKAGE ...]
+#   gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE[|BIN_LDFLAGS] [...]
 #
 # Binaries live in ${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/NAME/<key>/bin/, with
 # <key> = sha256(MODULE_DIR/go.mod + go.sum + build flags + LDFLAGS + go env + go version).
-# A hit costs well under a second; a miss builds the missing binaries into a temp dir and
-# renames each into place (atomic; concurrent callers are serialised with flock; the 3 newest
-# keys are kept). GOMODCACHE/GOCACHE stay at Go's defaults, so a rebuild after a go.sum change
-# reuses compiled packages. Used by e2e/kwok/build.sh and e2e/argo-controller/build.sh.
+# BIN_LDFLAGS (after a |) replaces LDFLAGS for one binary; like LDFLAGS it must follow from
+# go.mod/go.sum (version stamps), since only LDFLAGS is part of the key. Binaries are built on
+# request: asking for more adds them to the same key dir. A hit costs well under a second; a
+# miss builds the missing binaries into a temp dir and renames each into place (atomic;
+# concurrent callers are serialised with flock; the 3 newest keys are kept).
+# GOMODCACHE/GOCACHE stay at Go's defaults, so a rebuild after a go.sum change reuses compiled
+# packages. Used by e2e/controlplane/build.sh, e2e/kwok/build.sh, e2e/argo-controller/build.sh.
 #
 # The LAST line on stdout is the bin dir; everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
 #      ROUTERS_E2E_BUILD_TIMEOUT (seconds one `go build` may take, default 1800).
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
-[[ $# -ge 4 ]] || { echo "usage: gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE..." >&2; exit 64; }
+[[ $# -ge 4 ]] || { echo "usage: gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE[|LDFLAGS]..." >&2; exit 64; }
 name=$1 module_dir=$(cd "$2" && pwd) ldflags=$3
 shift 3
 command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"; }
 command -v go >/dev/null || { echo "gobuild.sh: 'go' not found in PATH" >&2; exit 127; }
 cd "$module_dir"
 
-declare -A pkgs=()
+declare -A pkgs=() bin_ldflags=()
 bins=()
 for spec in "$@"; do
   [[ $spec == *=* ]] || { echo "gobuild.sh: expected BIN=PACKAGE, got '$spec'" >&2; exit 64; }
-  pkgs[${spec%%=*}]=${spec#*=}
-  bins+=("${spec%%=*}")
+  b=${spec%%=*} rest=${spec#*=}
+  pkgs[$b]=${rest%%|*}
+  bin_ldflags[$b]=$ldflags
+  [[ $rest == *"|"* ]] && bin_ldflags[$b]=${rest#*|}
+  bins+=("$b")
 done
 BUILD_FLAGS=(-trimpath -p 2 -pgo=off)
 build_timeout=${ROUTERS_E2E_BUILD_TIMEOUT:-1800}
@@ -37,7 +43,6 @@ mkdir -p "$cache_root"
 key=$( {
   echo "format=1"
   cat go.mod go.sum
-  echo "bins=$*"
   echo "CGO_ENABLED=$CGO_ENABLED GOOS=$(go env GOOS) GOARCH=$(go env GOARCH) GOAMD64=$(go env GOAMD64)"
   echo "flags=${BUILD_FLAGS[*]} GOFLAGS=$(go env GOFLAGS)"
   echo "ldflags=$ldflags"
@@ -74,7 +79,7 @@ start=$(date +%s)
 # Module downloads first, bounded on their own (the proxy is the only network used).
 timeout "$build_timeout" go mod download >&2
 for b in "${todo[@]}"; do
-  timeout "$build_timeout" go build "${BUILD_FLAGS[@]}" -ldflags "$ldflags" -o "$tmp/bin/$b" "${pkgs[$b]}" >&2
+  timeout "$build_timeout" go build "${BUILD_FLAGS[@]}" -ldflags "${bin_ldflags[$b]}" -o "$tmp/bin/$b" "${pkgs[$b]}" >&2
   timeout 30 "$tmp/bin/$b" --help >/dev/null 2>&1 || { echo "$name: $b --help failed" >&2; exit 1; }
   echo "$name: $b built after $(( $(date +%s) - start ))s" >&2
 done

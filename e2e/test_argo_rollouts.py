@@ -13,7 +13,6 @@ with the official ClusterRole, against that plane.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import os
@@ -715,25 +714,14 @@ class Walk:
         return out
 
     def send(self, n: int, headers: Sequence[tuple[str, str]] = ()) -> Counter[str]:
+        """``n`` requests through Traefik, counted by the version of the pod that answered."""
         assert self.traefik is not None
         versions = self.versions_by_address()
-        counts: Counter[str] = Counter()
-        conn = http.client.HTTPConnection("127.0.0.1", self.traefik.port, timeout=5)
-        try:
-            for _ in range(n):
-                try:
-                    conn.request("GET", "/", headers={"Host": HOST, **dict(headers)})
-                    r = conn.getresponse()
-                    r.read()
-                    backend = r.getheader("X-Backend")
-                    counts[versions.get(backend or "", f"HTTP {r.status} {backend}")] += 1
-                except (OSError, http.client.HTTPException):
-                    counts["error"] += 1
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.traefik.port, timeout=5)
-        finally:
-            conn.close()
-        return counts
+        counts = self.traefik.send(HOST, n, dict(headers))
+        out: Counter[str] = Counter()
+        for backend, k in counts.items():
+            out[versions.get(backend, backend)] += k
+        return out
 
     def check_traffic(self, expect: Expect, label: str) -> str:
         """Requests through Traefik land on the pods in the expected shares (4 sigma)."""

@@ -25,7 +25,6 @@ for those plugins mirroring is verified on the API server and by the evaluator o
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
@@ -271,23 +270,7 @@ def send(
     env: Env, host: str, n: int, headers: dict[str, str] | None = None, path: str = "/"
 ) -> Counter[str]:
     """``n`` requests through Traefik (one keep-alive connection); counts answers by backend."""
-    counts: Counter[str] = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", env.traefik.port, timeout=5)
-    try:
-        for _ in range(n):
-            try:
-                conn.request("GET", path, headers={"Host": host, **(headers or {})})
-                r = conn.getresponse()
-                body = r.read().decode(errors="replace")
-                counts[r.getheader("X-Backend") or f"HTTP {r.status}"] += 1
-                del body
-            except (OSError, http.client.HTTPException):
-                counts["error"] += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", env.traefik.port, timeout=5)
-    finally:
-        conn.close()
-    return counts
+    return env.traefik.send(host, n, headers, path)
 
 
 def consistent(canary: int, n: int, p: Fraction) -> bool:
