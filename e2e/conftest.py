@@ -22,6 +22,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,30 @@ def _unavailable(reason: str) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs the real local Kubernetes control plane")
+
+
+_MEASUREMENTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def e2e_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``e2e_report(line)``: a measured figure printed in the terminal summary of the run
+    (passing tests' output is captured, and figures like step latencies must show in CI)."""
+    lines = request.config.stash.setdefault(_MEASUREMENTS, [])
+
+    def report(line: str) -> None:
+        lines.append(f"{request.node.name}: {line}")
+        print(line, flush=True)  # also in the test's own output (-s, failures)
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(_MEASUREMENTS, [])
+    if lines:
+        terminalreporter.section("e2e measurements")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,12 @@ def healthy_on(hash_: str | None = None) -> Any:
     return pred
 
 
+def canary_weight(obj: Mapping[str, Any]) -> int | None:
+    weights = obj.get("status", {}).get("canary", {}).get("weights") or {}
+    w = weights.get("canary", {}).get("weight")
+    return int(w) if w is not None else None
+
+
 def ready_pods(plane: Plane, ns: str, hash_: str) -> list[dict[str, Any]]:
     return [p for p in pods(plane.cp, ns, f"{HASH_LABEL}={hash_}") if pod_ready(p)]
 
@@ -337,6 +343,7 @@ HEADER_ROUTE = "canary-header"
 MIRROR_ROUTE = "canary-mirror"
 HEADER = ("X-Canary", "always")
 SAMPLE = 200  # requests per weighted step through Traefik: 4 sigma at 30% is +-26
+BATCH = 40  # requests per convergence probe: 30% and 60% are told apart
 HEADER_SAMPLE = 40
 POKES = 3  # reconciles forced at each pause, during which the plugin must not write
 
@@ -548,12 +555,15 @@ class Pause:
 
 def walk_steps(t: Target) -> tuple[list[dict[str, Any]], list[Pause]]:
     """setHeaderRoute at weight 0, then weights with the header (and mirror) routes, pausing
-    after each so the test can look; the last pause is at 100%."""
+    after each so the test can look; the last pause is at 100%.
+
+    The canary keeps one pod from the start: a canary ReplicaSet with no available pod makes
+    Argo call RemoveManagedRoutes (and never SetHeaderRoute again), so matching the pod count
+    to the weight waits until the weight is above 0."""
     steps: list[dict[str, Any]] = [
-        {"setCanaryScale": {"replicas": 1}},  # a canary pod while the weight is 0
+        {"setCanaryScale": {"replicas": 1}},
         HEADER_STEP,
         {"pause": {}},
-        {"setCanaryScale": {"matchTrafficWeight": True}},
     ]
     pauses = [Pause(2, Expect(0, header=True), "header route at weight 0")]
     header = t.header_with_weight
@@ -562,8 +572,10 @@ def walk_steps(t: Target) -> tuple[list[dict[str, Any]], list[Pause]]:
     mirror = t.mirror is not None
     for weight in (30, 60, 100):
         steps.append({"setWeight": weight})
-        if weight == 30 and t.mirror is not None:
-            steps.append(mirror_step(*t.mirror))
+        if weight == 30:
+            steps.append({"setCanaryScale": {"matchTrafficWeight": True}})
+            if t.mirror is not None:
+                steps.append(mirror_step(*t.mirror))
         steps.append({"pause": {}})
         label = (
             f"weight {weight}" + (" + header" if header else "") + (" + mirror" if mirror else "")
@@ -603,9 +615,10 @@ class Walk:
     t: Target
     ns: str
     watch: RolloutWatch
+    report: Callable[[str], None]
     traefik: Traefik | None = None
-    lines: list[str] = field(default_factory=list)
     revision_hash: str = ""
+    last_traffic: Expect | None = None  # what the data plane was last seen doing
 
     @property
     def cp(self) -> ControlPlane:
@@ -615,9 +628,7 @@ class Walk:
         return self.plane.procs(self.argo.process)
 
     def say(self, line: str) -> None:
-        line = f"{self.t.name}: {line}"
-        self.lines.append(line)
-        print(line, flush=True)
+        self.report(f"{self.t.name}: {line}")
 
     # -- reading the routes ---------------------------------------------------------------------
 
@@ -723,27 +734,43 @@ class Walk:
             out[versions.get(backend, backend)] += k
         return out
 
+    def converge(self, headers: Sequence[tuple[str, str]], new: Fraction, old: Fraction) -> float:
+        """Seconds until a probe batch fits the new share and (when they differ) not the old."""
+        assert self.traefik is not None
+        start = time.monotonic()
+        while True:
+            probe = self.send(BATCH, headers)
+            served, c = probe["stable"] + probe["canary"], probe["canary"]
+            if (
+                served == BATCH
+                and consistent(c, BATCH, new)
+                and (new == old or not consistent(c, BATCH, old))
+            ):
+                return time.monotonic() - start
+            if time.monotonic() - start > 60:
+                raise AssertionError(
+                    f"Traefik did not converge to canary share {new} (from {old}) with headers "
+                    f"{headers}: last batch {dict(probe)}\n{self.traefik.logs()}"
+                )
+            time.sleep(0.2)
+
     def check_traffic(self, expect: Expect, label: str) -> str:
         """Requests through Traefik land on the pods in the expected shares (4 sigma)."""
         if self.traefik is None:
             return "no data plane here: objects and simulation only"
+        old = self.last_traffic or expect
         want = Fraction(expect.weight, 100)
         want_header = Fraction(1) if expect.header else want
-        start = time.monotonic()
-        while True:  # Traefik picks changes up within seconds; a probe batch must agree
-            probe = self.send(20, (HEADER,) if expect.header else ())
-            served = probe["stable"] + probe["canary"]
-            if served == 20 and consistent(probe["canary"], 20, want_header):
-                break
-            if time.monotonic() - start > 60:
-                raise AssertionError(
-                    f"{label}: Traefik did not converge to {want_header} canary: {dict(probe)}"
-                    f"\n{self.traefik.logs()}"
-                )
-            time.sleep(0.2)
-        took = time.monotonic() - start
+        took = max(
+            self.converge((), want, Fraction(old.weight, 100)),
+            self.converge(
+                (HEADER,), want_header, Fraction(1) if old.header else Fraction(old.weight, 100)
+            ),
+        )
         counts = self.send(SAMPLE)
-        assert counts["stable"] + counts["canary"] == SAMPLE, f"{label}: {dict(counts)}"
+        assert counts["stable"] + counts["canary"] == SAMPLE, (
+            f"{label}: {dict(counts)}\n{self.diagnose()}\n{self.traefik_state()}"
+        )
         assert consistent(counts["canary"], SAMPLE, want), (
             f"{label}: canary {counts['canary']}/{SAMPLE}, want {want} (4 sigma)"
         )
@@ -752,6 +779,7 @@ class Walk:
         assert consistent(hdr["canary"], HEADER_SAMPLE, want_header), (
             f"{label}: with {HEADER[0]}: {dict(hdr)}, want {want_header}"
         )
+        self.last_traffic = expect
         return (
             f"Traefik: canary {counts['canary']}/{SAMPLE} (want {float(want):.2f}), "
             f"with {HEADER[0]} {hdr['canary']}/{HEADER_SAMPLE}, converged in {took:.1f}s"
@@ -822,7 +850,7 @@ class Walk:
             done = self.watch.first_time(verified, started)
             if done is None:  # VerifyWeight not implemented: the step's end is the next best
                 done = self.watch.first_time(lambda o, i=i: (step_index(o) or 0) > i, started)
-                what = "completed (no verified flag)"
+                what = "completed (weights.verified unset: VerifyWeight NotImplemented or failed)"
             else:
                 what = "weight verified"
             took = f"{done - started:.2f}s" if done is not None else "?"
@@ -865,6 +893,29 @@ class Walk:
         promote(self.cp, self.ns, APP)
         return since
 
+    def warnings(self) -> list[str]:
+        """The Rollout's Warning events, as "reason: message (xcount)"."""
+        _, evs = self.cp.request(
+            "GET",
+            f"/api/v1/namespaces/{self.ns}/events",
+            params={"fieldSelector": f"involvedObject.name={APP},type=Warning"},
+        )
+        return [
+            f"{e.get('reason')}: {e.get('message')} (x{e.get('count', 1)})"
+            for e in (evs or {}).get("items", [])
+        ]
+
+    def traefik_state(self) -> str:
+        """Traefik's view of this namespace (routers and services), for failures."""
+        if self.traefik is None:
+            return ""
+        raw = self.traefik.rawdata()
+        keep = {
+            kind: {k: v for k, v in (raw.get(kind) or {}).items() if self.ns in k}
+            for kind in ("routers", "services")
+        }
+        return "Traefik: " + json.dumps(keep, indent=1)[:8000]
+
     def diagnose(self) -> str:
         objs = json.dumps(self.objects(), indent=1)[:6000]
         return f"route objects: {objs}\nplugin processes: {self.argo.descendants()}"
@@ -887,7 +938,9 @@ def kill(pid: int | None, what: str) -> None:
     os.kill(pid, signal.SIGKILL)  # a crash, not a shutdown
 
 
-def run_walk(plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path) -> None:
+def run_walk(
+    plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path, report: Callable[[str], None]
+) -> None:
     cp = plane.cp
     ns = cp.new_namespace(t.name)
     suffix = ns.rsplit("-", 1)[-1]
@@ -913,25 +966,22 @@ def run_walk(plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path) -> None:
             "--ignore-not-found",
             check=False,
         )
-        grant_plugin(cp, t, ns, tmp)
         if traefik is not None:
             stack.enter_context(traefik)
         watch = RolloutWatch(cp, ns, APP).start()
         stack.callback(watch.stop)
-        walk = Walk(plane, argo, t, ns, watch, traefik)
-        stack.callback(lambda: print("\n".join(["", *walk.lines])))
+        walk = Walk(plane, argo, t, ns, watch, report, traefik)
         steps, pauses = walk_steps(t)
-        create(
-            cp,
-            rollout_manifest(
-                APP,
-                ns,
-                argo.instance_id,
-                version="v1",
-                replicas=2,
-                canary=canary_strategy(t, ns, steps),
-            ),
+        rollout = rollout_manifest(
+            APP,
+            ns,
+            argo.instance_id,
+            version="v1",
+            replicas=2,
+            canary=canary_strategy(t, ns, steps),
         )
+        grant_plugin(cp, rollout)
+        create(cp, rollout)
         _, obj = watch.wait(
             "v1 Healthy", healthy_on(), TIMEOUT, procs=walk.procs(), diagnose=walk.diagnose
         )
@@ -945,19 +995,13 @@ def run_walk(plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path) -> None:
             if i:
                 since = walk.promote()
             walk.at_pause(pause, steps, since)
+        early = walk.warnings()
+        assert early == [], f"Warning events before anything was killed: {early}"
         abort(cp, ns, APP)
         t0 = time.monotonic()
         _, obj = watch.wait(
             "abort: all traffic back on stable",
-            lambda o: (
-                o.get("status", {}).get("abort") is True
-                and (
-                    (o["status"].get("canary", {}).get("weights") or {})
-                    .get("canary", {})
-                    .get("weight")
-                    == 0
-                )
-            ),
+            lambda o: o.get("status", {}).get("abort") is True and canary_weight(o) == 0,
             TIMEOUT,
             procs=walk.procs(),
             diagnose=walk.diagnose,
@@ -986,9 +1030,12 @@ def run_walk(plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path) -> None:
         new_bridge, new_python = walk.plugin_pids()
         walk.say(f"plugin processes now: bridge {new_bridge}, Python {new_python}")
         walk.promote()
+        done = healthy_on(walk.revision_hash)
         _, obj = watch.wait(
-            "v3 fully promoted",
-            healthy_on(walk.revision_hash),
+            "v3 fully promoted, all traffic on it as the new stable",
+            # Argo flips stableRS in one reconcile and sets the weight back to 0 (the stable
+            # Service now selects the new pods) in the next.
+            lambda o: done(o) and canary_weight(o) == 0,
             TIMEOUT,
             procs=walk.procs(),
             diagnose=walk.diagnose,
@@ -1000,6 +1047,7 @@ def run_walk(plane: Plane, argo: ArgoRollouts, t: Target, tmp: Path) -> None:
             f"promoted: managed routes removed; {walk.check_traffic(Expect(0), 'promoted')}; "
             f"{walk.check_quiet_reconciles('promoted')}"
         )
+        walk.say(f"Warning events on the Rollout: {walk.warnings() or 'none'}")
         if t.unsupported_mirror is not None:
             check_unsupported_mirror(walk, steps)
 
@@ -1055,28 +1103,11 @@ def check_unsupported_mirror(walk: Walk, steps: Sequence[Mapping[str, Any]]) -> 
 # -- the plugin's permissions, Argo with the bridge, the tests ----------------------------------
 
 
-def builtin_section(t: Target, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The same block under the key Argo's built-in router (or the gatewayAPI plugin) uses."""
-    if t.name == "gatewayapi":
-        return {"plugins": {"argoproj-labs/gatewayAPI": dict(cfg)}}
-    return {t.name: dict(cfg)}
-
-
-def grant_plugin(cp: ControlPlane, t: Target, ns: str, tmp: Path) -> None:
-    """What `routers rbac` generates for the target, bound to Argo's identity (the plugin runs
-    as the controller's service account)."""
-    routing = RoutingConfig.from_document(
-        {
-            "stableService": "stable",
-            "canaryService": "canary",
-            "namespace": ns,
-            "trafficRouting": {
-                "managedRoutes": [{"name": HEADER_ROUTE}, {"name": MIRROR_ROUTE}],
-                **builtin_section(t, plugin_config(t, ns)),
-            },
-        }
-    )
-    grant(cp, rbac_manifests(routing), ns, user=ARGO_USER)
+def grant_plugin(cp: ControlPlane, rollout: Mapping[str, Any]) -> None:
+    """Exactly what `routers rbac --config <the Rollout>` generates, bound to Argo's identity
+    (the plugin runs as the controller's service account)."""
+    ns = rollout["metadata"]["namespace"]
+    grant(cp, rbac_manifests(RoutingConfig.from_document(dict(rollout))), ns, user=ARGO_USER)
 
 
 @pytest.fixture(scope="module")
@@ -1106,7 +1137,11 @@ def argo(plane: Plane) -> Iterator[ArgoRollouts]:
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_walk_through_canary_routers(
-    plane: Plane, argo: ArgoRollouts, target: str, tmp_path: Path
+    plane: Plane,
+    argo: ArgoRollouts,
+    target: str,
+    tmp_path: Path,
+    e2e_report: Callable[[str], None],
 ) -> None:
     """A real Rollout per target, driven by the real controller through the bridge."""
-    run_walk(plane, argo, TARGETS[target], tmp_path)
+    run_walk(plane, argo, TARGETS[target], tmp_path, e2e_report)

@@ -289,6 +289,10 @@ class Workers:
                     f"--node-ip={self.node_ip}",
                     "--node-port=0",
                     "--server-address=",
+                    # Renew a Lease per Node (the node lifecycle controller's heartbeat): without
+                    # one, kwok's default stages report status only every ~10 min and the Node
+                    # turns NotReady after 50 s, taking every pod out of its Services.
+                    "--node-lease-duration-seconds=40",
                 ],
             ),
         ]
