@@ -356,9 +356,12 @@ class Target:
     header_with_weight: bool
     """A header route may stay while weight > 0 (SMI: only at weight 0, see its capabilities)."""
     mirror: tuple[int, str] | None
-    """(percentage, path prefix) a supported setMirrorRoute asks; None: unsupported."""
+    """(percentage, path prefix) of a setMirrorRoute next to the header route; None: the
+    target cannot have both."""
+    mirror_alone: tuple[int, str] | None
+    """A setMirrorRoute the target supports only as its one managed route (walked in v4)."""
     unsupported_mirror: tuple[int, str] | None
-    """A setMirrorRoute the target cannot express, which must surface as an error."""
+    """A setMirrorRoute the target cannot express, which must surface as an error (v4)."""
 
     @property
     def plugin(self) -> str:
@@ -368,11 +371,12 @@ class Target:
 TARGETS = {
     t.name: t
     for t in (
-        Target("istio", False, True, (50, "/api"), None),
-        Target("gatewayapi", True, True, (50, "/api"), None),
-        # ingress-nginx mirrors whole locations, 100% or nothing.
-        Target("nginx", True, True, (100, "/"), (50, "/")),
-        Target("smi", False, False, None, (50, "/api")),
+        Target("istio", False, True, (50, "/api"), None, None),
+        Target("gatewayapi", True, True, (50, "/api"), None, None),
+        # ingress-nginx: one managed route at a time (header or mirror); it mirrors whole
+        # locations, 100% or nothing.
+        Target("nginx", True, True, None, (100, "/"), (50, "/")),
+        Target("smi", False, False, None, None, (50, "/api")),
     )
 }
 
@@ -541,7 +545,7 @@ def mirror_step(percentage: int, prefix: str) -> dict[str, Any]:
 class Expect:
     weight: int
     header: bool = False
-    mirror: bool = False
+    mirror: tuple[int, str] | None = None  # (percentage, path prefix) in effect
 
 
 @dataclass(frozen=True)
@@ -569,7 +573,7 @@ def walk_steps(t: Target) -> tuple[list[dict[str, Any]], list[Pause]]:
     header = t.header_with_weight
     if not header:
         steps.append({"setHeaderRoute": {"name": HEADER_ROUTE}})  # no match: removes it
-    mirror = t.mirror is not None
+    mirror = t.mirror
     for weight in (30, 60, 100):
         steps.append({"setWeight": weight})
         if weight == 30:
@@ -673,11 +677,14 @@ class Walk:
         got = self.simulate(objs, header)
         want_header = Fraction(1) if expect.header else want
         assert got.share("canary") == want_header, f"{label}: {HEADER}: {got.describe()}"
-        if self.t.mirror is not None:
-            percentage, prefix = self.t.mirror
+        for spec in (self.t.mirror, self.t.mirror_alone):
+            if spec is None:
+                continue
+            percentage, prefix = spec
             req = Request(path=prefix.rstrip("/") + "/orders", headers=(("Host", HOST),))
             got = self.simulate(objs, req)
-            want_mirror = Fraction(percentage, 100) if expect.mirror else Fraction(0)
+            on = expect.mirror == spec
+            want_mirror = Fraction(percentage, 100) if on else Fraction(0)
             assert got.mirror("canary") == want_mirror, f"{label}: mirror: {got.describe()}"
         names = self.managed_names(objs)
         for name in (HEADER_ROUTE, MIRROR_ROUTE):
@@ -1048,55 +1055,65 @@ def run_walk(
             f"{walk.check_quiet_reconciles('promoted')}"
         )
         walk.say(f"Warning events on the Rollout: {walk.warnings() or 'none'}")
-        if t.unsupported_mirror is not None:
-            check_unsupported_mirror(walk, steps)
+        if t.mirror_alone is not None or t.unsupported_mirror is not None:
+            mirror_revision(walk)
 
 
-def check_unsupported_mirror(walk: Walk, steps: Sequence[Mapping[str, Any]]) -> None:
-    """A setMirrorRoute the target cannot express: an error Argo surfaces, no write, no step."""
-    t = walk.t
-    assert t.unsupported_mirror is not None
-    cp = walk.cp
-    before = walk.objects()
-    mark = cp.audit_mark()
-    new_steps = [
-        {"setCanaryScale": {"replicas": 1}},
-        mirror_step(*t.unsupported_mirror),
-        {"pause": {}},
-    ]
+def mirror_revision(walk: Walk) -> None:
+    """v4: a mirror route the target supports only alone (nginx), then one it cannot express,
+    which must surface (Argo's controller log names our error; see below), write nothing and
+    take no step."""
+    t, cp = walk.t, walk.cp
+    steps: list[dict[str, Any]] = [{"setCanaryScale": {"replicas": 1}}]
+    if t.mirror_alone is not None:
+        steps += [mirror_step(*t.mirror_alone), {"pause": {}}]
+    stuck_at = len(steps)
+    if t.unsupported_mirror is not None:
+        steps += [mirror_step(*t.unsupported_mirror), {"pause": {}}]
     status, data = cp.request(
         "PATCH",
         f"{ROLLOUTS.format(ns=walk.ns)}/{APP}",
-        {"spec": {"strategy": {"canary": {"steps": new_steps}}}},
+        {"spec": {"strategy": {"canary": {"steps": steps}}}},
         content_type="application/merge-patch+json",
     )
     assert status == 200, f"{status} {data}"
-    walk.new_revision("v4")
+    since = walk.new_revision("v4")
+    alone = Expect(0, mirror=t.mirror_alone)
+    if t.mirror_alone is not None:
+        walk.at_pause(Pause(2, alone, f"mirror {t.mirror_alone} alone"), steps, since)
+        walk.promote()
+    if t.unsupported_mirror is None:
+        return
+    before = walk.objects()
+    mark = cp.audit_mark()
+    log_mark = walk.argo.log.stat().st_size
 
-    def surfaced() -> list[dict[str, Any]] | None:
-        _, evs = cp.request(
-            "GET",
-            f"/api/v1/namespaces/{walk.ns}/events",
-            params={"fieldSelector": f"involvedObject.name={APP},type=Warning"},
-        )
-        hits = [e for e in evs.get("items", []) if "mirror" in e.get("message", "").lower()]
-        return hits or None
+    def surfaced() -> str | None:
+        with open(walk.argo.log, errors="replace") as f:
+            f.seek(log_mark)
+            for line in f:
+                if "SetMirrorRoute" in line and walk.ns in line and "level=error" in line:
+                    return line.strip()
+        return None
 
-    events = wait_for(
-        "a Warning event about the mirror route", surfaced, TIMEOUT, procs=walk.procs()
-    )
+    line = wait_for("the SetMirrorRoute error", surfaced, TIMEOUT, procs=walk.procs())
     obj = get_rollout(cp, walk.ns, APP)
-    assert (step_index(obj) or 0) <= 1, f"the Rollout went past the mirror step: {obj['status']}"
+    assert (step_index(obj) or 0) <= stuck_at, f"went past the mirror step: {obj['status']}"
     writes = [
         e
         for e in plugin_requests(cp, mark, writes=True)
         if (e.get("objectRef") or {}).get("resource") in ROUTE_RESOURCES
     ]
-    after = walk.objects()
     assert writes == [], f"an unsupported mirror wrote: {cp.summarize(writes)}"
-    assert [o.get("spec") for o in after] == [o.get("spec") for o in before]
+    assert [o.get("spec") for o in walk.objects()] == [o.get("spec") for o in before]
+    walk.check_routes(alone, "unsupported mirror refused")
+    message = line.split('msg="', 1)[-1][:300]
+    walk.say(f"unsupported setMirrorRoute {t.unsupported_mirror}: refused, no write: {message}")
+    events = [w for w in walk.warnings() if "mirror" in w.lower()]
+    # Argo records an event for SetWeight and VerifyWeight errors only; an error of
+    # SetHeaderRoute / SetMirrorRoute / RemoveManagedRoutes / UpdateHash reaches its log alone.
     walk.say(
-        f"unsupported setMirrorRoute: Warning {events[0].get('reason')}: {events[0].get('message')}"
+        f"Warning events naming the mirror: {events or 'none (Argo logs this call error only)'}"
     )
 
 
