@@ -47,7 +47,7 @@ from e2e.argo_env import (
 from e2e.cluster import BinariesUnavailable, ControlPlane, ensure_crds
 from e2e.conftest import _unavailable
 from e2e.test_plugins_e2e import grant
-from e2e.test_traffic import consistent
+from e2e.test_traffic import consistent, simulate
 from e2e.workers import (
     WORKER_USERS,
     LocalProcess,
@@ -61,7 +61,7 @@ from e2e.workers import (
 )
 from routers.cluster import rbac_manifests
 from routers.model import RoutingConfig
-from routers.simulate import Outcome, Request, simulate_objects
+from routers.simulate import Outcome, Request
 
 pytestmark = pytest.mark.e2e
 
@@ -620,6 +620,7 @@ class Walk:
     ns: str
     watch: RolloutWatch
     report: Callable[[str], None]
+    routing: RoutingConfig
     traefik: Traefik | None = None
     revision_hash: str = ""
     last_traffic: Expect | None = None  # what the data plane was last seen doing
@@ -648,9 +649,8 @@ class Walk:
         return out
 
     def simulate(self, objs: Sequence[Mapping[str, Any]], request: Request) -> Outcome:
-        results = simulate_objects(objs, request)
-        assert len(results) == 1, f"{self.t.name}: {[r.scope for r in results]}"
-        return results[0].outcome
+        """What the target plugin's own evaluator says the objects do with ``request``."""
+        return simulate(self.routing, [dict(o) for o in objs], request)
 
     def managed_names(self, objs: Sequence[Mapping[str, Any]]) -> list[str]:
         """Names of the routes in the objects' ordered lists (where a duplicate could hide)."""
@@ -977,7 +977,6 @@ def run_walk(
             stack.enter_context(traefik)
         watch = RolloutWatch(cp, ns, APP).start()
         stack.callback(watch.stop)
-        walk = Walk(plane, argo, t, ns, watch, report, traefik)
         steps, pauses = walk_steps(t)
         rollout = rollout_manifest(
             APP,
@@ -987,6 +986,8 @@ def run_walk(
             replicas=2,
             canary=canary_strategy(t, ns, steps),
         )
+        routing = RoutingConfig.from_document(rollout)
+        walk = Walk(plane, argo, t, ns, watch, report, routing, traefik)
         grant_plugin(cp, rollout)
         create(cp, rollout)
         _, obj = watch.wait(
