@@ -834,7 +834,8 @@ class Walk:
         return f"{POKES} reconciles: 0 writes, {len(reads)} plugin requests"
 
     def latency(self, since: float, pause: Pause, steps: Sequence[Mapping[str, Any]]) -> str:
-        """Per setWeight step before ``pause``: step start -> weight verified, from the watch."""
+        """Per setWeight step before ``pause``: from the step's start (Argo's status) to the
+        weight in the status, to ``weights.verified`` true, to the step's end, from the watch."""
         out = []
         first = pause.index
         while first > 0 and "pause" not in steps[first - 1]:
@@ -848,20 +849,26 @@ class Walk:
                 out.append(f"step {i} (setWeight {weight}): start not observed")
                 continue
 
+            def applied(o: Mapping[str, Any], w: int = weight) -> bool:
+                return canary_weight(o) == w
+
             def verified(o: Mapping[str, Any], w: int = weight) -> bool:
                 weights = o.get("status", {}).get("canary", {}).get("weights") or {}
-                return bool(
-                    weights.get("canary", {}).get("weight") == w and weights.get("verified") is True
-                )
+                return canary_weight(o) == w and weights.get("verified") is True
 
-            done = self.watch.first_time(verified, started)
-            if done is None:  # VerifyWeight not implemented: the step's end is the next best
-                done = self.watch.first_time(lambda o, i=i: (step_index(o) or 0) > i, started)
-                what = "completed (weights.verified unset: VerifyWeight NotImplemented or failed)"
-            else:
-                what = "weight verified"
-            took = f"{done - started:.2f}s" if done is not None else "?"
-            out.append(f"step {i} setWeight {weight}: start -> {what} {took}")
+            marks = {
+                "weight set": self.watch.first_time(applied, started),
+                "weight verified": self.watch.first_time(verified, started),
+                "step done": self.watch.first_time(
+                    lambda o, i=i: (step_index(o) or 0) > i, started
+                ),
+            }
+            # weights.verified stays unset where VerifyWeight answered NotImplemented or failed.
+            parts = [
+                f"{k} +{t - started:.2f}s" if t is not None else f"{k}: not seen"
+                for k, t in marks.items()
+            ]
+            out.append(f"step {i} setWeight {weight}: " + ", ".join(parts))
         return "; ".join(out)
 
     # -- driving the Rollout ---------------------------------------------------------------
