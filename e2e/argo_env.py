@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
+from e2e._argo import build as build_argo
 from e2e.cluster import HERE, BinariesUnavailable, ControlPlane, _run_script, free_port
 from e2e.workers import LocalProcess, WorkloadError, wait_for
 
 ARGO_BUILD_SH = HERE / "argo-controller" / "build.sh"
-BRIDGE_BUILD_SH = HERE.parent / "argo" / "build.sh"
 
 ARGO_USER = "argo-rollouts"
 ARGO_GROUP = "routers-e2e:argo-rollouts"
@@ -54,12 +54,8 @@ def ensure_argo_controller() -> Path:
 
 
 def ensure_bridge() -> Path:
-    """The canary-routers bridge binary (argo/build.sh; its last stdout line is the binary)."""
-    override = os.environ.get("ROUTERS_E2E_BRIDGE")
-    path = Path(override) if override else Path(_run_script(BRIDGE_BUILD_SH, what="argo/build.sh"))
-    if not os.access(path, os.X_OK) or path.is_dir():
-        raise BinariesUnavailable(f"{path} is not an executable")
-    return path
+    """The canary-routers bridge binary (argo/build.sh, built on a cache miss)."""
+    return build_argo("bridge")
 
 
 def argo_module_dir(crds_root: Path) -> Path:

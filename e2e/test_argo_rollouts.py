@@ -45,7 +45,7 @@ from e2e.argo_env import (
     install_rbac,
 )
 from e2e.cluster import BinariesUnavailable, ControlPlane, ensure_crds
-from e2e.conftest import _unavailable
+from e2e.conftest import unavailable
 from e2e.test_plugins_e2e import grant
 from e2e.test_traffic import consistent, simulate
 from e2e.workers import (
@@ -90,13 +90,13 @@ def plane(control_plane_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         argo_bin = ensure_argo_controller()
         crds_root = ensure_crds(CRDS)
     except BinariesUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc), "Argo Rollouts e2e")
     tmp = tmp_path_factory.mktemp("argo")
     with ExitStack() as stack:
         try:
             net = stack.enter_context(PodNetwork())
         except HostsUnavailable as exc:
-            _unavailable(str(exc))
+            unavailable(str(exc), "Argo Rollouts e2e")
         cp = ControlPlane(CRDS, bin_dir=control_plane_bin_dir, users={**WORKER_USERS, **ARGO_USERS})
         stack.enter_context(cp)
         workers = stack.enter_context(
@@ -965,7 +965,7 @@ def run_walk(
             try:
                 binary = ensure_traefik()
             except BinariesUnavailable as exc:
-                _unavailable(str(exc))
+                unavailable(str(exc), "Argo Rollouts e2e")
             traefik = Traefik(binary, tmp / "traefik", cp.kubeconfig, ns, classes["ingress"])
             (tmp / "traefik").mkdir()
         port = traefik.port if traefik else 0
@@ -1141,7 +1141,7 @@ def argo(plane: Plane) -> Iterator[ArgoRollouts]:
     try:
         bridge = ensure_bridge()
     except BinariesUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc), "Argo Rollouts e2e")
     plugins = [
         {
             "name": t.plugin,
