@@ -15,7 +15,9 @@
 #
 # The LAST line on stdout is the bin dir; everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
-#      ROUTERS_E2E_BUILD_TIMEOUT (seconds one `go build` may take, default 1800).
+#      ROUTERS_E2E_BUILD_TIMEOUT (seconds one `go build` may take, default 3000: a cold
+#      kube-apiserver takes ~4 min alone on 2 cores, and over 30 min when the cores are shared
+#      with several other builds).
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 [[ $# -ge 4 ]] || { echo "usage: gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE[|LDFLAGS]..." >&2; exit 64; }
@@ -36,7 +38,7 @@ for spec in "$@"; do
   bins+=("$b")
 done
 BUILD_FLAGS=(-trimpath -p 2 -pgo=off)
-build_timeout=${ROUTERS_E2E_BUILD_TIMEOUT:-1800}
+build_timeout=${ROUTERS_E2E_BUILD_TIMEOUT:-3000}
 
 cache_root=${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/$name
 mkdir -p "$cache_root"

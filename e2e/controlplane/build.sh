@@ -10,7 +10,7 @@
 #
 # The LAST line on stdout is the bin dir. Everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
-#      ROUTERS_E2E_BUILD_TIMEOUT (seconds per go build, default 1800).
+#      ROUTERS_E2E_BUILD_TIMEOUT (seconds per go build, default 3000).
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
