@@ -21,6 +21,7 @@ import (
 	"os"
 	"time"
 
+	goPlugin "github.com/hashicorp/go-plugin"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -92,15 +93,18 @@ func main() {
 	if err := out.Encode(map[string]any{"ready": true, "pid": os.Getpid()}); err != nil {
 		fail("%v", err)
 	}
+	// Managed plugin processes are killed when the driver ends, as in the controller.
+	defer goPlugin.CleanupClients()
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 64<<20)
 	for in.Scan() {
 		var cmd command
 		if err := json.Unmarshal(in.Bytes(), &cmd); err != nil {
-			fail("bad command: %v", err)
+			fmt.Fprintf(os.Stderr, "argo-driver: bad command: %v\n", err)
+			return
 		}
 		if err := out.Encode(run(cmd, *timeout)); err != nil {
-			fail("%v", err)
+			return
 		}
 	}
 }

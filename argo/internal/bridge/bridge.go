@@ -143,12 +143,12 @@ func (b *Bridge) Close() {
 }
 
 // call forwards one call and returns its result, or an error carrying the Python side's message.
+//
+// A process found dead during the call is replaced and the call sent once more: every call is
+// an idempotent, declarative apply on the Python side, so repeating one is safe, and a killed
+// Python side costs Argo nothing.
 func (b *Bridge) call(method string, rollout *v1alpha1.Rollout, args any) (json.RawMessage, error) {
-	c, err := b.process()
-	if err != nil {
-		return nil, err
-	}
-	req := request{ID: b.nextID.Add(1), Method: method, Args: args}
+	req := request{Method: method, Args: args}
 	if rollout != nil {
 		raw, err := json.Marshal(rollout)
 		if err != nil {
@@ -156,19 +156,29 @@ func (b *Bridge) call(method string, rollout *v1alpha1.Rollout, args any) (json.
 		}
 		req.Rollout = raw
 	}
-	resp, err := c.exchange(req, time.Now().Add(b.opts.CallTimeout))
-	if err != nil {
-		if errors.Is(err, errTimeout) {
+	deadline := time.Now().Add(b.opts.CallTimeout)
+	for attempt := 1; ; attempt++ {
+		c, err := b.process()
+		if err != nil {
+			return nil, err
+		}
+		req.ID = b.nextID.Add(1)
+		resp, err := c.exchange(req, deadline)
+		switch {
+		case err == nil && resp.Error != nil:
+			return nil, fmt.Errorf("%s", *resp.Error)
+		case err == nil:
+			return resp.Result, nil
+		case errors.Is(err, errTimeout):
 			b.probe(c)
 			return nil, fmt.Errorf("canary-routers: %s got no answer within %s (%v); the call is "+
 				"retried on the next reconcile", method, b.opts.CallTimeout, err)
+		case errors.Is(err, errExited) && attempt == 1 && time.Now().Before(deadline):
+			b.logf("%s: %v; sending it to a new Python side", method, err)
+			continue
 		}
 		return nil, fmt.Errorf("canary-routers: %s: %v; the Python side is restarted on the next call", method, err)
 	}
-	if resp.Error != nil {
-		return nil, fmt.Errorf("%s", *resp.Error)
-	}
-	return resp.Result, nil
 }
 
 // probe pings a process that let a call time out: one that does not answer a ping either is

@@ -294,14 +294,37 @@ func TestDeadPythonSideIsRestartedOnTheNextCall(t *testing.T) {
 	}
 }
 
-func TestDeathDuringACallFailsThatCallAndRecovers(t *testing.T) {
-	b, _ := newBridge(t, "die-on-call", nil)
+func TestDeathDuringACallIsRetriedOnceOnANewProcess(t *testing.T) {
+	b, logs := newBridge(t, "die-on-call", nil)
+	// The fake dies on every SetWeight: the retry dies too, and the second death is reported.
 	err := b.SetWeight(rollout(), 10, nil)
 	if !strings.Contains(err.ErrorString, "exited during the call") {
 		t.Fatalf("got %q", err.ErrorString)
 	}
+	if n := len(logs.find("canary-routers bridge [canary-routers/istio]: Python side ready")); n != 2 {
+		t.Fatalf("expected one retry on a new process, got %d starts", n)
+	}
+	if len(logs.find("canary-routers bridge [canary-routers/istio]: SetWeight: the Python side exited during the call")) != 1 {
+		t.Fatalf("the retry is not logged: %v", logs.lines)
+	}
 	if err := b.RemoveManagedRoutes(rollout()); err.HasError() {
 		t.Fatalf("not restarted: %v", err)
+	}
+}
+
+func TestKilledProcessIsInvisibleToTheCaller(t *testing.T) {
+	b, logs := newBridge(t, "ok", nil)
+	if err := b.RemoveManagedRoutes(rollout()); err.HasError() {
+		t.Fatal(err)
+	}
+	waitFor(t, "echo", func() bool { return len(echoes(t, logs)) == 1 })
+	pid := int(echoes(t, logs)[0]["pid"].(float64))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// No waiting for the bridge to notice: the call may hit the dying process and is resent.
+	if err := b.RemoveManagedRoutes(rollout()); err.HasError() {
+		t.Fatalf("a killed Python side must not fail the next call: %v", err)
 	}
 }
 

@@ -213,6 +213,9 @@ func (c *child) waitReady(timeout time.Duration) (hello, error) {
 // errTimeout marks an exchange that got no answer in time.
 var errTimeout = errors.New("timeout")
 
+// errExited marks an exchange that failed because the process is gone.
+var errExited = errors.New("the Python side exited")
+
 // exchange sends one request and waits for its answer until the deadline.
 func (c *child) exchange(req request, deadline time.Time) (response, error) {
 	line, err := json.Marshal(req)
@@ -224,7 +227,7 @@ func (c *child) exchange(req request, deadline time.Time) (response, error) {
 	c.mu.Lock()
 	if c.exited {
 		c.mu.Unlock()
-		return response{}, fmt.Errorf("the Python side has exited (%v)", c.exitErr)
+		return response{}, fmt.Errorf("%w before the call (%v)", errExited, c.exitErr)
 	}
 	c.pending[req.ID] = ch
 	c.mu.Unlock()
@@ -243,7 +246,7 @@ func (c *child) exchange(req request, deadline time.Time) (response, error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return response{}, fmt.Errorf("%w writing the request", errTimeout)
 		}
-		return response{}, fmt.Errorf("writing the request: %v (%v)", err, c.exitError())
+		return response{}, fmt.Errorf("%w: writing the request: %v (%v)", errExited, err, c.exitError())
 	}
 
 	timer := time.NewTimer(time.Until(deadline))
@@ -251,7 +254,7 @@ func (c *child) exchange(req request, deadline time.Time) (response, error) {
 	select {
 	case resp, ok := <-ch:
 		if !ok {
-			return response{}, fmt.Errorf("the Python side exited during the call (%v)", c.exitError())
+			return response{}, fmt.Errorf("%w during the call (%v)", errExited, c.exitError())
 		}
 		return resp, nil
 	case <-timer.C:
