@@ -28,7 +28,7 @@ from routers.argo.rollout import RolloutView, destinations, status_weights
 from routers.cluster import Kube, Outcome, Router
 from routers.cluster.holder import write_annotation
 from routers.engine import bind
-from routers.errors import ConfigError, PlanError, Problem
+from routers.errors import ConfigError, PlanError
 from routers.model import (
     AdditionalDestination,
     HeaderRoute,
@@ -183,13 +183,10 @@ class Session:
             if told_additional is None:
                 fallback["additional_destinations"] = status.additional
             try:
-                return TrafficState(**fallback)
-            except ValueError:
+                return TrafficState.parse(fallback)
+            except ConfigError:
                 pass  # a status from another maxTrafficWeight: start from 0 instead
-        try:
-            return TrafficState(**fields)
-        except ValueError as exc:
-            raise ConfigError([Problem("weights", str(exc))]) from None
+        return TrafficState.parse(fields)
 
     # -- calls ------------------------------------------------------------------------------
 
