@@ -35,11 +35,19 @@ from routers.io import load_documents, load_one
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-CRDS = ("gateway-standard-v1.6", "istio", "smi-sdk")
-TARGETS = ("istio", "gatewayapi", "nginx", "smi")
+CRDS = ("gateway-standard-v1.6", "istio", "smi-sdk", "traefik")
+TARGETS = ("istio", "gatewayapi", "nginx", "smi", "traefik")
 SA = "argo-rollouts"
 HEADER = [{"headerName": "X-Canary", "headerValue": {"exact": "always"}}]
 MIRROR = [{"method": {"exact": "GET"}, "path": {"prefix": "/api"}}]
+# What each target refuses, with the reason the step's error must carry (None: it can).
+HEADER_REFUSED = {"traefik": "header-based routing is not supported"}
+MIRROR_REFUSED = {
+    "smi": "traffic mirroring is not supported",
+    "nginx": "at most 1 managed route",  # one route at a time, and the header route is active
+}
+# Traefik mirrors every request its mirroring TraefikService serves: the match must say so.
+MIRROR_MATCH = {"traefik": [{"path": {"prefix": "/"}}]}
 
 
 def _in_ci() -> bool:
@@ -369,6 +377,20 @@ def view(cp: ControlPlane, t: Target) -> View:
             {t.managed[1]} if "nginx.ingress.kubernetes.io/mirror-target" in mirror_ann else set()
         )
         return View(weight, total - weight, headers, mirrors, stable)
+    if t.name == "traefik":
+        base = f"/apis/traefik.io/v1alpha1/namespaces/{ns}/traefikservices"
+        wrr = get(cp, f"{base}/shop-wrr")
+        front = get(cp, f"{base}/shop")
+        assert wrr is not None and front is not None
+        w = {x["name"]: x.get("weight", 1) for x in wrr["spec"]["weighted"]["services"]}
+        mirrors = {m["name"] for m in front["spec"]["mirroring"].get("mirrors") or []}
+        return View(
+            w["shop-canary"],
+            w["shop-stable"],
+            set(),
+            {t.managed[0]} if "shop-canary" in mirrors else set(),
+            wrr,
+        )
     split = get(cp, f"/apis/split.smi-spec.io/v1alpha4/namespaces/{ns}/trafficsplits/checkout")
     assert split is not None
     backends = {b["service"]: b["weight"] for b in split["spec"]["backends"]}
@@ -493,10 +515,15 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
         }
         assert labels == {"stable": "s1", "canary": "c1", "legacy": None}
         assert len(h.writes(mark)) == 1
-    elif name == "nginx":
-        # The first call applies the whole state: the canary Ingress exists from now on, at 0.
-        assert [w.split()[1:3] for w in h.writes(mark)] == [["create", f"{t.namespace}/ingresses"]]
-        assert view(cp, t).canary == 0
+    elif name in ("nginx", "traefik"):
+        # The first call applies the whole state: the canary Ingress exists from now on, at 0;
+        # Traefik's unweighted round robin (50/50) gets explicit weights, 0 to the canary.
+        verb, where = {"nginx": ("create", "ingresses"), "traefik": ("patch", "traefikservices")}[
+            name
+        ]
+        assert [w.split()[1:3] for w in h.writes(mark)] == [[verb, f"{t.namespace}/{where}"]]
+        v = view(cp, t)
+        assert (v.canary, v.stable) == (0, 100)
     else:
         assert_no_writes(h, mark, "UpdateHash on a target without subsets")
 
@@ -540,12 +567,20 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
 
     # SetHeaderRoute (at weight 0 for SMI): the route appears, recorded on the holder.
     header = t.managed[0]
-    h.ok(plugin, "SetHeaderRoute", ro, setHeaderRoute={"name": header, "match": HEADER})
-    v = view(cp, t)
-    assert v.headers == {header}
-    (record,) = records(v).values()
-    assert record["uid"] == ro["metadata"]["uid"]
-    assert [r["name"] for r in record["headerRoutes"]] == [header]
+    headers = set() if name in HEADER_REFUSED else {header}
+    mark = cp.audit_mark()
+    answer = h.call(plugin, "SetHeaderRoute", ro, setHeaderRoute={"name": header, "match": HEADER})
+    if name in HEADER_REFUSED:
+        assert HEADER_REFUSED[name] in (answer["error"] or ""), answer
+        assert_no_writes(h, mark, "refused SetHeaderRoute")
+        assert records(view(cp, t)) == {}
+    else:
+        assert answer["error"] is None, answer["error"]
+        v = view(cp, t)
+        assert v.headers == headers
+        (record,) = records(v).values()
+        assert record["uid"] == ro["metadata"]["uid"]
+        assert [r["name"] for r in record["headerRoutes"]] == [header]
 
     # Kill the Python side: the bridge starts a new one, which rebuilds the state from the
     # Rollout and the record: the next reconcile writes nothing and the header route stays.
@@ -557,20 +592,22 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
     assert reconcile(h, t, weight) is True
     assert_no_writes(h, mark, "reconcile after the Python side was killed")
     assert h.driver.python_pid(plugin) != first_python
-    assert view(cp, t).headers == {header}
+    assert view(cp, t).headers == headers
 
     # SetMirrorRoute where the target can mirror 50%; an explicit error where it cannot.
-    mirror = t.managed[1] if len(t.managed) > 1 else "not-listed"
-    if name == "gatewayapi":
-        mirror = t.managed[2]
+    mirror = t.managed[{"gatewayapi": 2, "traefik": 0}.get(name, 1)]
     mark = cp.audit_mark()
     answer = h.call(
         plugin,
         "SetMirrorRoute",
         ro,
-        setMirrorRoute={"name": mirror, "match": MIRROR, "percentage": 50},
+        setMirrorRoute={
+            "name": mirror,
+            "match": MIRROR_MATCH.get(name, MIRROR),
+            "percentage": 50,
+        },
     )
-    mirrored = name in ("istio", "gatewayapi")
+    mirrored = name not in MIRROR_REFUSED
     if mirrored:
         assert answer["error"] is None, answer["error"]
         assert view(cp, t).mirrors == {mirror}
@@ -578,11 +615,9 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
         error = answer["error"] or ""
         assert error.startswith("failed to set mirror route via plugin: "), error
         assert plugin in error and "SetMirrorRoute" in error
-        # SMI cannot mirror; ingress-nginx holds one managed route at a time (and mirrors 100%)
-        reason = {"smi": "traffic mirroring is not supported", "nginx": "at most 1 managed route"}
-        assert reason[name] in error, error
+        assert MIRROR_REFUSED[name] in error, error
         assert_no_writes(h, mark, "refused SetMirrorRoute")
-        assert view(cp, t).headers == {header}
+        assert view(cp, t).headers == headers
 
     # Kill the bridge itself: Argo's client sees the plugin exited and starts a new one; the old
     # Python side ends with it (stdin closed); weight changes, routes stay.
@@ -607,14 +642,15 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
         set_weight(h, t, 0)
     v = view(cp, t)
     assert (v.canary, v.stable) == (weight, 100 - weight)
-    assert v.headers == {header}
+    assert v.headers == headers
     assert v.mirrors == ({mirror} if mirrored else set())
 
     # SetHeaderRoute with an empty match removes that route only.
-    h.ok(plugin, "SetHeaderRoute", ro, setHeaderRoute={"name": header})
-    v = view(cp, t)
-    assert v.headers == set()
-    assert v.mirrors == ({mirror} if mirrored else set())
+    if name not in HEADER_REFUSED:
+        h.ok(plugin, "SetHeaderRoute", ro, setHeaderRoute={"name": header})
+        v = view(cp, t)
+        assert v.headers == set()
+        assert v.mirrors == ({mirror} if mirrored else set())
 
     # A route not listed in managedRoutes is refused before any write.
     mark = cp.audit_mark()

@@ -211,6 +211,12 @@ class Session:
                 written = write_annotation(self.router, self.record, wanted, found=holder)
                 if written is not None:
                     snapshot = snapshot.merged({written[0]: written[1]})
+                    log.info(
+                        "%s: managed routes %s recorded on %s",
+                        view,
+                        list(state.route_names) or "(none)",
+                        written[0],
+                    )
             else:
                 record_after = wanted is not None
         outcome = self.router.apply_state(state, live=snapshot.known())
