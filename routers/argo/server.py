@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 from routers.errors import RoutersError
 
-__all__ = ["PROTOCOL_VERSION", "Handler", "serve"]
+__all__ = ["PROTOCOL_VERSION", "Handler", "log_handler", "serve"]
 
 PROTOCOL_VERSION = 1
 
@@ -39,6 +39,32 @@ log = logging.getLogger("routers.argo")
 
 Handler = Callable[[str, Any, Mapping[str, Any]], Any]
 """(method, rollout, args) -> result; raises with the message the caller should see."""
+
+
+_HCLOG_LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR"}
+
+
+class _HclogFormatter(logging.Formatter):
+    """``[LEVEL] message``: go-plugin's client reads the level from this prefix (the
+    controller's log adds time and plugin name itself)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = _HCLOG_LEVELS.get(record.levelname, record.levelname)
+        return f"[{level}] {super().format(record)}"
+
+
+def log_handler(plugin: str, log_format: str = "text") -> logging.Handler:
+    """A stderr handler for ``routers argo-plugin`` (stdout carries the protocol)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "hclog":
+        handler.setFormatter(_HclogFormatter("routers argo-plugin: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                f"%(asctime)s %(levelname)s routers argo-plugin [{plugin}] %(message)s"
+            )
+        )
+    return handler
 
 
 class _Writer:

@@ -663,6 +663,13 @@ def _simulate_requests(
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "hclog"]),
+    help="hclog: '[LEVEL] message' lines, which Argo's plugin client logs at that level.",
+)
 def argo_plugin(
     plugin: str,
     kubeconfig: str | None,
@@ -670,6 +677,7 @@ def argo_plugin(
     workers: int,
     api_timeout: float,
     log_level: str,
+    log_format: str,
 ) -> int:
     """Serve Argo Rollouts' traffic-router calls for the canary-routers bridge.
 
@@ -680,12 +688,10 @@ def argo_plugin(
     from importlib.metadata import version
 
     from routers.argo import ArgoPlugin, serve
+    from routers.argo.server import log_handler
     from routers.cluster.connect import connect
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format=f"%(asctime)s %(levelname)s routers argo-plugin [{plugin}] %(message)s",
-    )
+    logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
     kube = connect(kubeconfig, context, timeout=api_timeout)
     handler = ArgoPlugin(plugin, kube)
     return serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)

@@ -535,3 +535,17 @@ def test_ping_is_answered_while_calls_are_busy() -> None:
         pipe.close_input()
         thread.join(10)
     assert b'"id":1' in out.getvalue()
+
+
+def test_hclog_lines_carry_the_level_argo_logs_them_at() -> None:
+    import logging
+
+    from routers.argo.server import log_handler
+
+    handler = log_handler(PLUGIN, "hclog")
+    record = logging.LogRecord(
+        "routers.argo", logging.WARNING, __file__, 1, "slow %s", ("api",), None
+    )
+    assert handler.format(record) == "[WARN] routers argo-plugin: slow api"
+    text = log_handler(PLUGIN).format(record)
+    assert text.endswith(f"WARNING routers argo-plugin [{PLUGIN}] slow api")

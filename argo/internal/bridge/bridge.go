@@ -71,13 +71,15 @@ func New(opts Options) *Bridge {
 	return &Bridge{opts: opts}
 }
 
-func (b *Bridge) logf(format string, args ...any) {
-	_, _ = fmt.Fprintf(b.opts.Log, "canary-routers bridge [%s]: %s\n", b.opts.Plugin, fmt.Sprintf(format, args...))
+// logf writes one line with a level prefix go-plugin's client understands ([INFO], [WARN], ...),
+// so Argo's controller log shows it at that level.
+func (b *Bridge) logf(level, format string, args ...any) {
+	_, _ = fmt.Fprintf(b.opts.Log, "[%s] canary-routers bridge [%s]: %s\n", level, b.opts.Plugin, fmt.Sprintf(format, args...))
 }
 
 func (b *Bridge) argv() []string {
 	argv := append([]string{}, b.opts.Command...)
-	argv = append(argv, "argo-plugin", "--plugin", b.opts.Plugin)
+	argv = append(argv, "argo-plugin", "--plugin", b.opts.Plugin, "--log-format", "hclog")
 	if b.opts.Kubeconfig != "" {
 		argv = append(argv, "--kubeconfig", b.opts.Kubeconfig)
 	}
@@ -92,7 +94,7 @@ func (b *Bridge) process() (*child, error) {
 		return b.cur, nil
 	}
 	if b.cur != nil {
-		b.logf("Python side (pid %d) has exited (%v); starting a new one", b.cur.pid(), b.cur.exitError())
+		b.logf("WARN", "Python side (pid %d) has exited (%v); starting a new one", b.cur.pid(), b.cur.exitError())
 		b.cur = nil
 	}
 	argv := b.argv()
@@ -112,7 +114,7 @@ func (b *Bridge) process() (*child, error) {
 		return nil, fmt.Errorf("the Python side %q %v", strings.Join(argv, " "), err)
 	}
 	b.starts++
-	b.logf("Python side ready: pid %d, canary-routers %s (start #%d)", c.pid(), h.Version, b.starts)
+	b.logf("INFO", "Python side ready: pid %d, canary-routers %s (start #%d)", c.pid(), h.Version, b.starts)
 	b.cur = c
 	return c, nil
 }
@@ -126,7 +128,7 @@ func (b *Bridge) discard(c *child, why string) {
 	}
 	b.mu.Unlock()
 	if current {
-		b.logf("killing the Python side (pid %d): %s", c.pid(), why)
+		b.logf("WARN", "killing the Python side (pid %d): %s", c.pid(), why)
 		c.kill()
 	}
 }
@@ -174,7 +176,7 @@ func (b *Bridge) call(method string, rollout *v1alpha1.Rollout, args any) (json.
 			return nil, fmt.Errorf("canary-routers: %s got no answer within %s (%v); the call is "+
 				"retried on the next reconcile", method, b.opts.CallTimeout, err)
 		case errors.Is(err, errExited) && attempt == 1 && time.Now().Before(deadline):
-			b.logf("%s: %v; sending it to a new Python side", method, err)
+			b.logf("WARN", "%s: %v; sending it to a new Python side", method, err)
 			continue
 		}
 		return nil, fmt.Errorf("canary-routers: %s: %v; the Python side is restarted on the next call", method, err)

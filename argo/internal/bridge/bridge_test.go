@@ -94,13 +94,14 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// find returns what follows prefix in every line that contains it.
 func (l *logBuffer) find(prefix string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []string
 	for _, line := range l.lines {
-		if strings.HasPrefix(line, prefix) {
-			out = append(out, strings.TrimPrefix(line, prefix))
+		if i := strings.Index(line, prefix); i >= 0 {
+			out = append(out, line[i+len(prefix):])
 		}
 	}
 	return out
@@ -205,7 +206,7 @@ func TestCallsAreForwardedWithArgoFieldNames(t *testing.T) {
 	waitFor(t, "5 echoes", func() bool { return len(echoes(t, logs)) == 5 })
 	got := echoes(t, logs)
 	argv := fmt.Sprint(got[0]["argv"])
-	if argv != "[argo-plugin --plugin canary-routers/istio --kubeconfig /k/config --log-level=debug]" {
+	if argv != "[argo-plugin --plugin canary-routers/istio --log-format hclog --kubeconfig /k/config --log-level=debug]" {
 		t.Fatalf("argv: %s", argv)
 	}
 	if got[0]["method"] != "InitPlugin" || got[0]["args"].(map[string]any)["plugin"] != "canary-routers/istio" {
@@ -237,7 +238,7 @@ func TestCallsAreForwardedWithArgoFieldNames(t *testing.T) {
 	if b.Type() != "canary-routers/istio" {
 		t.Fatalf("Type: %q", b.Type())
 	}
-	starts := logs.find("canary-routers bridge [canary-routers/istio]: Python side ready")
+	starts := logs.find("[INFO] canary-routers bridge [canary-routers/istio]: Python side ready")
 	if len(starts) != 1 {
 		t.Fatalf("one long-lived process expected, got %d starts", len(starts))
 	}
@@ -352,7 +353,7 @@ func TestWedgedProcessIsReplaced(t *testing.T) {
 	if !strings.Contains(err.ErrorString, "got no answer") {
 		t.Fatalf("got %q", err.ErrorString)
 	}
-	if len(logs.find("canary-routers bridge [canary-routers/istio]: killing the Python side")) != 1 {
+	if len(logs.find("[WARN] canary-routers bridge [canary-routers/istio]: killing the Python side")) != 1 {
 		t.Fatalf("a process that answers no ping must be killed; logs: %v", logs.lines)
 	}
 	b.mu.Lock()
