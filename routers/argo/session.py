@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from routers.argo.rollout import RolloutView, destinations, status_weights
 from routers.cluster import Kube, Outcome, Router
-from routers.cluster.holder import write_annotation
+from routers.cluster.holder import find_holder, write_annotation
 from routers.engine import bind
 from routers.errors import ConfigError, PlanError
 from routers.model import (
@@ -103,11 +103,7 @@ class Session:
         return self.router.read()
 
     def _holder(self, snapshot: LiveObjects) -> tuple[ObjectRef, JSON] | None:
-        for ref in self.router.targets(live=snapshot.known()):
-            obj = snapshot.get(ref)
-            if obj is not None:
-                return ref, obj
-        return None
+        return find_holder(self.router, live=snapshot.known())
 
     def _recorded(self, view: RolloutView, holder: tuple[ObjectRef, JSON] | None) -> _Routes:
         if holder is None:
