@@ -119,6 +119,8 @@ class Driver:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._next_id = 0
+        self.latencies: dict[str, list[int]] = {}
+        """Milliseconds per call, by method, as the driver measured them around Argo's client."""
         first = self._next(ready_timeout)
         if not first.get("ready"):
             raise DriverError(f"driver did not get ready: {first}")
@@ -163,6 +165,7 @@ class Driver:
         answer = self._next(timeout=200)
         if answer.get("id") != self._next_id:
             raise DriverError(f"answer out of order: {answer}")
+        self.latencies.setdefault(method, []).append(int(answer.get("millis", 0)))
         return answer
 
     def ok(

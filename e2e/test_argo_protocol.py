@@ -20,7 +20,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import yaml
 
 from e2e._argo import Driver, DriverError, build, wait_gone
 from e2e.cluster import ControlPlane
+from e2e.conftest import unavailable
 from routers.argo import RECORD_PREFIX
 from routers.io import load_documents, load_one
 
@@ -50,18 +51,12 @@ MIRROR_REFUSED = {
 MIRROR_MATCH = {"traefik": [{"path": {"prefix": "/"}}]}
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="module")
 def binaries() -> tuple[Path, Path]:
     try:
         return build("bridge"), build("driver")
     except (DriverError, OSError, subprocess.TimeoutExpired) as exc:
-        if _in_ci():
-            pytest.fail(f"argo bridge/driver unavailable in CI: {exc}", pytrace=False)
-        pytest.skip(f"argo bridge/driver unavailable: {exc}")
+        unavailable(str(exc), "argo bridge/driver")
 
 
 @dataclass
@@ -70,24 +65,10 @@ class Harness:
     driver: Driver
     controller_ns: str
     user: str
-    latencies: dict[str, list[int]] = field(default_factory=dict)
 
-    def call(
-        self, plugin: str, method: str, rollout: dict[str, Any] | None = None, **args: Any
-    ) -> dict[str, Any]:
-        answer = self.driver.call(plugin, method, rollout, **args)
-        self.latencies.setdefault(method, []).append(int(answer.get("millis", 0)))
-        return answer
-
-    def ok(
-        self, plugin: str, method: str, rollout: dict[str, Any] | None = None, **args: Any
-    ) -> dict[str, Any]:
-        answer = self.call(plugin, method, rollout, **args)
-        if answer.get("error"):
-            raise AssertionError(
-                f"{method} failed: {answer['error']}\n--- driver log ---\n{self.driver.tail()}"
-            )
-        return answer
+    def __post_init__(self) -> None:
+        self.call = self.driver.call
+        self.ok = self.driver.ok
 
     def writes(self, since: int) -> list[str]:
         return self.cp.summarize(
@@ -155,17 +136,13 @@ def argo(
         }
         for t in TARGETS
     ]
-    status, body = cp.request(
-        "POST",
-        f"/api/v1/namespaces/{controller_ns}/configmaps",
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "argo-rollouts-config"},
-            "data": {"trafficRouterPlugins": yaml.safe_dump(entries)},
-        },
-    )
-    assert status == 201, body
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "argo-rollouts-config", "namespace": controller_ns},
+        "data": {"trafficRouterPlugins": yaml.safe_dump(entries)},
+    }
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump(config_map))
     driver = Driver(
         driver_bin,
         kubeconfig=cp.kubeconfig,
@@ -178,7 +155,7 @@ def argo(
         yield harness
     finally:
         driver.close()
-        for method, values in sorted(harness.latencies.items()):
+        for method, values in sorted(driver.latencies.items()):
             print(
                 f"\nargo plugin call latency {method}: median {statistics.median(values)} ms, "
                 f"max {max(values)} ms over {len(values)} calls"
