@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from e2e.cluster import _run_script
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SH = ROOT / "argo" / "build.sh"
 
@@ -27,22 +29,10 @@ class DriverError(RuntimeError):
     pass
 
 
-def build(target: str = "bridge", timeout: float = 3600) -> Path:
-    """Path of the bridge (or the driver), built by argo/build.sh on a cache miss."""
-    proc = subprocess.run(
-        ["bash", str(BUILD_SH), target],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise DriverError(f"argo/build.sh {target} failed ({proc.returncode}):\n{tail}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    if not lines:
-        raise DriverError(f"argo/build.sh {target} printed nothing")
-    return Path(lines[-1].strip())
+def build(target: str = "bridge") -> Path:
+    """Path of the bridge (or the driver), built by argo/build.sh on a cache miss; raises
+    :class:`BinariesUnavailable` when it cannot be built."""
+    return Path(_run_script(BUILD_SH, [target], what=f"argo/build.sh {target}"))
 
 
 def children(pid: int) -> list[int]:

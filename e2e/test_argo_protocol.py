@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e._argo import Driver, DriverError, build, wait_gone
-from e2e.cluster import ControlPlane
+from e2e._argo import Driver, build, wait_gone
+from e2e.cluster import BinariesUnavailable, ControlPlane
 from e2e.conftest import unavailable
 from routers.argo import RECORD_PREFIX
 from routers.io import load_documents, load_one
@@ -55,7 +55,7 @@ MIRROR_MATCH = {"traefik": [{"path": {"prefix": "/"}}]}
 def binaries() -> tuple[Path, Path]:
     try:
         return build("bridge"), build("driver")
-    except (DriverError, OSError, subprocess.TimeoutExpired) as exc:
+    except BinariesUnavailable as exc:
         unavailable(str(exc), "argo bridge/driver")
 
 
