@@ -22,7 +22,6 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
@@ -33,7 +32,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def unavailable(reason: str, what: str = "e2e control plane") -> NoReturn:
+def unavailable(reason: str, what: str = "e2e control plane") -> None:
     """A prerequisite could not be built or fetched: a failure in CI, a skip elsewhere."""
     if _in_ci():
         pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
