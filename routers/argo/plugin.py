@@ -22,21 +22,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from routers.argo.rollout import RolloutView
-from routers.argo.session import (
-    RouterFactory,
-    Session,
-    Sessions,
-    argo_destinations,
-    header_transition,
-    make_router_factory,
-    mirror_transition,
-    remove_transition,
-)
+from routers.argo.rollout import RolloutView, destinations
+from routers.argo.session import RouterFactory, Session, Sessions, make_router_factory
 from routers.cluster import ApiStatus, Kube, Outcome
 from routers.errors import ApplyError, ConfigError, Problem, RoutersError
-from routers.model import TrafficState
+from routers.model import AdditionalDestination, RemoveManagedRoutes, TrafficState
 from routers.model.config import plugin_name
+from routers.model.steps import argo_set_header_route, argo_set_mirror_route
 from routers.registry import Registry, default_registry
 
 __all__ = ["METHODS", "ArgoPlugin", "CallError"]
@@ -119,7 +111,7 @@ class ArgoPlugin:
     ) -> Any:
         if method == "VerifyWeight":
             weight = _int(args.get("desiredWeight"), "desiredWeight")
-            verdict, why = session.verify(view, rollout, weight, argo_destinations(args))
+            verdict, why = session.verify(view, rollout, weight, _destinations(args))
             if why:
                 log.info("%s: weight %d %s: %s", view, weight, verdict, "; ".join(why))
             return verdict
@@ -128,20 +120,20 @@ class ArgoPlugin:
         what = method
         if method == "SetWeight":
             told["weight"] = _int(args.get("desiredWeight"), "desiredWeight")
-            told["additional"] = argo_destinations(args)
+            told["additional"] = _destinations(args)
             what = f"SetWeight {told['weight']}"
         elif method == "UpdateHash":
             told["hashes"] = (_hash(args.get("canaryHash")), _hash(args.get("stableHash")))
             # The same destinations (with their hashes) come with the SetWeight that follows.
-            told["additional"] = argo_destinations(args)
+            told["additional"] = _destinations(args)
         elif method == "SetHeaderRoute":
-            transition = header_transition(args)
+            transition = argo_set_header_route(args.get("setHeaderRoute"), "setHeaderRoute").apply
             what = f"SetHeaderRoute {(args.get('setHeaderRoute') or {}).get('name')!r}"
         elif method == "SetMirrorRoute":
-            transition = mirror_transition(args)
+            transition = argo_set_mirror_route(args.get("setMirrorRoute"), "setMirrorRoute").apply
             what = f"SetMirrorRoute {(args.get('setMirrorRoute') or {}).get('name')!r}"
         elif method == "RemoveManagedRoutes":
-            transition = remove_transition()
+            transition = RemoveManagedRoutes().apply
         outcome = session.change(view, rollout, transition, **told)
         _log_outcome(view, what, outcome)
         return None
@@ -166,6 +158,10 @@ class ArgoPlugin:
             raise CallError(f"{self.plugin}: cannot reach the API server: {exc}") from None
         except (ApplyError, RoutersError) as exc:
             raise CallError(f"{self.plugin}: {exc}") from None
+
+
+def _destinations(args: Mapping[str, Any]) -> tuple[AdditionalDestination, ...]:
+    return destinations(args.get("additionalDestinations"), "additionalDestinations")
 
 
 def _log_outcome(view: RolloutView, what: str, outcome: Outcome) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from routers.argo.rollout import RolloutView, destinations, status_weights
+from routers.argo.rollout import RolloutView, status_weights
 from routers.cluster import Kube, Outcome, Router
 from routers.cluster.holder import find_holder, write_annotation
 from routers.engine import bind
@@ -33,11 +33,9 @@ from routers.model import (
     AdditionalDestination,
     HeaderRoute,
     MirrorRoute,
-    RemoveManagedRoutes,
     RoutingConfig,
     TrafficState,
 )
-from routers.model.steps import argo_set_header_route, argo_set_mirror_route
 from routers.planning.objects import JSON, LiveObjects, ObjectRef, get_annotations
 from routers.planning.ownership import DOMAIN
 from routers.registry import Registry
@@ -158,16 +156,11 @@ class Session:
             "header_routes": routes.header,
             "mirror_routes": routes.mirror,
         }
-        canary_hash, stable_hash = (
-            hashes
-            if hashes is not None
-            else self.hashes
-            if self.hashes is not None
-            else (status.canary_hash, status.stable_hash)
-            if status is not None
-            else (None, None)
-        )
-        fields["canary_hash"], fields["stable_hash"] = canary_hash, stable_hash
+        if hashes is None:
+            hashes = self.hashes
+        if hashes is None and status is not None:
+            hashes = (status.canary_hash, status.stable_hash)
+        fields["canary_hash"], fields["stable_hash"] = hashes or (None, None)
         told_weight = weight if weight is not None else self.weight
         told_additional = additional if additional is not None else self.additional
         fields["weight"] = told_weight if told_weight is not None else 0
@@ -287,21 +280,3 @@ def make_router_factory(kube: Kube, registry: Registry | None) -> RouterFactory:
         return Router(config, kube=kube, registry=registry)
 
     return make
-
-
-def argo_destinations(args: Mapping[str, Any]) -> tuple[AdditionalDestination, ...]:
-    return destinations(args.get("additionalDestinations"), "additionalDestinations")
-
-
-def header_transition(args: Mapping[str, Any]) -> Callable[[TrafficState], TrafficState]:
-    verb = argo_set_header_route(args.get("setHeaderRoute"), "setHeaderRoute")
-    return verb.apply
-
-
-def mirror_transition(args: Mapping[str, Any]) -> Callable[[TrafficState], TrafficState]:
-    verb = argo_set_mirror_route(args.get("setMirrorRoute"), "setMirrorRoute")
-    return verb.apply
-
-
-def remove_transition() -> Callable[[TrafficState], TrafficState]:
-    return RemoveManagedRoutes().apply
