@@ -22,6 +22,7 @@ from routers.argo.rollout import RolloutView, destinations, status_weights
 from routers.cluster import ApiStatus, ResourceInfo
 from routers.errors import ConfigError
 from routers.planning.objects import ObjectRef
+from routers.planning.patch import apply_ops
 
 PLUGIN = "canary-routers/istio"
 NS = "shop"
@@ -72,7 +73,7 @@ class FakeKube:
         if current is None:
             raise ApiStatus(404, "NotFound", f"{ref} not found")
         try:
-            patched = jsonpatch.apply_patch(current, list(ops))
+            patched = apply_ops(current, list(ops))  # the API server's semantics
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             raise ApiStatus(422, "Invalid", str(exc)) from None
         self.writes.append(("patch", ref, list(ops)))
