@@ -718,6 +718,7 @@ class ControlPlane:
                 if status != 200:
                     problems[name] = f"GET {status}"
                     continue
+                # a freshly created CRD may show `conditions: null` for a moment
                 conds = {c["type"]: c for c in (crd.get("status") or {}).get("conditions") or []}
                 est, nac = conds.get("Established", {}), conds.get("NamesAccepted", {})
                 if est.get("status") != "True":

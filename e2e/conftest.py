@@ -33,10 +33,11 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str, what: str = "e2e control plane") -> None:
+    """A prerequisite could not be built or fetched: a failure in CI, a skip elsewhere."""
     if _in_ci():
-        pytest.fail(f"e2e control plane unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"e2e control plane unavailable: {reason}")
+        pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {reason}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,7 +74,7 @@ def control_plane_bin_dir() -> Path:
     try:
         return ensure_binaries()
     except BinariesUnavailable as e:
-        _unavailable(str(e))
+        unavailable(str(e))
         raise  # unreachable
 
 
@@ -99,7 +100,7 @@ class _Planes:
         try:
             ensure_crds(key)
         except BinariesUnavailable as e:
-            _unavailable(str(e))
+            unavailable(str(e))
         while len(self.planes) >= self.max_planes:
             _, old = self.planes.popitem(last=False)
             old.stop()
