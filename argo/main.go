@@ -72,7 +72,7 @@ func main() {
 	plugin := fs.String("plugin", defaultPlugin(),
 		"trafficRouterPlugins entry served, e.g. canary-routers/istio (env CANARY_ROUTERS_PLUGIN; default: the name Argo installed this binary under)")
 	command := fs.String("command", os.Getenv("CANARY_ROUTERS_COMMAND"),
-		"command starting the Python side, split on spaces (env CANARY_ROUTERS_COMMAND; default `routers`); arguments after -- take precedence")
+		"command starting the Python side, split on spaces (env CANARY_ROUTERS_COMMAND; default: routers on PATH); arguments after -- take precedence")
 	kubeconfig := fs.String("kubeconfig", os.Getenv("CANARY_ROUTERS_KUBECONFIG"),
 		"kubeconfig for the Python side (env CANARY_ROUTERS_KUBECONFIG; default: KUBECONFIG, ~/.kube/config or in-cluster)")
 	timeout := fs.Duration("timeout", envDuration("CANARY_ROUTERS_TIMEOUT", 60*time.Second),
@@ -80,7 +80,7 @@ func main() {
 	startTimeout := fs.Duration("start-timeout", envDuration("CANARY_ROUTERS_START_TIMEOUT", 60*time.Second),
 		"bound of the Python side's start (env CANARY_ROUTERS_START_TIMEOUT)")
 	var extra multiFlag
-	fs.Var(&extra, "routers-arg", "extra argument for `routers argo-plugin` (repeatable), e.g. --routers-arg=--log-level=debug")
+	fs.Var(&extra, "routers-arg", "extra argument for routers argo-plugin (repeatable), e.g. --routers-arg=--log-level=debug")
 	version := fs.Bool("version", false, "print the versions and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)

@@ -133,6 +133,17 @@ func (b *Bridge) discard(c *child, why string) {
 	}
 }
 
+// retire forgets a process that died under a call; it may not be reaped yet, so it is waited
+// for (bounded), and the next call starts a fresh one.
+func (b *Bridge) retire(c *child) {
+	b.mu.Lock()
+	if b.cur == c {
+		b.cur = nil
+	}
+	b.mu.Unlock()
+	c.kill() // a no-op for a process that is gone; bounded wait for its read loop
+}
+
 // Close stops the Python side (it also exits by itself when this process goes).
 func (b *Bridge) Close() {
 	b.mu.Lock()
@@ -177,6 +188,7 @@ func (b *Bridge) call(method string, rollout *v1alpha1.Rollout, args any) (json.
 				"retried on the next reconcile", method, b.opts.CallTimeout, err)
 		case errors.Is(err, errExited) && attempt == 1 && time.Now().Before(deadline):
 			b.logf("WARN", "%s: %v; sending it to a new Python side", method, err)
+			b.retire(c)
 			continue
 		}
 		return nil, fmt.Errorf("canary-routers: %s: %v; the Python side is restarted on the next call", method, err)
