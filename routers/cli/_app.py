@@ -11,9 +11,17 @@ from routers.cli import _render
 from routers.errors import ConfigError, Problem
 from routers.io import dump_yaml, load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
+from routers.model._validators import is_dns_label
 from routers.registry import default_registry
 
 OUTPUT_PLAN = click.Choice(["yaml", "json", "patch"])
+
+
+def _namespace(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-n`` replaces the config's namespace without re-validating it, so it is checked here."""
+    if value is not None and not is_dns_label(value):
+        raise click.BadParameter(f"{value!r} is not a valid namespace (DNS-1123 label)")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -59,7 +67,13 @@ def load_desired(state_path: str | None, cleanup: bool, keep_weights: bool) -> D
     metavar="FILE",
     help="Manifest file(s) holding the live objects (repeatable, '-' for stdin).",
 )
-@click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    callback=_namespace,
+    help="Namespace for objects that name none.",
+)
 @click.option(
     "-o",
     "--output",
@@ -204,7 +218,13 @@ def _kube_flags(f: Any, *, config_required: bool) -> Any:
         "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
     )(f)
     f = click.option("--context", default=None, help="kubeconfig context.")(f)
-    f = click.option("-n", "--namespace", default=None, help="Namespace (overrides the config).")(f)
+    f = click.option(
+        "-n",
+        "--namespace",
+        default=None,
+        callback=_namespace,
+        help="Namespace (overrides the config).",
+    )(f)
     return click.option(
         "--config",
         "config_path",
@@ -431,7 +451,7 @@ def cleanup(
 
 @cli.command()
 @click.option("--config", "config_path", required=True, metavar="FILE")
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, callback=_namespace)
 @click.option("--name", default="canary-routers", show_default=True, help="Role name.")
 @click.option(
     "--service-account",
@@ -581,7 +601,7 @@ def abort(
     metavar="FILE",
     help="Live objects from manifest files (otherwise: capabilities only).",
 )
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, callback=_namespace)
 @click.option(
     "--request",
     "requests",

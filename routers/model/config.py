@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, require_mapping
-from routers.model._validators import ObjectName, OwnerName, RouteName
+from routers.model._validators import Namespace, ObjectName, OwnerName, RouteName, ServiceName
 from routers.model.state import MAX_TOTAL, TrafficState
 
 __all__ = ["ManagedRouteRef", "RolloutRef", "RoutingConfig", "Section"]
@@ -45,7 +45,7 @@ class RolloutRef(Model):
     """The Argo Rollout a config belongs to: the source of Argo's defaults and of our owner key."""
 
     name: ObjectName
-    namespace: ObjectName | None = None
+    namespace: Namespace | None = None
     uid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     """Recorded for humans; ownership is keyed by namespace/name, which survives re-creation."""
 
@@ -59,9 +59,9 @@ class Section(Model):
 
 
 class RoutingConfig(Model):
-    stable_service: ObjectName
-    canary_service: ObjectName
-    namespace: ObjectName | None = None
+    stable_service: ServiceName
+    canary_service: ServiceName
+    namespace: Namespace | None = None
     managed_routes: Annotated[tuple[ManagedRouteRef, ...], Field(strict=False)] = ()
     max_traffic_weight: Annotated[int, Field(ge=1, le=MAX_TOTAL)] | None = None
     owner: OwnerName | None = None

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, config_error
-from routers.model._validators import ObjectName, RouteName
+from routers.model._validators import LabelValue, RouteName, ServiceName
 from routers.model.matches import RequestMatch
 
 __all__ = [
@@ -39,17 +39,12 @@ MAX_TOTAL = 1_000_000
 Matches = Annotated[tuple[RequestMatch, ...], Field(strict=False, max_length=64)]
 
 
-PodTemplateHash = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-]
-
-
 class AdditionalDestination(Model):
     """An extra weighted destination, e.g. an experiment Service; stable receives the rest."""
 
-    service: ObjectName
+    service: ServiceName
     weight: Annotated[int, Field(ge=0, le=MAX_TOTAL)]
-    pod_template_hash: PodTemplateHash | None = None
+    pod_template_hash: LabelValue | None = None
 
 
 class _Route(Model):
@@ -90,9 +85,9 @@ class TrafficState(Model):
     ] = ()
     header_routes: Annotated[tuple[HeaderRoute, ...], Field(strict=False)] = ()
     mirror_routes: Annotated[tuple[MirrorRoute, ...], Field(strict=False)] = ()
-    stable_hash: PodTemplateHash | None = None
+    stable_hash: LabelValue | None = None
     """Pod-template hash of the stable ReplicaSet, for label-selected subsets (Istio DestinationRule)."""
-    canary_hash: PodTemplateHash | None = None
+    canary_hash: LabelValue | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TrafficState:

@@ -17,13 +17,11 @@ from pydantic import Field
 from routers.errors import ConfigError, Problem
 from routers.model import RoutingConfig
 from routers.model._base import Model
-from routers.model._validators import ObjectName
+from routers.model._validators import Namespace, ObjectName, ReleaseVersion
 from routers.planning.objects import ObjectRef
 from routers_gatewayapi.kinds import GROUP, KINDS, RouteKind
 
 __all__ = ["Config", "GatewayApiSection", "RouteEntry", "Target", "parse"]
-
-BundleVersion = Annotated[str, Field(pattern=r"^v\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$")]
 
 # Argo plugin keys we recognise but refuse, each with the reason (a plain "unknown field" would
 # leave an Argo user guessing).
@@ -55,11 +53,11 @@ class GatewayApiSection(Model):
     tcp_routes: Entries = ()
     tls_route: ObjectName | None = None
     tls_routes: Entries = ()
-    namespace: ObjectName | None = None
+    namespace: Namespace | None = None
     """Namespace of the routes (default: the routing config's namespace)."""
     disable_in_progress_label: bool = True
     """Accepted for Argo compatibility; we never add the label, so only ``true`` is valid."""
-    crd_bundle_version: BundleVersion | None = None
+    crd_bundle_version: ReleaseVersion | None = None
     """Offline override of the CRD bundle version (``v1.2.1``); cluster facts win when present."""
     crd_channel: Literal["standard", "experimental"] | None = None
     tolerate_missing_observed_generation: bool = False

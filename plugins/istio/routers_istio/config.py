@@ -12,7 +12,6 @@ VirtualService, ``delegate`` / ``delegateRoutes`` for routes that hand off to a 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -22,6 +21,7 @@ from pydantic import AfterValidator, Field, PlainValidator, model_validator
 from routers.errors import ConfigError, Problem
 from routers.model import MAX_TOTAL, RoutingConfig
 from routers.model._base import Model
+from routers.model._validators import LabelKey, is_dns_label
 from routers.planning.objects import ObjectRef
 
 __all__ = [
@@ -38,13 +38,9 @@ __all__ = [
 GROUP = "networking.istio.io"
 VERSION = "v1"
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _LABEL.match(value):
+    if not is_dns_label(value):
         raise ValueError(f"{value!r} is not a DNS-1123 label (Istio subset names must be)")
     return value
 
@@ -53,24 +49,11 @@ def _ref_name(value: str) -> str:
     """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`."""
     name, namespace = split_name(value)
     for part in (name, namespace):
-        if part is not None and (len(part) > 63 or not _LABEL.match(part)):
+        if part is not None and not is_dns_label(part):
             raise ValueError(
                 f"{value!r} is not 'name' or 'name.namespace' (each a DNS-1123 label); "
                 "object names containing dots cannot be referenced in Argo's format"
             )
-    return value
-
-
-def _label_key(value: str) -> str:
-    prefix, _, name = value.rpartition("/")
-    if (
-        not name
-        or len(name) > 63
-        or not _LABEL_NAME.match(name)
-        or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix)))
-        or (not prefix and value.startswith("/"))
-    ):
-        raise ValueError(f"{value!r} is not a valid Kubernetes label key")
     return value
 
 
@@ -183,7 +166,7 @@ class IstioSection(Model):
     total), emits relative weights, which Istio accepts from 1.15 on."""
     mirror_field: Literal["mirror", "mirrors"] = "mirror"
     """``mirrors`` (Istio >= 1.20) instead of ``mirror`` + ``mirrorPercentage``; never both."""
-    pod_template_hash_key: Annotated[str, AfterValidator(_label_key)] = "rollouts-pod-template-hash"
+    pod_template_hash_key: LabelKey = "rollouts-pod-template-hash"
 
     @property
     def fixed_total(self) -> int | None:

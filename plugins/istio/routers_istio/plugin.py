@@ -9,7 +9,6 @@ destinations we do not own pass through untouched (Argo #2767, #2266, #3125).
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -575,26 +574,13 @@ def _new_destination(
     weight: int,
 ) -> dict[str, Any]:
     if ctx.additional.get(service) == "subset":
-        if not _is_label(service):
-            raise UnsupportedError(
-                PLUGIN,
-                f"additional destination {service!r}",
-                "its DestinationRule subset would be named after the Service, which must then be "
-                "a DNS-1123 label",
-            )
+        # The subset is named after the Service: a DNS-1035 label (ServiceName), so a valid one.
         host = route["route"][stable.index]["destination"]["host"]
         return {"destination": {"host": host, "subset": service}, "weight": weight}
     return {
         "destination": {"host": host_for(service, cfg.namespace, t.namespace)},
         "weight": weight,
     }
-
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _is_label(value: str) -> bool:
-    return len(value) <= 63 and _DNS_LABEL.match(value) is not None
 
 
 # -- managed routes ---------------------------------------------------------------------------
@@ -905,13 +891,6 @@ def _plan_dr(
                     else:
                         labelled.append(d.service)
                     continue
-                if not _is_label(d.service):
-                    raise UnsupportedError(
-                        PLUGIN,
-                        f"additional destination {d.service!r}",
-                        "its DestinationRule subset would be named after the Service, which must "
-                        "then be a DNS-1123 label",
-                    )
                 created_after.add(d.service)
                 body = {"name": d.service, "labels": {key: d.pod_template_hash}}
                 if b.exists(pointer("spec", "subsets")):
