@@ -12,14 +12,20 @@ from typing import Any
 __all__ = [
     "LiveObjects",
     "ObjectRef",
+    "Shape",
     "get_annotations",
     "get_labels",
     "resource_version",
+    "shape_problem",
     "short_host",
     "uid",
 ]
 
 JSON = dict[str, Any]
+Shape = Mapping[str, "Shape"] | list["Shape"] | type | tuple[type, ...]
+"""What a plugin relies on in a live object: ``{key: shape}`` a mapping whose listed keys, when
+present and not null, have their shapes (others are free; ``"*"`` stands for every key not
+listed); ``[shape]`` a list of such items; a type (or tuple of types) for anything else."""
 
 
 @dataclass(frozen=True, order=True)
@@ -139,3 +145,36 @@ def short_host(host: str, namespace: str | None) -> str:
     ):
         return parts[0]
     return host
+
+
+def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
+    """Where ``value`` lacks ``shape``, as ``"spec.rules[2] is not a mapping"``; None if it fits.
+
+    Offline, live objects come from files that no API server validated; a plugin states the
+    structure it reads once, checks it before planning and reports a malformed object as a
+    typed error instead of crashing on it.
+    """
+    if isinstance(shape, Mapping):
+        if not isinstance(value, Mapping):
+            return f"{path or 'the object'} is not a mapping"
+        rest = shape.get("*")
+        for key, item in value.items():
+            inner = shape.get(key, rest) if key != "*" else rest
+            if inner is not None and item is not None:
+                problem = shape_problem(item, inner, f"{path}.{key}" if path else str(key))
+                if problem is not None:
+                    return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{path} is not a list"
+        for i, item in enumerate(value):
+            problem = shape_problem(item, shape[0], f"{path}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    types = shape if isinstance(shape, tuple) else (shape,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join(t.__name__ for t in types)
+        return f"{path} is not a {names}"
+    return None

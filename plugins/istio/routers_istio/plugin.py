@@ -42,7 +42,7 @@ from routers.planning.plan import Note, Patch, Plan
 from routers.planning.routes import ordered_routes
 from routers.simulate import Request, Routed
 from routers_istio import evaluate
-from routers_istio.config import IstioConfig
+from routers_istio.config import GROUP, IstioConfig
 from routers_istio.hosts import canonical, host_for
 from routers_istio.matches import Disjoint, Undecidable, cross_product
 from routers_istio.routes import (
@@ -63,6 +63,7 @@ from routers_istio.routes import (
     resolve,
     route_label,
 )
+from routers_istio.shapes import check_shapes
 
 __all__ = ["IstioPlugin"]
 
@@ -131,6 +132,7 @@ class IstioPlugin:
 
     def plan(self, config: Any, live: LiveObjects, desired: Desired, facts: ClusterFacts) -> Plan:
         cfg = _config(config)
+        check_shapes(self.name, GROUP, live)
         state = desired if isinstance(desired, TrafficState) else None
         base = _base_context(cfg, live, state)
         targets = resolve(cfg, live, base)

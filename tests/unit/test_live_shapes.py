@@ -1,0 +1,103 @@
+"""Malformed live objects from manifest files are typed errors, never crashes (found by the fuzz
+campaign in tests/fuzz: ``metadata: true``, a ``null`` rule, ``match: true``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routers.errors import ConfigError, PlanError
+from routers.io import load_documents
+from routers.planning.objects import shape_problem
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("value", "shape", "problem"),
+    [
+        ({"spec": {"rules": [{"name": None}]}}, {"spec": {"rules": [{"name": str}]}}, None),
+        (
+            {"spec": {"rules": [{}, None]}},
+            {"spec": {"rules": [{}]}},
+            "spec.rules[1] is not a mapping",
+        ),
+        (
+            {"spec": {"rules": [{}, True]}},
+            {"spec": {"rules": [{}]}},
+            "spec.rules[1] is not a mapping",
+        ),
+        ({"spec": {"rules": {}}}, {"spec": {"rules": [{}]}}, "spec.rules is not a list"),
+        ({"spec": []}, {"spec": {}}, "spec is not a mapping"),
+        ({"a": {"x": 1, "y": "2"}}, {"a": {"*": int}}, "a.y is not a int"),
+        ({"a": {"x": 1, "y": "2"}}, {"a": {"y": str, "*": int}}, None),
+        ({"w": True}, {"w": int}, "w is not a int"),
+        ({"w": 1.5}, {"w": (int, float)}, None),
+        ({"unknown": [1]}, {"spec": {}}, None),
+        ([], {}, "the object is not a mapping"),
+    ],
+)
+def test_shape_problem(value: Any, shape: Any, problem: str | None) -> None:
+    assert shape_problem(value, shape) == problem
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("kind: Ingress\nmetadata: true\n", "metadata must be a mapping"),
+        ("kind: Ingress\nmetadata: {name: 3}\n", "metadata.name must be a string"),
+        ("kind: Ingress\nmetadata: {name: a, labels: true}\n", "metadata.labels must map"),
+        ("kind: Ingress\nmetadata: {name: a, annotations: {a: 1}}\n", "metadata.annotations must"),
+        ("kind: [Ingress]\nmetadata: {name: a}\n", "kind and apiVersion must be strings"),
+        ("- a\n", "needs kind and metadata"),
+    ],
+)
+def test_manifests_that_no_api_server_returns_are_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "live.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_documents([str(path)])
+    assert problem in str(info.value)
+    assert info.value.problems[0].path == "document[0]"
+
+
+def _plan(example: str, edit: Any) -> None:
+    from routers.engine import plan_offline
+    from routers.io import load_one
+    from routers.model import RoutingConfig, TrafficState
+
+    base = ROOT / "examples" / example
+    live = load_documents([str(base / "live.yaml")])
+    edit(live)
+    plan_offline(
+        RoutingConfig.from_document(load_one(str(base / "routing.yaml"))),
+        TrafficState.parse(load_one(str(base / "state.yaml"))),
+        live,
+    )
+
+
+def test_malformed_virtual_service_is_a_plan_error() -> None:
+    def edit(live: list[Any]) -> None:
+        vs = next(o for o in live if o["kind"] == "VirtualService")
+        vs["spec"]["http"][0]["match"] = True
+
+    with pytest.raises(
+        PlanError, match=r"malformed VirtualService: spec\.http\[0\]\.match is not a list"
+    ):
+        _plan("istio", edit)
+
+
+def test_malformed_http_route_is_a_plan_error() -> None:
+    def edit(live: list[Any]) -> None:
+        route = next(o for o in live if o["kind"] == "HTTPRoute")
+        route["spec"]["rules"].append(None)
+        route["spec"]["rules"][0]["matches"][0]["headers"] = [True]
+
+    with pytest.raises(
+        PlanError, match=r"spec\.rules\[0\]\.matches\[0\]\.headers\[0\] is not a mapping"
+    ):
+        _plan("gatewayapi", edit)
