@@ -17,6 +17,7 @@ names them; so are values outside the safe sets (:func:`check_static`).
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from routers.errors import Problem, UnsupportedError
@@ -149,12 +150,26 @@ def _name(key: str, prefix: str) -> str | None:
     return key[len(prefix) + 1 :] if key.startswith(prefix + "/") else None
 
 
-def value_problem(key: str, value: str, prefix: str) -> str | None:
+def value_problem(
+    key: str, value: str, prefix: str, *, blocklist: Sequence[str] = (), unsafe: bool = False
+) -> str | None:
     """Why ``value`` must not be written to annotation ``key``, or None.
 
     The one check every annotation value we write passes: state, config and live-derived alike.
+    ``blocklist`` mirrors the controller's ``annotation-value-word-blocklist`` (its admission
+    webhook refuses the whole Ingress when a value under the prefix contains a listed word);
+    ``unsafe`` (allowUnsafeAnnotations) leaves only that check.
     """
     name = _name(key, prefix)
+    if name is not None:
+        for word in blocklist:
+            if word in value:
+                return (
+                    f"value {value!r} contains {word!r}, listed in annotationValueWordBlocklist "
+                    "(the controller's annotation-value-word-blocklist refuses the whole Ingress)"
+                )
+    if unsafe:
+        return None
     charset, description = (
         _CHARSETS.get(name, (SAFE, _SAFE_DESCRIPTION)) if name else (SAFE, _SAFE_DESCRIPTION)
     )
@@ -192,12 +207,19 @@ _UNSAFE_HINT = (
 
 
 def check_static(
-    key: str, value: str, prefix: str, where: str, *, allow_unsafe: bool = False
+    key: str,
+    value: str,
+    prefix: str,
+    where: str,
+    *,
+    allow_unsafe: bool = False,
+    blocklist: Sequence[str] = (),
 ) -> Problem | None:
     """Problems of one config-supplied annotation on the canary Ingress.
 
     ``allow_unsafe`` (the key is in ``allowUnsafeAnnotations``) lifts the risk and safe-set
-    checks, never the rules of our own keys nor the validators of the canary routing keys.
+    checks, never the rules of our own keys, the validators of the canary routing keys or the
+    word blocklist.
     """
     if key.startswith(DOMAIN + "/"):
         return Problem(where, f"{key} is canary-routers' own bookkeeping and cannot be set")
@@ -207,12 +229,13 @@ def check_static(
     if name in _OWNED:
         return Problem(where, f"{key} cannot be set here: {_OWNED[name]}")
     if name in ROUTING_KEYS:
-        problem = value_problem(key, value, prefix)
+        problem = value_problem(key, value, prefix, blocklist=blocklist)
         if problem is not None:
             return Problem(where, f"{problem}: ingress-nginx's annotation validation would drop it")
         return None
     if allow_unsafe:
-        return None
+        problem = value_problem(key, value, prefix, blocklist=blocklist, unsafe=True)
+        return Problem(where, problem) if problem is not None else None
     level = risk(key, prefix)
     if level is not None:
         return Problem(
@@ -221,7 +244,7 @@ def check_static(
             "URLs or nginx variables into nginx.conf: the injection path of CVE-2025-1974, "
             f"IngressNightmare, and CVE-2021-25742); refused: {_UNSAFE_HINT}",
         )
-    problem = value_problem(key, value, prefix)
+    problem = value_problem(key, value, prefix, blocklist=blocklist)
     if problem is not None:
         return Problem(
             where,

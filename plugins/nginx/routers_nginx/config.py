@@ -18,7 +18,13 @@ from pydantic import AfterValidator, Field, model_validator
 from routers.errors import ConfigError, Problem
 from routers.model import RoutingConfig
 from routers.model._base import Model
-from routers.model._validators import DnsSubdomain, ObjectName, is_host_port, is_qualified_key
+from routers.model._validators import (
+    DnsSubdomain,
+    ObjectName,
+    has_control_character,
+    is_host_port,
+    is_qualified_key,
+)
 from routers.planning.objects import ObjectRef
 from routers_nginx import annotations as ann
 
@@ -61,6 +67,16 @@ CookieName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(
 MirrorHost = Annotated[str, Field(min_length=1, max_length=260), AfterValidator(_mirror_host)]
 
 
+def _word(value: str) -> str:
+    # The controller trims each word; an empty one would be found in every value.
+    if not value.strip() or value != value.strip() or has_control_character(value):
+        raise ValueError(f"{value!r} is not a blocklist word (non-empty, no surrounding spaces)")
+    return value
+
+
+BlockedWord = Annotated[str, AfterValidator(_word)]
+
+
 class NginxSection(Model):
     annotation_prefix: DnsSubdomain = "nginx.ingress.kubernetes.io"
     stable_ingress: ObjectName | None = None
@@ -80,6 +96,10 @@ class NginxSection(Model):
     mirror_host: MirrorHost | None = None
     """``mirror-host`` value; default: the canary Service's cluster DNS name."""
     cluster_domain: DnsSubdomain = "cluster.local"
+    annotation_value_word_blocklist: Annotated[tuple[BlockedWord, ...], Field(strict=False)] = ()
+    """The controller's ``annotation-value-word-blocklist`` (ConfigMap), as a list: a value we
+    would write under the prefix that contains one of these words is refused before the
+    controller's admission webhook refuses the whole Ingress."""
     allow_unsafe_annotations: Annotated[tuple[str, ...], Field(strict=False)] = ()
     """Annotation keys passed through verbatim although ingress-nginx rates them High/Critical
     risk (``configuration-snippet``, ``auth-url``, ...) or their values leave the safe set.
@@ -186,6 +206,7 @@ def _static_annotations(
     the problems of both fields."""
     allowed, problems = _allowed_unsafe(section)
     merged: dict[str, str] = {}
+    configured: set[str] = set()
     sources: list[tuple[str, Mapping[str, str], bool]] = [
         ("additionalIngressAnnotations", section.additional_ingress_annotations, True),
         ("canaryIngressAnnotations", section.canary_ingress_annotations, False),
@@ -194,10 +215,16 @@ def _static_annotations(
         for raw_key, value in values.items():
             where = f"{field}.{raw_key}"
             key = _prefixed(section, raw_key) if add_prefix else raw_key
+            configured.add(key)
             problem = _annotation_key(key, where)
             if problem is None:
                 problem = ann.check_static(
-                    key, value, section.annotation_prefix, where, allow_unsafe=key in allowed
+                    key,
+                    value,
+                    section.annotation_prefix,
+                    where,
+                    allow_unsafe=key in allowed,
+                    blocklist=section.annotation_value_word_blocklist,
                 )
             if problem is not None:
                 problems.append(problem)
@@ -224,7 +251,7 @@ def _static_annotations(
                 f"{ann.CANARY_BY_HEADER} has no effect in ingress-nginx",
             )
         )
-    unused = sorted(allowed - set(merged))
+    unused = sorted(allowed - configured)
     problems.extend(
         Problem(
             "allowUnsafeAnnotations",

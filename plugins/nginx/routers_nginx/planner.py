@@ -221,9 +221,13 @@ def _checked(config: Config, ref: ObjectRef, wanted: Mapping[str, str]) -> Mappi
     """The last gate before an annotation is written: the same value check for every value,
     whether it came from the state, the config or a live object (the copied class)."""
     for key, value in sorted(wanted.items()):
-        if key in config.unsafe:
-            continue
-        problem = ann.value_problem(key, value, config.prefix)
+        problem = ann.value_problem(
+            key,
+            value,
+            config.prefix,
+            blocklist=config.section.annotation_value_word_blocklist,
+            unsafe=key in config.unsafe,
+        )
         if problem is not None:
             raise PlanError(
                 f"refusing to write annotation {key}: {problem}", plugin=PLUGIN, obj=str(ref)

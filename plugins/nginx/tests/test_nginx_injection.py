@@ -253,3 +253,36 @@ def test_value_problem(key: str, value: str, fragment: str) -> None:
     problem = ann.value_problem(key, value, P)
     assert problem is not None
     assert fragment in problem
+
+
+# -- annotationValueWordBlocklist ----------------------------------------------------------------
+
+# The list ingress-nginx's configmap docs suggest for annotation-value-word-blocklist.
+SUGGESTED = ["load_module", "lua_package", "_by_lua", "location", "root", "proxy_pass"]
+
+
+def test_blocklisted_word_in_a_state_value_is_refused_before_the_webhook_would() -> None:
+    cfg = config({"stableIngress": "app", "annotationValueWordBlocklist": SUGGESTED})
+    desired = state(weight=5, headerRoutes=[header_route(exact="rootbeer")])
+    with pytest.raises(PlanError) as exc:
+        plan(cfg, live(ingress()), desired)
+    assert f"annotation {P}/canary-by-header-value" in str(exc.value)
+    assert "'root', listed in annotationValueWordBlocklist" in str(exc.value)
+
+
+def test_blocklist_applies_to_allowed_unsafe_annotations_and_only_under_the_prefix() -> None:
+    found = problems(
+        {
+            "annotationValueWordBlocklist": SUGGESTED,
+            "additionalIngressAnnotations": {"configuration-snippet": "proxy_pass http://x;"},
+            "canaryIngressAnnotations": {"example.com/note": "root cause: none"},
+            "allowUnsafeAnnotations": ["configuration-snippet"],
+        }
+    )
+    assert list(found) == ["additionalIngressAnnotations.configuration-snippet"]
+    assert "'proxy_pass', listed in annotationValueWordBlocklist" in next(iter(found.values()))
+
+
+@pytest.mark.parametrize("word", ["", " root", "a\nb"])
+def test_blocklist_words_are_checked(word: str) -> None:
+    assert "annotationValueWordBlocklist[0]" in problems({"annotationValueWordBlocklist": [word]})
