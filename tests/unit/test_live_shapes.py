@@ -11,6 +11,7 @@ import pytest
 from routers.errors import ConfigError, PlanError
 from routers.io import load_documents
 from routers.planning.objects import shape_problem
+from routers.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +102,34 @@ def test_malformed_http_route_is_a_plan_error() -> None:
         PlanError, match=r"spec\.rules\[0\]\.matches\[0\]\.headers\[0\] is not a mapping"
     ):
         _plan("gatewayapi", edit)
+
+
+def test_malformed_ingress_is_a_plan_error() -> None:
+    def edit(live: list[Any]) -> None:
+        ingress = next(o for o in live if o["kind"] == "Ingress")
+        ingress["spec"]["tls"] = [{"hosts": True}]
+
+    with pytest.raises(PlanError, match=r"malformed Ingress: spec\.tls\[0\]\.hosts is not a list"):
+        _plan("nginx", edit)
+
+
+def test_malformed_destination_rule_fails_while_gathering_targets() -> None:
+    """Istio reads the DestinationRule in targets(), before plan(): checked there too."""
+
+    def edit(live: list[Any]) -> None:
+        next(o for o in live if o["kind"] == "DestinationRule")["spec"] = True
+
+    with pytest.raises(PlanError, match="malformed DestinationRule: spec is not a mapping"):
+        _plan("istio", edit)
+
+
+def test_malformed_configmap_in_the_thirdparty_plugin(cm_registry: Registry) -> None:
+    from routers.engine import plan_offline
+    from routers.model import RoutingConfig, TrafficState
+
+    config = RoutingConfig.from_document(
+        {"stableService": "a", "canaryService": "b", "plugins": {"x/configmap": {"configMap": "w"}}}
+    )
+    live = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w"}, "data": "x"}]
+    with pytest.raises(PlanError, match="malformed ConfigMap: data is not a mapping"):
+        plan_offline(config, TrafficState(weight=1), live, registry=cm_registry)

@@ -118,6 +118,7 @@ class IstioPlugin:
 
     def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef]:
         cfg = _config(config)
+        check_shapes(self.name, GROUP, live)
         refs = [vs.ref for vs in cfg.virtual_services]
         if cfg.destination_rule is not None:
             refs.append(cfg.destination_rule)

@@ -15,17 +15,55 @@ from typing import Any
 
 from routers.errors import PlanError, TargetNotFoundError, UnsupportedError
 from routers.model import MirrorRoute, RequestMatch
-from routers.planning.objects import JSON, LiveObjects, ObjectRef, get_annotations
+from routers.planning.objects import (
+    JSON,
+    LiveObjects,
+    ObjectRef,
+    Shape,
+    get_annotations,
+    shape_problem,
+)
 from routers_nginx import annotations as ann
-from routers_nginx.config import PLUGIN, Config, Pair
+from routers_nginx.config import GROUP, PLUGIN, Config, Pair
 
 __all__ = [
     "CanarySpec",
+    "check_shapes",
     "derive",
     "mirror_target",
     "service_ref",
     "stable_backends",
 ]
+
+
+# What we read of an Ingress and a Service (networking.k8s.io/v1 and core/v1 types): objects
+# from manifest files were never validated by an API server.
+_BACKEND: Shape = {"service": {"name": str, "port": {"number": int, "name": str}}}
+_SHAPES: Mapping[tuple[str, str], Shape] = {
+    (GROUP, "Ingress"): {
+        "spec": {
+            "ingressClassName": str,
+            "defaultBackend": _BACKEND,
+            "tls": [{"hosts": [str], "secretName": str}],
+            "rules": [
+                {
+                    "host": str,
+                    "http": {"paths": [{"path": str, "pathType": str, "backend": _BACKEND}]},
+                }
+            ],
+        }
+    },
+    ("", "Service"): {"spec": {"ports": [{"name": str, "port": int}]}},
+}
+
+
+def check_shapes(live: LiveObjects) -> None:
+    """Refuse the first malformed Ingress or Service among ``live`` (a PlanError naming it)."""
+    for ref, obj in live.items():
+        shape = _SHAPES.get((ref.group, ref.kind))
+        problem = shape_problem(obj, shape) if shape is not None else None
+        if problem is not None:
+            raise PlanError(f"malformed {ref.kind}: {problem}", plugin=PLUGIN, obj=str(ref))
 
 
 def _service(backend: Any) -> Mapping[str, Any] | None:
