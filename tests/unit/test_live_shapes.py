@@ -133,3 +133,12 @@ def test_malformed_configmap_in_the_thirdparty_plugin(cm_registry: Registry) -> 
     live = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w"}, "data": "x"}]
     with pytest.raises(PlanError, match="malformed ConfigMap: data is not a mapping"):
         plan_offline(config, TrafficState(weight=1), live, registry=cm_registry)
+
+
+def test_malformed_traffic_split_is_a_plan_error() -> None:
+    def edit(live: list[Any]) -> None:
+        split = next(o for o in live if o["kind"] == "TrafficSplit")
+        split["spec"]["matches"] = [{"kind": "HTTPRouteGroup", "name": ["x"]}]
+
+    with pytest.raises(PlanError, match=r"malformed TrafficSplit: spec\.matches\[0\]\.name is not"):
+        _plan("smi", edit)
