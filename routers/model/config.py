@@ -115,7 +115,9 @@ class RoutingConfig(Model):
         """Accept our own file, an Argo ``trafficRouting``-style file, or a whole Rollout."""
         doc = require_mapping(doc, "config")
         if doc.get("kind") == "Rollout":
-            canary = (((doc.get("spec") or {}).get("strategy") or {}).get("canary")) or {}
+            spec = require_mapping(doc.get("spec") or {}, "spec")
+            strategy = require_mapping(spec.get("strategy") or {}, "spec.strategy")
+            canary = require_mapping(strategy.get("canary") or {}, "spec.strategy.canary")
             if not canary.get("trafficRouting"):
                 raise ConfigError(
                     [
@@ -131,7 +133,7 @@ class RoutingConfig(Model):
                 for k in ("stableService", "canaryService", "trafficRouting")
                 if k in canary
             }
-            meta = doc.get("metadata") or {}
+            meta = require_mapping(doc.get("metadata") or {}, "metadata")
             ns = meta.get("namespace")
             if ns:
                 picked["namespace"] = ns

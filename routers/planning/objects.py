@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, Union
 
 __all__ = [
     "LiveObjects",
     "ObjectRef",
+    "Required",
     "Shape",
     "get_annotations",
     "get_labels",
@@ -22,10 +23,18 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
-Shape = Mapping[str, "Shape"] | list["Shape"] | type | tuple[type, ...]
+Shape: TypeAlias = Union[Mapping[str, "Shape"], list["Shape"], type, tuple[type, ...], "Required"]
 """What a plugin relies on in a live object: ``{key: shape}`` a mapping whose listed keys, when
 present and not null, have their shapes (others are free; ``"*"`` stands for every key not
-listed); ``[shape]`` a list of such items; a type (or tuple of types) for anything else."""
+listed; ``Required(shape)`` for a key that must be there); ``[shape]`` a list of such items; a
+type (or tuple of types) for anything else."""
+
+
+@dataclass(frozen=True)
+class Required:
+    """A mapping key that must be present (and not null), with its shape."""
+
+    shape: Shape
 
 
 @dataclass(frozen=True, order=True)
@@ -157,6 +166,9 @@ def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
     if isinstance(shape, Mapping):
         if not isinstance(value, Mapping):
             return f"{path or 'the object'} is not a mapping"
+        for key, wanted in shape.items():
+            if isinstance(wanted, Required) and value.get(key) is None:
+                return f"{f'{path}.{key}' if path else key} is missing"
         rest = shape.get("*")
         for key, item in value.items():
             inner = shape.get(key, rest) if key != "*" else rest
@@ -173,6 +185,8 @@ def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
             if problem is not None:
                 return problem
         return None
+    if isinstance(shape, Required):  # a list item or the top level: required anyway
+        return shape_problem(value, shape.shape, path)
     types = shape if isinstance(shape, tuple) else (shape,)
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         names = " or ".join(t.__name__ for t in types)

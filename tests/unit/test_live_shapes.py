@@ -142,3 +142,16 @@ def test_malformed_traffic_split_is_a_plan_error() -> None:
 
     with pytest.raises(PlanError, match=r"malformed TrafficSplit: spec\.matches\[0\]\.name is not"):
         _plan("smi", edit)
+
+
+def test_required_keys() -> None:
+    from routers.planning.objects import Required
+
+    shape = {"spec": {"services": [{"name": Required(str), "weight": int}]}}
+    assert shape_problem({"spec": {"services": [{"name": "a"}]}}, shape) is None
+    assert shape_problem({"spec": {"services": [{"weight": 1}]}}, shape) == (
+        "spec.services[0].name is missing"
+    )
+    assert shape_problem({"spec": {"services": [{"name": 1}]}}, shape) == (
+        "spec.services[0].name is not a str"
+    )

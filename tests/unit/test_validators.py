@@ -315,3 +315,26 @@ def test_thirdparty_fixture_validates_its_names(
     with pytest.raises(ConfigError) as info:
         bind(config, cm_registry)
     assert [p.path for p in info.value.problems] == [f"plugins.x/configmap.{path}"]
+
+
+@pytest.mark.parametrize(
+    ("rollout", "path"),
+    [
+        ({"kind": "Rollout", "spec": True}, "spec"),
+        ({"kind": "Rollout", "spec": {"strategy": [1]}}, "spec.strategy"),
+        ({"kind": "Rollout", "spec": {"strategy": {"canary": "x"}}}, "spec.strategy.canary"),
+        (
+            {
+                "kind": "Rollout",
+                "metadata": True,
+                "spec": {"strategy": {"canary": {**ROUTING, "trafficRouting": {"istio": {}}}}},
+            },
+            "metadata",
+        ),
+    ],
+)
+def test_malformed_rollout_is_a_config_error(rollout: dict[str, Any], path: str) -> None:
+    """Found by the fuzz campaign: a Rollout whose parts are not mappings crashed."""
+    with pytest.raises(ConfigError) as info:
+        RoutingConfig.from_document(rollout)
+    assert [p.path for p in info.value.problems] == [path]
