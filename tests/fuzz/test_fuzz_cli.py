@@ -1,7 +1,7 @@
 """Fuzz campaign (issue 13, part 2): mutated example inputs through the CLI entry point.
 
 Every example (``examples/*/``), every golden scenario (``plugins/*/tests/golden/*``), the
-simulator fixtures and the third-party example are mutated at random (strings get newlines,
+equivalence fixtures and the third-party example are mutated at random (strings get newlines,
 ``;``, braces, quotes, NUL, ...; values change type; keys are deleted, duplicated, renamed or
 added, risky annotation keys included) and planned with ``routers plan -o json``, in process.
 Asserted for every case:
@@ -99,24 +99,30 @@ def _scenario(name: str, path: Path) -> Scenario:
     return Scenario(name, config, state, keep, _load(path / "live.yaml"))
 
 
+SOURCES = {
+    "examples": "examples/*",
+    "golden": "plugins/*/tests/golden/*",
+    "equivalence": "tests/contract/equivalence/*/*",
+    "thirdparty": "tests/fixtures/thirdparty/example",
+}
+"""Where scenarios come from; each must yield at least one (a moved folder fails the suite)."""
+
+
+def _name(source: str, path: Path) -> str:
+    if source == "golden":
+        return f"golden/{path.parents[2].name}/{path.name}"
+    if source == "equivalence":
+        return f"equivalence/{path.parent.name}/{path.name}"
+    return f"{source}/{path.name}"
+
+
 def scenarios() -> list[Scenario]:
-    dirs: list[tuple[str, Path]] = [
-        (f"examples/{p.name}", p)
-        for p in sorted((ROOT / "examples").iterdir())
-        if (p / "routing.yaml").exists()
+    return [
+        _scenario(_name(source, path), path)
+        for source, pattern in SOURCES.items()
+        for path in sorted(ROOT.glob(pattern))
+        if (path / "routing.yaml").exists()
     ]
-    dirs += [
-        (f"golden/{p.parent.parent.parent.name}/{p.name}", p)
-        for p in sorted(ROOT.glob("plugins/*/tests/golden/*"))
-        if (p / "routing.yaml").exists()
-    ]
-    dirs += [
-        (f"simulate/{p.parent.name}/{p.name}", p)
-        for p in sorted(ROOT.glob("tests/simulate/fixtures/*/*"))
-        if (p / "routing.yaml").exists()
-    ]
-    dirs.append(("thirdparty/example", THIRDPARTY / "example"))
-    return [_scenario(name, path) for name, path in dirs]
 
 
 SCENARIOS = scenarios()
@@ -568,7 +574,8 @@ def test_unmutated_scenarios_plan_cleanly() -> None:
             rc, out, err = run_cli(case, Path(tmp))
             assert rc == 0, (scenario.name, err)
             check(case, rc, out, err)
-    assert len(SCENARIOS) >= 70
+    for source in SOURCES:
+        assert any(s.name.startswith(f"{source}/") for s in SCENARIOS), f"no {source} scenario"
 
 
 # -- the oracles can fail ---------------------------------------------------------------------------
