@@ -9,11 +9,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
 
+from routers.errors import PlanError
+
 __all__ = [
     "LiveObjects",
     "ObjectRef",
     "Required",
     "Shape",
+    "check_shapes",
     "get_annotations",
     "get_labels",
     "resource_version",
@@ -192,3 +195,12 @@ def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
         names = " or ".join(t.__name__ for t in types)
         return f"{path} is not a {names}"
     return None
+
+
+def check_shapes(plugin: str, live: LiveObjects, shapes: Mapping[tuple[str, str], Shape]) -> None:
+    """Refuse the first object of ``live`` whose ``(group, kind)`` has a shape it lacks."""
+    for ref, obj in live.items():
+        shape = shapes.get((ref.group, ref.kind))
+        problem = shape_problem(obj, shape) if shape is not None else None
+        if problem is not None:
+            raise PlanError(f"malformed {ref.kind}: {problem}", plugin=plugin, obj=str(ref))

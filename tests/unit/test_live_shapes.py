@@ -155,3 +155,16 @@ def test_required_keys() -> None:
     assert shape_problem({"spec": {"services": [{"name": 1}]}}, shape) == (
         "spec.services[0].name is not a str"
     )
+
+
+def test_check_shapes_names_the_object() -> None:
+    from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
+
+    ref = ObjectRef("g", "K", "ns", "a")
+    shapes = {("g", "K"): {"spec": {"x": int}}}
+    check_shapes("p", LiveObjects([(ref, {"spec": {"x": 1}})]), shapes)
+    check_shapes("p", LiveObjects([(ObjectRef("", "Other", "ns", "b"), {"spec": 1})]), shapes)
+    with pytest.raises(PlanError) as info:
+        check_shapes("p", LiveObjects([(ref, {"spec": {"x": "1"}})]), shapes)
+    assert str(info.value).endswith("malformed K: spec.x is not a int")
+    assert info.value.obj == str(ref)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from routers.planning.objects import Shape
 
-__all__ = ["GROUP", "GRPC", "HTTP", "KINDS", "TCP", "TLS", "RouteKind", "route_shape"]
+__all__ = ["GROUP", "GRPC", "HTTP", "KINDS", "SHAPES", "TCP", "TLS", "RouteKind"]
 
 GROUP = "gateway.networking.k8s.io"
 
@@ -65,8 +66,11 @@ _FILTER: Shape = {
 }
 
 
-def route_shape(kind: RouteKind) -> Shape:
+def _route_shape(kind: RouteKind) -> Shape:
     rule: dict[str, Shape] = {"name": str, "backendRefs": [_WEIGHTED], "filters": [_FILTER]}
     if kind.matches != "none":
         rule["matches"] = [_MATCHES[kind.matches]]
     return {"spec": {"parentRefs": [dict], "hostnames": [str], "rules": [rule]}}
+
+
+SHAPES: Mapping[tuple[str, str], Shape] = {(GROUP, k.kind): _route_shape(k) for k in KINDS}

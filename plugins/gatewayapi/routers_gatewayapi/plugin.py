@@ -16,9 +16,9 @@ from routers.contract import (
     Observation,
     Permission,
 )
-from routers.errors import PlanError, TargetNotFoundError, UnsupportedError
+from routers.errors import TargetNotFoundError, UnsupportedError
 from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig, TrafficState
-from routers.planning.objects import LiveObjects, ObjectRef, shape_problem
+from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
 from routers.planning.plan import Note, Plan
 from routers.planning.routes import ordered_routes
 from routers.simulate import Request, Routed
@@ -26,7 +26,7 @@ from routers_gatewayapi import config as config_mod
 from routers_gatewayapi import evaluate
 from routers_gatewayapi.config import Config
 from routers_gatewayapi.features import Features, detect
-from routers_gatewayapi.kinds import GROUP, RouteKind, route_shape
+from routers_gatewayapi.kinds import GROUP, SHAPES, RouteKind
 from routers_gatewayapi.observe import observe_route
 from routers_gatewayapi.planner import MAX_MATCHES_PER_RULE, MAX_RULES, RoutePlanner, instruction
 
@@ -123,6 +123,7 @@ class Plugin:
     def plan(
         self, config: Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
+        check_shapes(self.name, live, SHAPES)
         notes: list[Note] = []
         present = []
         for t in config.targets:
@@ -134,9 +135,6 @@ class Plugin:
                 raise TargetNotFoundError(
                     f"{t} (configured at {t.path}) does not exist", plugin=self.name, obj=str(t)
                 )
-            problem = shape_problem(obj, route_shape(t.kind))
-            if problem is not None:
-                raise PlanError(f"malformed {t.kind.kind}: {problem}", plugin=self.name, obj=str(t))
             present.append((t, obj))
         if not isinstance(desired, Cleanup):
             routes = ordered_routes(desired, config.managed_order)

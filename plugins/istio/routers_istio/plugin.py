@@ -35,14 +35,14 @@ from routers.model import (
     TrafficState,
 )
 from routers.planning import weights
-from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
 from routers.planning.ownership import SPLIT, OwnerLedger, read_ledger
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Note, Patch, Plan
 from routers.planning.routes import ordered_routes
 from routers.simulate import Request, Routed
 from routers_istio import evaluate
-from routers_istio.config import GROUP, IstioConfig
+from routers_istio.config import IstioConfig
 from routers_istio.hosts import canonical, host_for
 from routers_istio.matches import Disjoint, Undecidable, cross_product
 from routers_istio.routes import (
@@ -63,7 +63,7 @@ from routers_istio.routes import (
     resolve,
     route_label,
 )
-from routers_istio.shapes import check_shapes
+from routers_istio.shapes import SHAPES
 
 __all__ = ["IstioPlugin"]
 
@@ -118,7 +118,7 @@ class IstioPlugin:
 
     def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef]:
         cfg = _config(config)
-        check_shapes(self.name, GROUP, live)
+        check_shapes(self.name, live, SHAPES)
         refs = [vs.ref for vs in cfg.virtual_services]
         if cfg.destination_rule is not None:
             refs.append(cfg.destination_rule)
@@ -133,7 +133,7 @@ class IstioPlugin:
 
     def plan(self, config: Any, live: LiveObjects, desired: Desired, facts: ClusterFacts) -> Plan:
         cfg = _config(config)
-        check_shapes(self.name, GROUP, live)
+        check_shapes(self.name, live, SHAPES)
         state = desired if isinstance(desired, TrafficState) else None
         base = _base_context(cfg, live, state)
         targets = resolve(cfg, live, base)

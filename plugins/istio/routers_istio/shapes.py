@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from routers.errors import PlanError
-from routers.planning.objects import LiveObjects, Shape, shape_problem
+from routers.planning.objects import Shape
+from routers_istio.config import GROUP
 
-__all__ = ["check_shapes"]
+__all__ = ["SHAPES"]
 
 _STRING_MATCH: Shape = {"exact": str, "prefix": str, "regex": str}
 _MATCH: Shape = {
@@ -43,18 +43,11 @@ _HTTP: Shape = {
     "mirrors": [{"destination": _DESTINATION, "percentage": _PERCENT}],
 }
 _L4: Shape = {"match": [_MATCH], "route": [_ROUTE]}
-SHAPES: Mapping[str, Shape] = {
-    "VirtualService": {
+SHAPES: Mapping[tuple[str, str], Shape] = {
+    (GROUP, "VirtualService"): {
         "spec": {"hosts": [str], "gateways": [str], "http": [_HTTP], "tls": [_L4], "tcp": [_L4]}
     },
-    "DestinationRule": {"spec": {"host": str, "subsets": [{"name": str, "labels": {"*": str}}]}},
+    (GROUP, "DestinationRule"): {
+        "spec": {"host": str, "subsets": [{"name": str, "labels": {"*": str}}]}
+    },
 }
-
-
-def check_shapes(plugin: str, group: str, live: LiveObjects) -> None:
-    """Refuse the first malformed VirtualService or DestinationRule among ``live``."""
-    for ref, obj in live.items():
-        shape = SHAPES.get(ref.kind) if ref.group == group else None
-        problem = shape_problem(obj, shape) if shape is not None else None
-        if problem is not None:
-            raise PlanError(f"malformed {ref.kind}: {problem}", plugin=plugin, obj=str(ref))

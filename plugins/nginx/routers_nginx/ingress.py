@@ -21,14 +21,13 @@ from routers.planning.objects import (
     ObjectRef,
     Shape,
     get_annotations,
-    shape_problem,
 )
 from routers_nginx import annotations as ann
 from routers_nginx.config import GROUP, PLUGIN, Config, Pair
 
 __all__ = [
+    "SHAPES",
     "CanarySpec",
-    "check_shapes",
     "derive",
     "mirror_target",
     "service_ref",
@@ -39,7 +38,7 @@ __all__ = [
 # What we read of an Ingress and a Service (networking.k8s.io/v1 and core/v1 types): objects
 # from manifest files were never validated by an API server.
 _BACKEND: Shape = {"service": {"name": str, "port": {"number": int, "name": str}}}
-_SHAPES: Mapping[tuple[str, str], Shape] = {
+SHAPES: Mapping[tuple[str, str], Shape] = {
     (GROUP, "Ingress"): {
         "spec": {
             "ingressClassName": str,
@@ -55,15 +54,6 @@ _SHAPES: Mapping[tuple[str, str], Shape] = {
     },
     ("", "Service"): {"spec": {"ports": [{"name": str, "port": int}]}},
 }
-
-
-def check_shapes(live: LiveObjects) -> None:
-    """Refuse the first malformed Ingress or Service among ``live`` (a PlanError naming it)."""
-    for ref, obj in live.items():
-        shape = _SHAPES.get((ref.group, ref.kind))
-        problem = shape_problem(obj, shape) if shape is not None else None
-        if problem is not None:
-            raise PlanError(f"malformed {ref.kind}: {problem}", plugin=PLUGIN, obj=str(ref))
 
 
 def _service(backend: Any) -> Mapping[str, Any] | None:

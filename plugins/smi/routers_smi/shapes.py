@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from routers.errors import PlanError
-from routers.planning.objects import LiveObjects, Shape, shape_problem
+from routers.planning.objects import Shape
 from routers_smi.config import ROUTE_GROUP_KIND, SPECS_GROUP, SPLIT_GROUP, SPLIT_KIND
 
-__all__ = ["check_shapes"]
+__all__ = ["SHAPES"]
 
-_SHAPES: Mapping[tuple[str, str], Shape] = {
+SHAPES: Mapping[tuple[str, str], Shape] = {
     (SPLIT_GROUP, SPLIT_KIND): {
         "spec": {
             "service": str,
@@ -31,12 +30,3 @@ _SHAPES: Mapping[tuple[str, str], Shape] = {
         }
     },
 }
-
-
-def check_shapes(plugin: str, live: LiveObjects) -> None:
-    """Refuse the first malformed TrafficSplit or HTTPRouteGroup among ``live``."""
-    for ref, obj in live.items():
-        shape = _SHAPES.get((ref.group, ref.kind))
-        problem = shape_problem(obj, shape) if shape is not None else None
-        if problem is not None:
-            raise PlanError(f"malformed {ref.kind}: {problem}", plugin=plugin, obj=str(ref))

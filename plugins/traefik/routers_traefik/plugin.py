@@ -34,7 +34,7 @@ from routers.contract import (
 from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError, UnsupportedError
 from routers.model import Cleanup, Desired, MirrorRoute, RoutingConfig, TrafficState
 from routers.planning import weights
-from routers.planning.objects import LiveObjects, ObjectRef, Required, Shape, shape_problem
+from routers.planning.objects import LiveObjects, ObjectRef, Required, Shape, check_shapes
 from routers.planning.ownership import SPLIT, Ledger, OwnerLedger, split_entry
 from routers.planning.patch import PatchBuilder, pointer
 from routers.planning.plan import Note, Operation, Plan
@@ -100,10 +100,7 @@ class Plugin:
     def plan(
         self, config: Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
-        for ref, obj in live.items():
-            problem = shape_problem(obj, _SHAPE) if (ref.group, ref.kind) == (GROUP, KIND) else None
-            if problem is not None:
-                raise PlanError(f"malformed {KIND}: {problem}", plugin=PLUGIN, obj=str(ref))
+        check_shapes(PLUGIN, live, {(GROUP, KIND): _SHAPE})
         notes: list[Note] = []
         ops = [_plan_weighted(config, live, desired, notes), _plan_mirror(config, live, desired)]
         return Plan.of(PLUGIN, ops, notes)
