@@ -28,7 +28,7 @@ __all__ = [
 JSON = dict[str, Any]
 Shape: TypeAlias = Union[Mapping[str, "Shape"], list["Shape"], type, tuple[type, ...], "Required"]
 """What a plugin relies on in a live object: ``{key: shape}`` a mapping whose listed keys, when
-present and not null, have their shapes (others are free; ``"*"`` stands for every key not
+present, have their shapes and are not null (others are free; ``"*"`` stands for every key not
 listed; ``Required(shape)`` for a key that must be there); ``[shape]`` a list of such items; a
 type (or tuple of types) for anything else."""
 
@@ -175,10 +175,15 @@ def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
         rest = shape.get("*")
         for key, item in value.items():
             inner = shape.get(key, rest) if key != "*" else rest
-            if inner is not None and item is not None:
-                problem = shape_problem(item, inner, f"{path}.{key}" if path else str(key))
-                if problem is not None:
-                    return problem
+            if inner is None:
+                continue
+            where = f"{path}.{key}" if path else str(key)
+            if item is None:
+                # The API server prunes nulls of non-nullable fields: a reader never sees one.
+                return f"{where} is null (omit the field instead)"
+            problem = shape_problem(item, inner, where)
+            if problem is not None:
+                return problem
         return None
     if isinstance(shape, list):
         if not isinstance(value, list):

@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("value", "shape", "problem"),
     [
-        ({"spec": {"rules": [{"name": None}]}}, {"spec": {"rules": [{"name": str}]}}, None),
+        (
+            {"spec": {"rules": [{"name": None}]}},
+            {"spec": {"rules": [{"name": str}]}},
+            "spec.rules[0].name is null (omit the field instead)",
+        ),
+        ({"spec": {"other": None}}, {"spec": {"rules": [{}]}}, None),
         (
             {"spec": {"rules": [{}, None]}},
             {"spec": {"rules": [{}]}},
@@ -168,3 +173,13 @@ def test_check_shapes_names_the_object() -> None:
         check_shapes("p", LiveObjects([(ref, {"spec": {"x": "1"}})]), shapes)
     assert str(info.value).endswith("malformed K: spec.x is not a int")
     assert info.value.obj == str(ref)
+
+
+def test_null_destination_rule_subsets_is_a_plan_error() -> None:
+    """Found by the fuzz campaign: ``subsets: null`` crashed the DestinationRule planner."""
+
+    def edit(live: list[Any]) -> None:
+        next(o for o in live if o["kind"] == "DestinationRule")["spec"]["subsets"] = None
+
+    with pytest.raises(PlanError, match=r"spec\.subsets is null \(omit the field instead\)"):
+        _plan("istio", edit)
