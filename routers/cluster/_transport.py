@@ -4,6 +4,9 @@ We use the client's low-level path (``param_serialize`` + ``call_api``): its aut
 handling, but our own JSON in and out, so live objects stay plain dicts (the generated pydantic
 models of kubernetes 37.x reject fields they do not know). Every request passes one hook, which
 is how tests and benchmarks count requests and bytes.
+
+Every request has a connect and a read timeout (:class:`Timeouts`, defaults in
+:data:`DEFAULT_TIMEOUTS`): a controller must never hang on an API server that stopped answering.
 """
 
 from __future__ import annotations
@@ -19,7 +22,43 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["ApiStatus", "RequestRecord", "Transport"]
+__all__ = ["DEFAULT_TIMEOUTS", "ApiStatus", "RequestRecord", "Timeouts", "Transport"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Client-side limits of every API server call, in one place (requests and watches).
+
+    ``connect`` bounds the TCP connect (and TLS handshake); ``read`` bounds each wait for bytes
+    of an answer. kube-apiserver ends a non-watch request itself after 60 s (its
+    ``--request-timeout``), so a read that waits longer than that means the server or the path
+    to it is gone. A watch is ended by the server after ``watch_seconds`` (its
+    ``timeoutSeconds``); the client gives it ``watch_slack`` more before calling the stream
+    dead, since a healthy watch may be silent for its whole life.
+    """
+
+    connect: float = 10.0
+    read: float = 65.0
+    watch_seconds: int = 290
+    watch_slack: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "watch_seconds", "watch_slack"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Timeouts.{name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def request(self) -> tuple[float, float]:
+        """``_request_timeout`` of a plain request: ``(connect, read)``."""
+        return (self.connect, self.read)
+
+    @property
+    def watch(self) -> tuple[float, float]:
+        """``_request_timeout`` of a watch with ``timeoutSeconds=watch_seconds``."""
+        return (self.connect, self.watch_seconds + self.watch_slack)
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass(frozen=True)
@@ -53,13 +92,13 @@ class Transport:
         self,
         api_client: ApiClient,
         *,
-        timeout: float = 30.0,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         on_request: Callable[[RequestRecord], None] | None = None,
         throttle_retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_client = api_client
-        self.timeout = timeout
+        self.timeouts = timeouts
         if not api_client.configuration.verify_ssl:
             # The kubeconfig chose insecure-skip-tls-verify; like kubectl, do not warn per request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -118,7 +157,7 @@ class Transport:
         )
         try:
             resp = self.api_client.call_api(
-                method_, url, header_params, serialized, _request_timeout=self.timeout
+                method_, url, header_params, serialized, _request_timeout=self.timeouts.request
             )
             data = resp.read() or b""  # type: ignore[no-untyped-call]
             status = int(resp.status)

@@ -24,7 +24,7 @@ from kubernetes.client import ApiClient
 
 from routers.cluster._apply import Outcome, gather_facts, reader, reconcile
 from routers.cluster._kube import Kube
-from routers.cluster._transport import Transport
+from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
 from routers.contract import ClusterFacts, Observation
 from routers.engine import Binding, VerifyReport, bind, gather, observe_all, plan_all, verify
 from routers.model import (
@@ -55,11 +55,12 @@ class Router:
         kube: Kube | None = None,
         registry: Registry | None = None,
         state: TrafficState | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
         if kube is None:
             if api_client is None:
                 raise TypeError("Router needs an api_client or a kube")
-            kube = Kube(Transport(api_client))
+            kube = Kube(Transport(api_client, timeouts=timeouts))
         self.config = config
         self.kube = kube
         self._bindings: list[Binding] = bind(config, registry)

@@ -27,6 +27,7 @@ class FakeClient:
     def __init__(self, responses: list[FakeResponse]) -> None:
         self.responses = responses
         self.calls: list[tuple[str, str, Any]] = []
+        self.timeouts: list[Any] = []
 
     def param_serialize(
         self, method: str, path: str, **kw: Any
@@ -37,6 +38,7 @@ class FakeClient:
         self, method: str, url: str, headers: Any, body: Any, _request_timeout: Any = None
     ) -> FakeResponse:
         self.calls.append((method, url, body))
+        self.timeouts.append(_request_timeout)
         return self.responses.pop(0)
 
 
@@ -188,3 +190,60 @@ def test_relaxed_attempts_drop_only_the_resource_version_guard() -> None:
     execute(Kube(), [plan], live, relax_resource_version=True)  # type: ignore[arg-type]
     assert sent[0] == list(ops)
     assert sent[1] == list(ops[1:])  # identity guard kept
+
+
+def test_every_request_carries_a_connect_and_a_read_timeout() -> None:
+    from routers.cluster import DEFAULT_TIMEOUTS, Timeouts
+
+    client = FakeClient([FakeResponse(200, {})] * 2)
+    Transport(client).request("GET", "/api")  # type: ignore[arg-type]
+    Transport(client, timeouts=Timeouts(connect=1, read=2)).request("GET", "/api")  # type: ignore[arg-type]
+    assert client.timeouts == [(DEFAULT_TIMEOUTS.connect, DEFAULT_TIMEOUTS.read), (1, 2)]
+    # A watch's client timeout outlives the server's own timeoutSeconds.
+    assert DEFAULT_TIMEOUTS.watch[1] > DEFAULT_TIMEOUTS.watch_seconds
+    with pytest.raises(ValueError, match="read"):
+        Timeouts(read=0)
+
+
+def test_a_silent_api_server_times_out_instead_of_hanging() -> None:
+    """A real socket that accepts and never answers: the official client gives up after the
+    read timeout, and the error names the server (no hang, bounded by urllib3's own retries)."""
+    import socket
+    import threading
+    import time
+
+    from kubernetes.client import ApiClient, Configuration
+
+    from routers.cluster import Timeouts
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    cfg = Configuration(host=f"http://127.0.0.1:{server.getsockname()[1]}")
+    try:
+        t = Transport(ApiClient(cfg), timeouts=Timeouts(connect=1.0, read=0.3))
+        start = time.monotonic()
+        with pytest.raises(ApiStatus) as info:
+            t.request("PATCH", "/api/v1/namespaces/x/configmaps/y", body=[])
+        took = time.monotonic() - start
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert info.value.code == 0
+    assert "cannot reach the API server at http://127.0.0.1:" in info.value.message
+    assert "timed out" in info.value.message.lower()
+    assert took < 10, took
