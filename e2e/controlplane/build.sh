@@ -4,14 +4,17 @@
 # Binaries live outside the repo, keyed by sha256(go.mod + go.sum + build flags + go version):
 #     ${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/controlplane/<key>/bin/
 # A cache hit costs well under a second; a miss builds into a temp dir and renames it into
-# place (atomic; concurrent callers are serialised with flock). GOMODCACHE/GOCACHE are the
-# machine defaults so a rebuild after a go.sum change reuses compiled packages.
+# place (atomic; concurrent callers are serialised with flock). GOMODCACHE/GOCACHE are Go's
+# (the machine defaults unless set) so a rebuild after a go.sum change reuses compiled packages.
+# Every go command runs under an explicit limit (scripts/_limits.sh).
 #
 # The LAST line on stdout is the bin dir. Everything else goes to stderr.
-# Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache).
+# Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache), GOMODCACHE, GOCACHE,
+#      ROUTERS_E2E_GO_TIMEOUT, ROUTERS_E2E_LOCK_TIMEOUT.
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../../scripts/_limits.sh"
 cd "$here"
 
 # The Go toolchain may be installed outside a minimal PATH (e.g. /usr/local/go/bin).
@@ -22,14 +25,14 @@ cache_root=${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/controlplane
 mkdir -p "$cache_root"
 
 # Versions come from go.mod (module cache metadata; no network needed on a warm machine).
-modver() { go list -m -f '{{.Version}}' "$1"; }
+modver() { limit "$ROUTERS_E2E_GO_TIMEOUT" "go list -m $1" go list -m -f '{{.Version}}' "$1"; }
 modinfo() { # prints "<commit time> <origin commit hash or empty>" of a required module
-  go list -m -json "$1" | python3 -c 'import json,sys
+  limit "$ROUTERS_E2E_GO_TIMEOUT" "go list -m $1" go list -m -json "$1" | python3 -c 'import json,sys
 d=json.load(sys.stdin)
 print(d.get("Time") or "1970-01-01T00:00:00Z", (d.get("Origin") or {}).get("Hash", ""))'
 }
 # go list -m needs the module metadata; download once up front (no-op when cached).
-go mod download k8s.io/kubernetes go.etcd.io/etcd/server/v3 >&2
+limit "$ROUTERS_E2E_GO_TIMEOUT" "go mod download" go mod download k8s.io/kubernetes go.etcd.io/etcd/server/v3 >&2
 
 K8S_VERSION=$(modver k8s.io/kubernetes)
 ETCD_VERSION=$(modver go.etcd.io/etcd/server/v3)
@@ -76,7 +79,7 @@ if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && have_all "$final"; then
 fi
 
 exec 9>"$cache_root/.build.lock"
-flock 9
+lock_fd 9 "$cache_root/.build.lock"
 # Someone else may have finished the build while we waited for the lock.
 if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && have_all "$final"; then
   echo "controlplane: cache hit $final (built concurrently)" >&2
@@ -90,17 +93,20 @@ chmod 755 "$tmp"
 mkdir -p "$tmp/bin"
 echo "controlplane: cache miss, building k8s $K8S_VERSION + etcd $ETCD_VERSION into $final ($(go version))" >&2
 start=$(date +%s)
-go build "${BUILD_FLAGS[@]}" -ldflags "$K8S_LDFLAGS" -o "$tmp/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
+limit "$ROUTERS_E2E_GO_TIMEOUT" "go build kube-apiserver" \
+  go build "${BUILD_FLAGS[@]}" -ldflags "$K8S_LDFLAGS" -o "$tmp/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
 echo "controlplane: kube-apiserver built after $(( $(date +%s) - start ))s" >&2
-go build "${BUILD_FLAGS[@]}" -ldflags "$K8S_LDFLAGS" -o "$tmp/bin/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
+limit "$ROUTERS_E2E_GO_TIMEOUT" "go build kubectl" \
+  go build "${BUILD_FLAGS[@]}" -ldflags "$K8S_LDFLAGS" -o "$tmp/bin/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
 echo "controlplane: kubectl built after $(( $(date +%s) - start ))s" >&2
-go build "${BUILD_FLAGS[@]}" -ldflags "$ETCD_LDFLAGS" -o "$tmp/bin/etcd" go.etcd.io/etcd/server/v3 >&2
+limit "$ROUTERS_E2E_GO_TIMEOUT" "go build etcd" \
+  go build "${BUILD_FLAGS[@]}" -ldflags "$ETCD_LDFLAGS" -o "$tmp/bin/etcd" go.etcd.io/etcd/server/v3 >&2
 echo "controlplane: etcd built after $(( $(date +%s) - start ))s" >&2
 
 # Sanity check before publishing.
-"$tmp/bin/kube-apiserver" --version >&2
-"$tmp/bin/kubectl" version --client >&2
-"$tmp/bin/etcd" --version >&2
+limit 120 "kube-apiserver --version" "$tmp/bin/kube-apiserver" --version >&2
+limit 120 "kubectl version" "$tmp/bin/kubectl" version --client >&2
+limit 120 "etcd --version" "$tmp/bin/etcd" --version >&2
 cat > "$tmp/build-info.txt" <<INFO
 k8s.io/kubernetes $K8S_VERSION
 go.etcd.io/etcd/server/v3 $ETCD_VERSION

@@ -11,20 +11,23 @@
 # tidy needs GONOSUMDB=github.com/yandex-cloud,github.com/nrdcg,github.com/go-acme,github.com/akamai
 #
 # The LAST line on stdout is the bin dir. Everything else goes to stderr.
-# Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache).
+# Env: ROUTERS_E2E_TRAEFIK_CACHE (default ${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/traefik),
+#      ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache), GOMODCACHE, GOCACHE,
+#      ROUTERS_E2E_GO_TIMEOUT, ROUTERS_E2E_LOCK_TIMEOUT (scripts/_limits.sh).
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../../scripts/_limits.sh"
 cd "$here"
 
 command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"; }
 command -v go >/dev/null || { echo "build.sh: 'go' not found in PATH" >&2; exit 127; }
 
-cache_root=${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/traefik
+cache_root=${ROUTERS_E2E_TRAEFIK_CACHE:-${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/traefik}
 mkdir -p "$cache_root"
 
 pkg=github.com/traefik/traefik/v3
-TRAEFIK_VERSION=$(go list -m -f '{{.Version}}' "$pkg")
+TRAEFIK_VERSION=$(limit "$ROUTERS_E2E_GO_TIMEOUT" "go list -m $pkg" go list -m -f '{{.Version}}' "$pkg")
 LDFLAGS="-s -w -X $pkg/pkg/version.Version=${TRAEFIK_VERSION} -X $pkg/pkg/version.Codename=canary-routers-e2e"
 BUILD_FLAGS=(-trimpath -p 2 -pgo=off)
 
@@ -46,7 +49,7 @@ if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && [[ -x "$final/bin/traefik" ]]; the
 fi
 
 exec 9>"$cache_root/.build.lock"
-flock 9
+lock_fd 9 "$cache_root/.build.lock"
 if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && [[ -x "$final/bin/traefik" ]]; then
   echo "traefik: cache hit $final (built concurrently)" >&2
   echo "$final/bin"
@@ -59,8 +62,9 @@ chmod 755 "$tmp"
 mkdir -p "$tmp/bin"
 echo "traefik: cache miss, building $TRAEFIK_VERSION into $final ($(go version))" >&2
 start=$(date +%s)
-go build "${BUILD_FLAGS[@]}" -ldflags "$LDFLAGS" -o "$tmp/bin/traefik" "$pkg/cmd/traefik" >&2
-"$tmp/bin/traefik" version >&2
+limit "$ROUTERS_E2E_GO_TIMEOUT" "go build traefik" \
+  go build "${BUILD_FLAGS[@]}" -ldflags "$LDFLAGS" -o "$tmp/bin/traefik" "$pkg/cmd/traefik" >&2
+limit 120 "traefik version" "$tmp/bin/traefik" version >&2
 cat > "$tmp/build-info.txt" <<INFO
 $pkg $TRAEFIK_VERSION
 $(go version)
