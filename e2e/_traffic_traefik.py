@@ -4,6 +4,11 @@ Traefik listens on loopback only: one entry point for traffic, one for ``/ping``
 (``/api/rawdata`` helps when a route does not show up). Providers: ``kubernetesGateway``,
 ``kubernetesCRD`` (IngressRoute, TraefikService) and ``kubernetesIngressNGINX``, all limited to
 the test's namespace and reading the API server through a kubeconfig.
+
+Traefik's defaults wait for a backend's answer forever (``responseHeaderTimeout: 0``) and for a
+dial 30 s. Here both are short and explicit (:data:`FORWARDING_TIMEOUTS`), so a backend that
+stopped answering shows up as a 504/502 the test counts and retries, never as a request that
+hangs until the client gives up.
 """
 
 from __future__ import annotations
@@ -20,18 +25,36 @@ from e2e.cluster import BinariesUnavailable, _pdeathsig, _run_script, _tail, fre
 
 BUILD_SH = Path(__file__).resolve().parent / "traefik" / "build.sh"
 
+# Traefik -> test host: a veth to a netns on this machine answers in milliseconds.
+FORWARDING_TIMEOUTS = {"dialTimeout": "3s", "responseHeaderTimeout": "5s", "idleConnTimeout": "30s"}
+# client -> Traefik (the test's requests): no connection may hang on either side.
+RESPONDING_TIMEOUTS = {"readTimeout": "30s", "writeTimeout": "30s", "idleTimeout": "30s"}
+
+_built: dict[str, Path | BinariesUnavailable] = {}
+
 
 def ensure_traefik() -> Path:
-    """The Traefik binary (built on a cache miss: minutes; cached: well under a second)."""
-    override = os.environ.get("ROUTERS_E2E_TRAEFIK")
-    path = (
-        Path(override)
-        if override
-        else Path(_run_script(BUILD_SH, what="traefik build.sh")) / "traefik"
-    )
-    if not os.access(path, os.X_OK):
-        raise BinariesUnavailable(f"{path} is not an executable")
-    return path
+    """The Traefik binary (built on a cache miss: minutes; cached: well under a second).
+
+    Memoised per process, failures included: ``e2e/conftest.py`` calls it once before the first
+    test, so no test's own timeout pays for a cold build."""
+    override = os.environ.get("ROUTERS_E2E_TRAEFIK", "")
+    if override not in _built:
+        try:
+            path = (
+                Path(override)
+                if override
+                else Path(_run_script(BUILD_SH, what="traefik build.sh")) / "traefik"
+            )
+            if not os.access(path, os.X_OK):
+                raise BinariesUnavailable(f"{path} is not an executable")
+            _built[override] = path
+        except BinariesUnavailable as exc:
+            _built[override] = exc
+    result = _built[override]
+    if isinstance(result, BinariesUnavailable):
+        raise result
+    return result
 
 
 class Traefik:
@@ -51,9 +74,16 @@ class Traefik:
     def static_config(self) -> dict[str, Any]:
         return {
             "entryPoints": {
-                "web": {"address": f"127.0.0.1:{self.port}"},
-                "traefik": {"address": f"127.0.0.1:{self.admin_port}"},
+                "web": {
+                    "address": f"127.0.0.1:{self.port}",
+                    "transport": {"respondingTimeouts": RESPONDING_TIMEOUTS},
+                },
+                "traefik": {
+                    "address": f"127.0.0.1:{self.admin_port}",
+                    "transport": {"respondingTimeouts": RESPONDING_TIMEOUTS},
+                },
             },
+            "serversTransport": {"forwardingTimeouts": FORWARDING_TIMEOUTS},
             "ping": {"entryPoint": "traefik"},
             "api": {"insecure": True},
             "log": {"level": "INFO", "filePath": str(self.log)},

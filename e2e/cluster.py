@@ -99,35 +99,119 @@ def cache_root() -> Path:
     return Path(base)
 
 
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ControlPlaneError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ControlPlaneError(f"{name}={raw!r} must be > 0")
+    return value
+
+
+# How long a build script (control plane, Traefik) may take as a whole. A cold build on a busy
+# 2-core machine takes minutes (README: 4-7 min quiet); this is the backstop, the go commands
+# inside the scripts have their own limits (ROUTERS_E2E_GO_TIMEOUT).
+BUILD_TIMEOUT_ENV = "ROUTERS_E2E_BUILD_TIMEOUT"
+BUILD_TIMEOUT = 3600.0
+
+
+class CommandTimeout(ControlPlaneError):
+    """A subprocess did not finish within its limit (it and its children were killed)."""
+
+
+def run_bounded(
+    cmd: list[str],
+    *,
+    timeout: float,
+    what: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` with a hard limit that also kills the command's children.
+
+    The command runs in its own session, so on timeout the whole process group goes (a build
+    script's ``go build`` included), and the error says what timed out and after how long."""
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise ControlPlaneError(f"cannot run {what}: {e}") from e
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        tail = "\n".join((err or "").splitlines()[-20:])
+        raise CommandTimeout(
+            f"{what} did not finish within {timeout:.0f}s and was killed: {' '.join(cmd)}\n{tail}"
+        ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
     """Run a build/fetch script; return the last stdout line (a directory)."""
     if not script.is_file():
         raise BinariesUnavailable(f"{script} not found")
+    limit = _env_seconds(BUILD_TIMEOUT_ENV, BUILD_TIMEOUT)
+    what = what or script.name
     try:
-        proc = subprocess.run(
-            ["bash", str(script), *args], capture_output=True, text=True, check=False
-        )
-    except OSError as e:
-        raise BinariesUnavailable(f"cannot run {script}: {e}") from e
+        proc = run_bounded(["bash", str(script), *args], timeout=limit, what=what)
+    except CommandTimeout as e:
+        raise BinariesUnavailable(f"{e}\n(raise {BUILD_TIMEOUT_ENV} to allow more)") from None
+    except ControlPlaneError as e:
+        raise BinariesUnavailable(str(e)) from e
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-40:])
-        raise BinariesUnavailable(f"{what or script.name} failed (exit {proc.returncode}):\n{tail}")
+        raise BinariesUnavailable(f"{what} failed (exit {proc.returncode}):\n{tail}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if not lines:
         raise BinariesUnavailable(f"{script.name} printed no directory")
     return lines[-1].strip()
 
 
+_binaries: dict[str, Path | BinariesUnavailable] = {}
+
+
 def ensure_binaries() -> Path:
     """Return the bin dir with kube-apiserver, kubectl, etcd (building them on a cache miss).
 
-    ROUTERS_E2E_BIN_DIR overrides (must contain the three binaries)."""
-    override = os.environ.get("ROUTERS_E2E_BIN_DIR")
-    d = Path(override) if override else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
-    missing = [b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)]
-    if missing:
-        raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
-    return d
+    ROUTERS_E2E_BIN_DIR (or ROUTERS_E2E_BIN, what scripts/test exports) overrides (must contain
+    the three binaries). Memoised per process, failures included: ``e2e/conftest.py`` calls it
+    once before the first test, so no test's own timeout pays for a cold build."""
+    override = os.environ.get("ROUTERS_E2E_BIN_DIR") or os.environ.get("ROUTERS_E2E_BIN") or ""
+    if override not in _binaries:
+        try:
+            d = (
+                Path(override)
+                if override
+                else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
+            )
+            missing = [
+                b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)
+            ]
+            if missing:
+                raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
+            _binaries[override] = d
+        except BinariesUnavailable as exc:
+            _binaries[override] = exc
+    result = _binaries[override]
+    if isinstance(result, BinariesUnavailable):
+        raise result
+    return result
 
 
 def ensure_crds(sets: Iterable[str]) -> Path:
@@ -182,11 +266,13 @@ def _tail(path: Path, n: int = 100) -> str:
 def _gen_sa_key(path: Path) -> None:
     # SEC1 "EC PRIVATE KEY" PEM: the apiserver reads the public key out of it for
     # --service-account-key-file (a PKCS#8 "PRIVATE KEY" is not accepted there).
-    subprocess.run(
+    proc = run_bounded(
         ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path)],
-        check=True,
-        capture_output=True,
+        timeout=60,
+        what="openssl ecparam (service-account key)",
     )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"openssl ecparam failed: {proc.stderr.strip()}")
     os.chmod(path, 0o600)
 
 
@@ -657,9 +743,7 @@ class ControlPlane:
         ]
         if isinstance(input, bytes):
             input = input.decode()
-        proc = subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = run_bounded(cmd, input=input, timeout=timeout, what=f"kubectl {args[0]}")
         if check and proc.returncode != 0:
             raise ControlPlaneError(
                 f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
@@ -994,7 +1078,11 @@ def _up(args: argparse.Namespace) -> int:
         time.sleep(0.3)
     print(f"timed out after {args.timeout}s; stopping", file=sys.stderr)
     proc.terminate()
-    proc.wait(30)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
     return 1
 
 

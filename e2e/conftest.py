@@ -11,20 +11,26 @@ If the binaries (or CRDs) cannot be built/fetched, tests using these fixtures FA
 CI=true and are skipped (with the reason) otherwise. A plane that was built but fails to
 start is always an error.
 
+Binaries are built (or found in the cache) once, right after collection and before the first
+test starts, so a cold build never counts against a test's own timeout: a timeout measures the
+test. Figures the tests report (``e2e._report``) are printed in the terminal summary.
+
 Env: ROUTERS_E2E_MAX_PLANES (default 4) bounds how many planes run at once in a session (the
 least recently used one is stopped; 2 cores); ROUTERS_E2E_BIN_DIR / ROUTERS_E2E_CRDS_DIR /
-ROUTERS_E2E_CACHE are honoured by e2e.cluster.
+ROUTERS_E2E_CACHE / ROUTERS_E2E_TRAEFIK are honoured by e2e.cluster and e2e._traffic_traefik.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
+from e2e._report import LINES, report
 from e2e.cluster import BinariesUnavailable, ControlPlane, ensure_binaries, ensure_crds
 
 
@@ -40,6 +46,39 @@ def _unavailable(reason: str) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs the real local Kubernetes control plane")
+
+
+def _prebuild(what: str, build: Callable[[], Path]) -> None:
+    start = time.monotonic()
+    try:
+        path = build()
+    except BinariesUnavailable as exc:  # memoised: the fixtures fail or skip with it
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        report(
+            "e2e binaries", f"{what}: unavailable after {time.monotonic() - start:.1f}s: {first}"
+        )
+        return
+    report("e2e binaries", f"{what}: {path} ready in {time.monotonic() - start:.1f}s")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build what the selected tests need now, outside every test's timeout."""
+    if session.config.option.collectonly:
+        return
+    items = session.items
+    if any({"control_plane", "control_plane_bin_dir"} & set(i.fixturenames) for i in items):
+        _prebuild("control plane (kube-apiserver, kubectl, etcd)", ensure_binaries)
+    if any(i.path.name == "test_traffic.py" for i in items):
+        from e2e._traffic_traefik import ensure_traefik
+
+        _prebuild("traefik", ensure_traefik)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for section, lines in LINES.items():
+        terminalreporter.section(section, sep="-")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
