@@ -3,11 +3,17 @@
 The API server refuses loopback addresses in EndpointSlices, so the backends Traefik routes to
 live on 198.18.0.0/15 (the benchmarking range, never routed) inside a namespace this test
 creates and always deletes. Everything here needs root (CAP_NET_ADMIN).
+
+The /24 is one no interface on the machine uses yet: two runs (or a run and the leftovers of a
+killed one) sharing a subnet would route one run's traffic into the other's namespace, where
+nobody answers. The host processes die with the test process (PR_SET_PDEATHSIG) and, as a last
+resort, after ``MAX_SECONDS``; ``alive()`` and ``describe()`` say which one stopped answering.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -17,18 +23,39 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.cluster import _pdeathsig
+
 SERVER = Path(__file__).with_name("_traffic_server.py")
 PORT = 8080
+# Last-resort lifetime of a host process (they die with the test process anyway): longer than
+# any CI run (90 min), so a slow run never outlives its backends.
+MAX_SECONDS = 3 * 3600
+IP_TIMEOUT = 30.0  # one `ip` command (netlink; milliseconds normally)
 
 
 class HostsUnavailable(RuntimeError):
     """No root / no iproute2: the traffic test cannot run here."""
 
 
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
+def _ip(*args: str, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(
+            ["ip", *args], capture_output=True, text=True, check=False, timeout=IP_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"ip {' '.join(args)} did not finish within {IP_TIMEOUT:g}s") from None
+    if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _free_subnet() -> str:
+    """A 198.18.N.0/24 that no interface of the machine has an address in."""
+    used = {int(m) for m in re.findall(r"\b198\.18\.(\d+)\.\d+/", _ip("-o", "-4", "addr", "show"))}
+    free = [n for n in range(1, 251) if n not in used]
+    if not free:
+        raise RuntimeError("every 198.18.N.0/24 (N=1..250) is in use: leftover test netns?")
+    return f"198.18.{free[secrets.randbelow(len(free))]}"
 
 
 @dataclass
@@ -44,7 +71,7 @@ class NetnsHosts:
     def start(self) -> NetnsHosts:
         if os.geteuid() != 0 or shutil.which("ip") is None:
             raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
-        subnet = f"198.18.{secrets.randbelow(250) + 1}"
+        subnet = _free_subnet()
         self._veth = f"crt{secrets.token_hex(3)}"
         try:
             _ip("netns", "add", self.netns)
@@ -70,10 +97,12 @@ class NetnsHosts:
                             f"{addr}:{PORT}",
                             name,
                             "--max-seconds",
-                            "900",
+                            str(MAX_SECONDS),
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
+                        # `ip netns exec` execs the server in place, so the signal carries over.
+                        preexec_fn=_pdeathsig,  # noqa: PLW1509 - die with the test process
                     )
                 )
             for name, addr in self.addresses.items():
@@ -93,7 +122,10 @@ class NetnsHosts:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"test host {name} at {addr}:{PORT} did not answer")
+                raise RuntimeError(
+                    f"test host {name} at {addr}:{PORT} did not answer within {timeout:g}s "
+                    f"({self.describe()})"
+                )
             time.sleep(0.1)
 
     def seen(self, name: str, path: str) -> int:
@@ -102,14 +134,27 @@ class NetnsHosts:
         with urllib.request.urlopen(url, timeout=5) as r:
             return int(r.read().decode())
 
+    def alive(self) -> dict[str, int | None]:
+        """Host name -> None while its process runs, else its exit code."""
+        return {name: p.poll() for name, p in zip(self.addresses, self.procs, strict=False)}
+
+    def describe(self) -> str:
+        """One line for failure messages: each host's address and whether it still runs."""
+        parts = []
+        for name, code in self.alive().items():
+            state = "running" if code is None else f"EXITED with {code}"
+            parts.append(f"{name} {self.addresses[name]}:{PORT} {state}")
+        return f"test hosts in netns {self.netns}: " + ", ".join(parts)
+
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
             p.wait(timeout=10)
         self.procs.clear()
-        subprocess.run(["ip", "link", "del", f"{self._veth}h"], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
+        if self._veth:
+            _ip("link", "del", f"{self._veth}h", check=False)
+        _ip("netns", "del", self.netns, check=False)
 
     def __enter__(self) -> NetnsHosts:
         return self.start()

@@ -4,7 +4,8 @@
 included), so a test can count what a proxy mirrored to it.
 
 Runs inside the test's network namespace (``ip netns exec``). Stdlib only; stops by itself
-after ``--max-seconds`` so a crashed test can never leave it serving.
+after ``--max-seconds`` so a crashed test can never leave it serving. An idle keep-alive
+connection is closed after ``IDLE_TIMEOUT`` (its thread ends) instead of being held forever.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+IDLE_TIMEOUT = 60.0  # seconds a connection may stay silent (the proxy's idle timeout is 30 s)
 
 
 def main() -> None:
@@ -29,6 +32,7 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = IDLE_TIMEOUT  # socket timeout of every connection (StreamRequestHandler)
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
