@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e.cluster import BinariesUnavailable, _pdeathsig, _run_script, _tail, free_port
+from e2e.cluster import (
+    BinariesUnavailable,
+    _pdeathsig,
+    _run_script,
+    _tail,
+    free_port,
+    memoised_build,
+)
 
 BUILD_SH = Path(__file__).resolve().parent / "traefik" / "build.sh"
 
@@ -36,25 +43,21 @@ _built: dict[str, Path | BinariesUnavailable] = {}
 def ensure_traefik() -> Path:
     """The Traefik binary (built on a cache miss: minutes; cached: well under a second).
 
-    Memoised per process, failures included: ``e2e/conftest.py`` calls it once before the first
-    test, so no test's own timeout pays for a cold build."""
+    Memoised per process, failures included (``e2e.cluster.memoised_build``): ``e2e/conftest.py``
+    calls it once before the first test, so no test's own timeout pays for a cold build."""
     override = os.environ.get("ROUTERS_E2E_TRAEFIK", "")
-    if override not in _built:
-        try:
-            path = (
-                Path(override)
-                if override
-                else Path(_run_script(BUILD_SH, what="traefik build.sh")) / "traefik"
-            )
-            if not os.access(path, os.X_OK):
-                raise BinariesUnavailable(f"{path} is not an executable")
-            _built[override] = path
-        except BinariesUnavailable as exc:
-            _built[override] = exc
-    result = _built[override]
-    if isinstance(result, BinariesUnavailable):
-        raise result
-    return result
+
+    def build() -> Path:
+        path = (
+            Path(override)
+            if override
+            else Path(_run_script(BUILD_SH, what="traefik build.sh")) / "traefik"
+        )
+        if not os.access(path, os.X_OK):
+            raise BinariesUnavailable(f"{path} is not an executable")
+        return path
+
+    return memoised_build(_built, override, build)
 
 
 class Traefik:

@@ -39,7 +39,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -186,32 +186,45 @@ def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
 _binaries: dict[str, Path | BinariesUnavailable] = {}
 
 
+def memoised_build(
+    cache: dict[str, Path | BinariesUnavailable], key: str, build: Callable[[], Path]
+) -> Path:
+    """``build()`` once per key and process, its failure included (re-raised on every call).
+
+    ``e2e/conftest.py`` builds before the first test, so no test's own timeout pays for a cold
+    build, and a failed build is not retried by every test that needs it."""
+    if key not in cache:
+        try:
+            cache[key] = build()
+        except BinariesUnavailable as exc:
+            cache[key] = exc
+    result = cache[key]
+    if isinstance(result, BinariesUnavailable):
+        raise result
+    return result
+
+
 def ensure_binaries() -> Path:
     """Return the bin dir with kube-apiserver, kubectl, etcd (building them on a cache miss).
 
     ROUTERS_E2E_BIN_DIR (or ROUTERS_E2E_BIN, what scripts/test exports) overrides (must contain
-    the three binaries). Memoised per process, failures included: ``e2e/conftest.py`` calls it
-    once before the first test, so no test's own timeout pays for a cold build."""
+    the three binaries). Memoised per process (:func:`memoised_build`)."""
     override = os.environ.get("ROUTERS_E2E_BIN_DIR") or os.environ.get("ROUTERS_E2E_BIN") or ""
-    if override not in _binaries:
-        try:
-            d = (
-                Path(override)
-                if override
-                else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
-            )
-            missing = [
-                b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)
-            ]
-            if missing:
-                raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
-            _binaries[override] = d
-        except BinariesUnavailable as exc:
-            _binaries[override] = exc
-    result = _binaries[override]
-    if isinstance(result, BinariesUnavailable):
-        raise result
-    return result
+
+    def build() -> Path:
+        d = (
+            Path(override)
+            if override
+            else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
+        )
+        missing = [
+            b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)
+        ]
+        if missing:
+            raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
+        return d
+
+    return memoised_build(_binaries, override, build)
 
 
 def ensure_crds(sets: Iterable[str]) -> Path:

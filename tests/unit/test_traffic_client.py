@@ -4,7 +4,6 @@ message that names what timed out. No cluster and no proxy needed."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,33 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from e2e._traffic_client import TrafficClient, TrafficTimeout
-
-
-@contextmanager
-def silent_server() -> Iterator[int]:
-    """Accepts connections and never answers (a proxy that hangs)."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=64)
-    server.settimeout(0.05)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        server.close()
+from tests.conftest import silent_server
 
 
 @contextmanager

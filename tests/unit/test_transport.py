@@ -208,41 +208,20 @@ def test_every_request_carries_a_connect_and_a_read_timeout() -> None:
 def test_a_silent_api_server_times_out_instead_of_hanging() -> None:
     """A real socket that accepts and never answers: the official client gives up after the
     read timeout, and the error names the server (no hang, bounded by urllib3's own retries)."""
-    import socket
-    import threading
     import time
 
     from kubernetes.client import ApiClient, Configuration
 
     from routers.cluster import Timeouts
+    from tests.conftest import silent_server
 
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    cfg = Configuration(host=f"http://127.0.0.1:{server.getsockname()[1]}")
-    try:
+    with silent_server() as port:
+        cfg = Configuration(host=f"http://127.0.0.1:{port}")
         t = Transport(ApiClient(cfg), timeouts=Timeouts(connect=1.0, read=0.3))
         start = time.monotonic()
         with pytest.raises(ApiStatus) as info:
             t.request("PATCH", "/api/v1/namespaces/x/configmaps/y", body=[])
         took = time.monotonic() - start
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        server.close()
     assert info.value.code == 0
     assert "cannot reach the API server at http://127.0.0.1:" in info.value.message
     assert "timed out" in info.value.message.lower()
