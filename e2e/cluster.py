@@ -154,7 +154,11 @@ def run_bounded(
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # something left the group and holds the pipes
+            proc.kill()
+            err = "<no output: the pipes stayed open after the kill>"
         tail = "\n".join((err or "").splitlines()[-20:])
         raise CommandTimeout(
             f"{what} did not finish within {timeout:.0f}s and was killed: {' '.join(cmd)}\n{tail}"
@@ -166,9 +170,9 @@ def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
     """Run a build/fetch script; return the last stdout line (a directory)."""
     if not script.is_file():
         raise BinariesUnavailable(f"{script} not found")
-    limit = _env_seconds(BUILD_TIMEOUT_ENV, BUILD_TIMEOUT)
     what = what or script.name
     try:
+        limit = _env_seconds(BUILD_TIMEOUT_ENV, BUILD_TIMEOUT)
         proc = run_bounded(["bash", str(script), *args], timeout=limit, what=what)
     except CommandTimeout as e:
         raise BinariesUnavailable(f"{e}\n(raise {BUILD_TIMEOUT_ENV} to allow more)") from None

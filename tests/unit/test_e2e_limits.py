@@ -1,0 +1,117 @@
+"""The limits of the e2e harness and the build scripts, on real processes (seconds, no cluster).
+
+A build that outlives its limit must be stopped with everything it started (an orphaned
+``go build`` kept the Traefik build lock and a core after pytest-timeout killed its test), and
+the error must say what ran out and which knob raises the limit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e.cluster import (
+    BinariesUnavailable,
+    CommandTimeout,
+    _run_script,
+    memoised_build,
+    run_bounded,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMITS = ROOT / "scripts" / "_limits.sh"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_command_past_its_limit_is_killed_with_its_children(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $! > {pids}; sleep 60"
+    start = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"fake build did not finish within 1s and was killed"):
+        run_bounded(["bash", "-c", script], timeout=1, what="fake build")
+    assert time.monotonic() - start < 30
+    child = int(pids.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the background child outlived the limit"
+
+
+def test_a_build_script_past_its_limit_names_the_knob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "build.sh"
+    script.write_text("echo building >&2\nsleep 60\n")
+    monkeypatch.setenv("ROUTERS_E2E_BUILD_TIMEOUT", "1")
+    with pytest.raises(BinariesUnavailable) as info:
+        _run_script(script, what="slow build.sh")
+    assert "slow build.sh did not finish within 1s" in str(info.value)
+    assert "ROUTERS_E2E_BUILD_TIMEOUT" in str(info.value)
+    monkeypatch.setenv("ROUTERS_E2E_BUILD_TIMEOUT", "soon")
+    with pytest.raises(BinariesUnavailable, match="is not a number of seconds"):
+        _run_script(script, what="slow build.sh")
+
+
+def test_a_failed_build_is_remembered_not_retried_by_every_test() -> None:
+    calls: list[int] = []
+
+    def build() -> Path:
+        calls.append(1)
+        raise BinariesUnavailable("no go")
+
+    cache: dict[str, Path | BinariesUnavailable] = {}
+    for _ in range(3):
+        with pytest.raises(BinariesUnavailable, match="no go"):
+            memoised_build(cache, "", build)
+    assert calls == [1]
+    assert memoised_build({}, "k", lambda: Path("/bin")) == Path("/bin")
+
+
+def _bash(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", f"source {LIMITS}; {script}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def test_limit_stops_a_command_and_says_what_ran_out() -> None:
+    proc = _bash('limit 1 "go build traefik" sleep 30')
+    assert proc.returncode == 124
+    assert "error: go build traefik did not finish within 1s and was stopped" in proc.stderr
+    assert _bash('limit 5 "quick" true').returncode == 0
+    assert _bash('limit 5 "failing" false').returncode == 1  # its own exit code, no message
+
+
+def test_lock_wait_is_bounded(tmp_path: Path) -> None:
+    lock = tmp_path / ".build.lock"
+    with subprocess.Popen(["flock", str(lock), "sleep", "30"]) as holder:
+        try:
+            deadline = time.monotonic() + 10
+            while (
+                subprocess.run(
+                    ["flock", "-n", str(lock), "true"], timeout=10, check=False
+                ).returncode
+                == 0
+            ):
+                assert time.monotonic() < deadline, "the holder never took the lock"
+                time.sleep(0.05)
+            proc = _bash(f"exec 9>{lock}; lock_fd 9 {lock}", ROUTERS_E2E_LOCK_TIMEOUT="1")
+        finally:
+            holder.kill()
+            holder.wait(10)
+    assert proc.returncode == 1
+    assert "waited 1s (ROUTERS_E2E_LOCK_TIMEOUT)" in proc.stderr
