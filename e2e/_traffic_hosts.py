@@ -58,6 +58,15 @@ def _free_subnet() -> str:
     return f"198.18.{free[secrets.randbelow(len(free))]}"
 
 
+def _state(pid: int) -> str:
+    """'running', or what /proc says otherwise (a SIGSTOPped host accepts and never answers)."""
+    try:
+        code = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+    return {"T": "STOPPED", "t": "STOPPED (traced)", "Z": "EXITED (zombie)"}.get(code, "running")
+
+
 @dataclass
 class NetnsHosts:
     """One netns with one address per backend name; ``stop()`` removes everything."""
@@ -134,15 +143,18 @@ class NetnsHosts:
         with urllib.request.urlopen(url, timeout=5) as r:
             return int(r.read().decode())
 
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return dict(zip(self.addresses, self.procs, strict=False))[name]
+
     def alive(self) -> dict[str, int | None]:
         """Host name -> None while its process runs, else its exit code."""
         return {name: p.poll() for name, p in zip(self.addresses, self.procs, strict=False)}
 
     def describe(self) -> str:
-        """One line for failure messages: each host's address and whether it still runs."""
+        """One line for failure messages: each host's address and what its process is doing."""
         parts = []
         for name, code in self.alive().items():
-            state = "running" if code is None else f"EXITED with {code}"
+            state = f"EXITED with {code}" if code is not None else _state(self.process(name).pid)
             parts.append(f"{name} {self.addresses[name]}:{PORT} {state}")
         return f"test hosts in netns {self.netns}: " + ", ".join(parts)
 
