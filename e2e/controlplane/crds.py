@@ -135,7 +135,7 @@ def cache_root() -> Path:
 def go_mod_download(module: str, version: str) -> Path:
     env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=mod")
     with tempfile.TemporaryDirectory() as tmp:  # outside any go.mod
-        limit = float(os.environ.get("ROUTERS_E2E_GO_TIMEOUT") or 1800)
+        limit = float(os.environ.get("ROUTERS_E2E_GO_TIMEOUT") or 3600)
         try:
             proc = subprocess.run(
                 ["go", "mod", "download", "-json", f"{module}@{version}"],

@@ -94,6 +94,10 @@ def test_limit_stops_a_command_and_says_what_ran_out() -> None:
     assert "error: go build traefik did not finish within 1s and was stopped" in proc.stderr
     assert _bash('limit 5 "quick" true').returncode == 0
     assert _bash('limit 5 "failing" false').returncode == 1  # its own exit code, no message
+    # A command that itself exits 124 (e.g. an inner limit ran out) is not this limit running out.
+    inner = _bash('limit 30 "outer" bash -c "exit 124"')
+    assert inner.returncode == 124
+    assert "outer did not finish" not in inner.stderr
 
 
 def test_lock_wait_is_bounded(tmp_path: Path) -> None:
