@@ -245,10 +245,10 @@ def start_run(
     return run
 
 
-def wait_for(pred: Callable[[], bool], timeout: float = 30) -> None:
+def wait_for(pred: Callable[[], bool], timeout: float = 30, what: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out after {timeout}s: {what()}"
         time.sleep(0.05)
 
 
@@ -376,7 +376,16 @@ def test_two_owners_runs_on_one_object_survive_an_apiserver_kill(
         app: start_run(launched, cp, tmp_path, steps, cfg, ns)
         for app, (cfg, steps, _) in runs.items()
     }
-    wait_for(lambda: weight("a") == 5 and weight("b") == 10)
+    # Two fresh interpreters import the client and apply their first step: seconds when quiet,
+    # more on a busy machine.
+    wait_for(
+        lambda: weight("a") == 5 and weight("b") == 10,
+        timeout=60,
+        what=lambda: (
+            f"a at {weight('a')} (want 5), b at {weight('b')} (want 10)\n"
+            f"a:\n{procs['a'].output(timeout=0)}\nb:\n{procs['b'].output(timeout=0)}"
+        ),
+    )
     cp.kill_apiserver()
     time.sleep(3)  # both runs keep retrying while the API server is down
     cp.start_apiserver()
