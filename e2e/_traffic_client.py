@@ -11,12 +11,21 @@ out, how often, and what the proxy and the test hosts looked like then. Never a 
 from __future__ import annotations
 
 import http.client
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
-__all__ = ["GATEWAY_ERRORS", "Tally", "TrafficClient", "TrafficTimeout"]
+__all__ = [
+    "GATEWAY_ERRORS",
+    "Tally",
+    "TrafficClient",
+    "TrafficTimeout",
+    "consistent",
+    "converge",
+]
 
 # The proxy's own "the backend did not answer" statuses: Bad Gateway, Gateway Timeout.
 GATEWAY_ERRORS = frozenset({502, 504})
@@ -155,3 +164,44 @@ class TrafficClient:
                 )
             counts[self.get(host, headers, path)] += 1
         return counts
+
+
+def consistent(canary: int, n: int, p: Fraction) -> bool:
+    """Within 4 binomial standard deviations (exact for p = 0 or 1)."""
+    sigma = math.sqrt(n * float(p) * (1 - float(p)))
+    return abs(canary - n * float(p)) <= 4 * sigma + 1e-9
+
+
+def converge(
+    probe: Callable[[int, float], Counter[str]],
+    new: Fraction,
+    old: Fraction,
+    *,
+    batch: int,
+    timeout: float,
+    describe: Callable[[], str] = lambda: "",
+) -> float:
+    """Seconds until a probe batch fits the canary share ``new`` and (when they differ) not
+    ``old``.
+
+    ``probe(n, within)`` sends ``n`` requests that must all be answered within ``within``
+    seconds (:meth:`TrafficClient.send`) and counts them as ``stable`` / ``canary``; a batch
+    that cannot finish before the deadline fails inside, naming the deadline."""
+    start = time.monotonic()
+    counts: Counter[str] = Counter()
+    while True:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            raise AssertionError(
+                f"no convergence to canary share {new} (from {old}) within {timeout:g}s "
+                f"(last batch {dict(counts)})\n{describe()}"
+            )
+        counts = probe(batch, left)
+        c = counts["canary"]
+        if (
+            counts["stable"] + c == batch
+            and consistent(c, batch, new)
+            and (new == old or not consistent(c, batch, old))
+        ):
+            return time.monotonic() - start
+        time.sleep(0.1)

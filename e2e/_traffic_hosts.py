@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,13 +50,14 @@ def _ip(*args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def _free_subnet() -> str:
-    """A 198.18.N.0/24 that no interface of the machine has an address in."""
-    used = {int(m) for m in re.findall(r"\b198\.18\.(\d+)\.\d+/", _ip("-o", "-4", "addr", "show"))}
+def _free_subnet(prefix: str) -> str:
+    """A ``<prefix>.N`` (a /24) in which no interface of the machine has an address yet."""
+    pattern = rf"\b{re.escape(prefix)}\.(\d+)\.\d+/"
+    used = {int(m) for m in re.findall(pattern, _ip("-o", "-4", "addr", "show"))}
     free = [n for n in range(1, 251) if n not in used]
     if not free:
-        raise RuntimeError("every 198.18.N.0/24 (N=1..250) is in use: leftover test netns?")
-    return f"198.18.{free[secrets.randbelow(len(free))]}"
+        raise RuntimeError(f"every {prefix}.N.0/24 (N=1..250) is in use: leftover test netns?")
+    return f"{prefix}.{free[secrets.randbelow(len(free))]}"
 
 
 def _state(pid: int) -> str:
@@ -65,6 +67,72 @@ def _state(pid: int) -> str:
     except (OSError, IndexError):
         return "gone"
     return {"T": "STOPPED", "t": "STOPPED (traced)", "Z": "EXITED (zombie)"}.get(code, "running")
+
+
+def _wait_http(
+    name: str, addr: str, timeout: float = 20.0, describe: Callable[[], str] = lambda: ""
+) -> None:
+    """Until http://addr:PORT/ answers with ``name``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{addr}:{PORT}/", timeout=2) as r:
+                if r.read().decode() == name:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"test host {name} at {addr}:{PORT} did not answer within {timeout:g}s "
+                f"({describe()})"
+            )
+        time.sleep(0.1)
+
+
+def _link(netns: str, veth: str) -> None:
+    """A new netns joined to the root namespace by the veth pair ``<veth>h`` / ``<veth>n``."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
+    _ip("netns", "add", netns)
+    _ip("link", "add", f"{veth}h", "type", "veth", "peer", "name", f"{veth}n")
+    _ip("link", "set", f"{veth}n", "netns", netns)
+    _ip("-n", netns, "link", "set", "lo", "up")
+
+
+def _unlink(netns: str, veth: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the servers, delete the veth pair and the netns (each step bounded)."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+    procs.clear()
+    if veth:
+        _ip("link", "del", f"{veth}h", check=False)
+    _ip("netns", "del", netns, check=False)
+
+
+def _serve(netns: str, listen: str, name: str, *extra: str) -> subprocess.Popen[bytes]:
+    """The test server inside ``netns``: it dies with the test process and, at the latest,
+    after ``MAX_SECONDS``."""
+    return subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            str(SERVER),
+            listen,
+            name,
+            "--max-seconds",
+            str(MAX_SECONDS),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # `ip netns exec` execs the server in place, so the signal carries over.
+        preexec_fn=_pdeathsig,  # noqa: PLW1509 - die with the test process
+    )
 
 
 @dataclass
@@ -78,64 +146,24 @@ class NetnsHosts:
     _veth: str = ""
 
     def start(self) -> NetnsHosts:
-        if os.geteuid() != 0 or shutil.which("ip") is None:
-            raise HostsUnavailable("needs root and iproute2 (ip netns, veth)")
-        subnet = _free_subnet()
         self._veth = f"crt{secrets.token_hex(3)}"
         try:
-            _ip("netns", "add", self.netns)
-            _ip("link", "add", f"{self._veth}h", "type", "veth", "peer", "name", f"{self._veth}n")
-            _ip("link", "set", f"{self._veth}n", "netns", self.netns)
+            _link(self.netns, self._veth)
+            subnet = _free_subnet("198.18")
             _ip("addr", "add", f"{subnet}.1/24", "dev", f"{self._veth}h")
             _ip("link", "set", f"{self._veth}h", "up")
-            _ip("-n", self.netns, "link", "set", "lo", "up")
             _ip("-n", self.netns, "link", "set", f"{self._veth}n", "up")
             for i, name in enumerate(self.names, start=2):
                 addr = f"{subnet}.{i}"
                 _ip("-n", self.netns, "addr", "add", f"{addr}/24", "dev", f"{self._veth}n")
                 self.addresses[name] = addr
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            "ip",
-                            "netns",
-                            "exec",
-                            self.netns,
-                            sys.executable,
-                            str(SERVER),
-                            f"{addr}:{PORT}",
-                            name,
-                            "--max-seconds",
-                            str(MAX_SECONDS),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        # `ip netns exec` execs the server in place, so the signal carries over.
-                        preexec_fn=_pdeathsig,  # noqa: PLW1509 - die with the test process
-                    )
-                )
+                self.procs.append(_serve(self.netns, f"{addr}:{PORT}", name))
             for name, addr in self.addresses.items():
-                self._wait(name, addr)
+                _wait_http(name, addr, describe=self.describe)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _wait(self, name: str, addr: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{addr}:{PORT}/", timeout=2) as r:
-                    if r.read().decode() == name:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"test host {name} at {addr}:{PORT} did not answer within {timeout:g}s "
-                    f"({self.describe()})"
-                )
-            time.sleep(0.1)
 
     def seen(self, name: str, path: str) -> int:
         """How many requests for ``path`` host ``name`` has served (mirrored copies included)."""
@@ -159,16 +187,62 @@ class NetnsHosts:
         return f"test hosts in netns {self.netns}: " + ", ".join(parts)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=10)
-        self.procs.clear()
-        if self._veth:
-            _ip("link", "del", f"{self._veth}h", check=False)
-        _ip("netns", "del", self.netns, check=False)
+        _unlink(self.netns, self._veth, self.procs)
 
     def __enter__(self) -> NetnsHosts:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class PodNetwork:
+    """A netns that owns a whole pod CIDR and answers HTTP on every address of it.
+
+    Fake nodes (kwok) hand pods addresses from ``cidr`` (the Node's podCIDR); the real
+    EndpointSlice controller puts them in the Services' slices, and a proxy sending a request to
+    any of them reaches one server in this namespace (an AnyIP ``local`` route), which answers
+    with the address it was reached on (``X-Backend``). So a request's answer names the pod the
+    proxy chose. 198.19.0.0/16 keeps clear of NetnsHosts' 198.18.0.0/16; ``stop()`` removes all.
+    """
+
+    netns: str = field(default_factory=lambda: f"crp-{secrets.token_hex(3)}")
+    cidr: str = ""
+    gateway: str = ""  # the root namespace's side of the link (an address for kwok's node IP)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _veth: str = ""
+    _route: bool = False
+
+    def start(self) -> PodNetwork:
+        self._veth = f"crp{secrets.token_hex(3)}"
+        try:
+            _link(self.netns, self._veth)
+            octet = _free_subnet("198.19").rsplit(".", 1)[1]
+            _ip("addr", "add", f"198.19.{octet}.1/30", "dev", f"{self._veth}h")
+            self.gateway = f"198.19.{octet}.1"
+            self.cidr = f"198.19.{octet}.128/25"
+            _ip("link", "set", f"{self._veth}h", "up")
+            _ip("-n", self.netns, "addr", "add", f"198.19.{octet}.2/30", "dev", f"{self._veth}n")
+            _ip("-n", self.netns, "link", "set", f"{self._veth}n", "up")
+            _ip("-n", self.netns, "route", "add", "local", self.cidr, "dev", "lo")
+            _ip("route", "add", self.cidr, "via", f"198.19.{octet}.2")
+            self._route = True
+            self.procs.append(_serve(self.netns, f"0.0.0.0:{PORT}", "-", "--echo-address"))
+            probe = f"198.19.{octet}.200"
+            _wait_http(probe, probe)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._route:
+            _ip("route", "del", self.cidr, check=False)
+            self._route = False
+        _unlink(self.netns, self._veth, self.procs)
+
+    def __enter__(self) -> PodNetwork:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

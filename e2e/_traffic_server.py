@@ -1,4 +1,7 @@
-"""A backend test host for e2e/test_traffic.py: answers every request with its own name.
+"""A backend test host for the traffic e2e tests: answers every request with its own name.
+
+With ``--echo-address`` (the name is then ignored) it answers with the local address the request
+reached: one process stands in for every pod of a pod CIDR the network namespace owns.
 
 ``GET /__seen?path=P`` answers how many requests for path ``P`` it has served (mirrored copies
 included), so a test can count what a proxy mirrored to it.
@@ -24,9 +27,9 @@ def main() -> None:
     parser.add_argument("listen", help="ADDRESS:PORT")
     parser.add_argument("name")
     parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--echo-address", action="store_true")
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
-    body = args.name.encode()
     seen: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -39,7 +42,8 @@ def main() -> None:
             if length:
                 self.rfile.read(length)
             url = urlsplit(self.path)
-            answer = body
+            name = self.connection.getsockname()[0] if args.echo_address else args.name
+            answer = name.encode()
             if url.path == "/__seen":
                 with lock:
                     answer = str(seen[parse_qs(url.query).get("path", [""])[0]]).encode()
@@ -48,7 +52,7 @@ def main() -> None:
                     seen[url.path] += 1
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("X-Backend", args.name)
+            self.send_header("X-Backend", name)
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)

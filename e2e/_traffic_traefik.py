@@ -90,6 +90,8 @@ class Traefik:
             "ping": {"entryPoint": "traefik"},
             "api": {"insecure": True},
             "log": {"level": "INFO", "filePath": str(self.log)},
+            # Which router and service answered each request (a 5xx names its cause).
+            "accessLog": {"filePath": str(self.workdir / "access.log"), "format": "json"},
             "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
             "providers": {
                 "kubernetesGateway": {"namespaces": [self.namespace]},

@@ -112,15 +112,57 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
-# How long a build script (control plane, Traefik) may take as a whole: the CI's own limit. A
-# cold build takes 4-7 min on a quiet 2-core machine and over 30 min at load average 21; this is
-# the backstop, the go commands inside the scripts have their own limits (ROUTERS_E2E_GO_TIMEOUT).
-BUILD_TIMEOUT_ENV = "ROUTERS_E2E_BUILD_TIMEOUT"
-BUILD_TIMEOUT = 5400.0
+# How long a build script (control plane, kwok, Argo, Traefik) may take as a whole: the CI's own
+# limit. A cold build takes 4-7 min on a quiet 2-core machine and over 30 min at load average 21;
+# this is the backstop, each go command inside the scripts has its own limit
+# (ROUTERS_E2E_BUILD_TIMEOUT, scripts/_limits.sh).
+SCRIPT_TIMEOUT_ENV = "ROUTERS_E2E_SCRIPT_TIMEOUT"
+SCRIPT_TIMEOUT = 5400.0
 
 
 class CommandTimeout(ControlPlaneError):
     """A subprocess did not finish within its limit (it and its children were killed)."""
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``, from /proc.
+
+    ``setpgid`` moves a process to another group but never out of its session, so this finds
+    what a process-group kill misses: e.g. a build script's ``limit``, whose timeout(1) leads a
+    process group of its own."""
+    out: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # state ppid pgrp session ...
+        if len(fields) > 3 and fields[0] != "Z" and int(fields[3]) == sid:
+            out.append(int(entry))
+    return out
+
+
+def end_session(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """End ``proc`` (started with ``start_new_session=True``) and everything in its session:
+    SIGTERM to every process, SIGKILL to whatever is left after ``grace`` seconds. Bounded."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        proc.poll()  # reap the leader, so a dead one does not count
+        pids = session_pids(proc.pid)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not session_pids(proc.pid):
+                break
+            time.sleep(0.05)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 def run_bounded(
@@ -132,10 +174,12 @@ def run_bounded(
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` with a hard limit that also kills the command's children.
+    """``subprocess.run`` with a hard limit that also ends the command's children.
 
-    The command runs in its own session, so on timeout the whole process group goes (a build
-    script's ``go build`` included), and the error says what timed out and after how long."""
+    The command leads its own session. On timeout, and on anything that interrupts the wait
+    (pytest-timeout, Ctrl-C), the whole session gets SIGTERM and then SIGKILL
+    (:func:`end_session`: a build script's ``go build`` and nested limits included), so nothing
+    outlives the call holding a build lock; the timeout error says what ran out after how long."""
     try:
         proc = subprocess.Popen(
             cmd,
@@ -152,17 +196,19 @@ def run_bounded(
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        end_session(proc)
         try:
             out, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:  # something left the group and holds the pipes
+        except subprocess.TimeoutExpired:  # something left the session and holds the pipes
             proc.kill()
             err = "<no output: the pipes stayed open after the kill>"
         tail = "\n".join((err or "").splitlines()[-20:])
         raise CommandTimeout(
-            f"{what} did not finish within {timeout:.0f}s and was killed: {' '.join(cmd)}\n{tail}"
+            f"{what} did not finish within {timeout:.0f}s and was stopped: {' '.join(cmd)}\n{tail}"
         ) from None
+    except BaseException:
+        end_session(proc)
+        raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -172,10 +218,10 @@ def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
         raise BinariesUnavailable(f"{script} not found")
     what = what or script.name
     try:
-        limit = _env_seconds(BUILD_TIMEOUT_ENV, BUILD_TIMEOUT)
+        limit = _env_seconds(SCRIPT_TIMEOUT_ENV, SCRIPT_TIMEOUT)
         proc = run_bounded(["bash", str(script), *args], timeout=limit, what=what)
     except CommandTimeout as e:
-        raise BinariesUnavailable(f"{e}\n(raise {BUILD_TIMEOUT_ENV} to allow more)") from None
+        raise BinariesUnavailable(f"{e}\n(raise {SCRIPT_TIMEOUT_ENV} to allow more)") from None
     except ControlPlaneError as e:
         raise BinariesUnavailable(str(e)) from e
     if proc.returncode != 0:
@@ -809,7 +855,8 @@ class ControlPlane:
                 if status != 200:
                     problems[name] = f"GET {status}"
                     continue
-                conds = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
+                # a freshly created CRD may show `conditions: null` for a moment
+                conds = {c["type"]: c for c in (crd.get("status") or {}).get("conditions") or []}
                 est, nac = conds.get("Established", {}), conds.get("NamesAccepted", {})
                 if est.get("status") != "True":
                     problems[name] = (

@@ -23,10 +23,13 @@ ROUTERS_E2E_CACHE / ROUTERS_E2E_TRAEFIK are honoured by e2e.cluster and e2e._tra
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -38,14 +41,24 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str, what: str = "e2e control plane") -> None:
+    """A prerequisite could not be built or fetched: a failure in CI, a skip elsewhere."""
     if _in_ci():
-        pytest.fail(f"e2e control plane unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"e2e control plane unavailable: {reason}")
+        pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs the real local Kubernetes control plane")
+    # SIGTERM (an outer limit running out, a CI cancel) ends the run like Ctrl-C: fixtures tear
+    # down (planes, test hosts) and a build in progress is ended with its whole session
+    # (e2e.cluster.run_bounded) instead of living on with the build lock.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _prebuild(what: str, build: Callable[[], Path]) -> None:
@@ -61,17 +74,53 @@ def _prebuild(what: str, build: Callable[[], Path]) -> None:
     report("e2e binaries", f"{what}: {path} ready in {time.monotonic() - start:.1f}s")
 
 
+def _builds(items: list[pytest.Item]) -> list[tuple[str, Callable[[], Path]]]:
+    """Every Go binary the selected tests run, with its (memoised) build."""
+    from e2e._argo import build as build_argo
+    from e2e._traffic_traefik import ensure_traefik
+    from e2e.argo_env import ensure_argo_controller
+    from e2e.workers import ensure_kube_controllers, ensure_kwok
+
+    files = {i.path.name for i in items}
+    fixtures = {name for i in items for name in getattr(i, "fixturenames", ())}
+    out: list[tuple[str, Callable[[], Path]]] = []
+    if {"control_plane", "control_plane_bin_dir"} & fixtures or files & ARGO_FILES:
+        out.append(("control plane (kube-apiserver, kubectl, etcd)", ensure_binaries))
+    if "test_argo_rollouts.py" in files:
+        out += [
+            ("kube-controller-manager, kube-scheduler", ensure_kube_controllers),
+            ("kwok", ensure_kwok),
+            ("rollouts-controller", ensure_argo_controller),
+        ]
+    if files & ARGO_FILES:
+        out.append(("canary-routers-argo (the bridge)", lambda: build_argo("bridge")))
+    if "test_argo_protocol.py" in files:
+        out.append(("argo-driver", lambda: build_argo("driver")))
+    if files & {"test_traffic.py", "test_argo_rollouts.py"}:
+        out.append(("traefik", ensure_traefik))
+    return out
+
+
+ARGO_FILES = frozenset({"test_argo_rollouts.py", "test_argo_protocol.py"})
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build what the selected tests need now, outside every test's timeout."""
     if session.config.option.collectonly:
         return
-    items = session.items
-    if any({"control_plane", "control_plane_bin_dir"} & set(i.fixturenames) for i in items):
-        _prebuild("control plane (kube-apiserver, kubectl, etcd)", ensure_binaries)
-    if any(i.path.name == "test_traffic.py" for i in items):
-        from e2e._traffic_traefik import ensure_traefik
+    for what, build in _builds(session.items):
+        _prebuild(what, build)
 
-        _prebuild("traefik", ensure_traefik)
+
+@pytest.fixture
+def e2e_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``e2e_report(line)``: a measured figure printed in the terminal summary of the run
+    (passing tests' output is captured, and figures like step latencies must show in CI)."""
+
+    def add(line: str) -> None:
+        report("e2e measurements", f"{request.node.name}: {line}")
+
+    return add
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -87,7 +136,7 @@ def control_plane_bin_dir() -> Path:
     try:
         return ensure_binaries()
     except BinariesUnavailable as e:
-        _unavailable(str(e))
+        unavailable(str(e))
         raise  # unreachable
 
 
@@ -113,7 +162,7 @@ class _Planes:
         try:
             ensure_crds(key)
         except BinariesUnavailable as e:
-            _unavailable(str(e))
+            unavailable(str(e))
         while len(self.planes) >= self.max_planes:
             _, old = self.planes.popitem(last=False)
             old.stop()

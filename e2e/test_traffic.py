@@ -30,7 +30,6 @@ for those plugins mirroring is verified on the API server and by the evaluator o
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import time
@@ -45,7 +44,8 @@ import pytest
 from kubernetes import config as kube_config
 
 from e2e._report import report
-from e2e._traffic_client import TrafficClient, TrafficTimeout
+from e2e._traffic_client import TrafficClient, TrafficTimeout, consistent
+from e2e._traffic_client import converge as _converge
 from e2e._traffic_hosts import PORT, HostsUnavailable, NetnsHosts
 from e2e._traffic_traefik import Traefik, ensure_traefik
 from e2e.cluster import BinariesUnavailable, ControlPlane
@@ -305,38 +305,19 @@ def env(
 # -- sending traffic --------------------------------------------------------------------------
 
 
-def consistent(canary: int, n: int, p: Fraction) -> bool:
-    """Within 4 binomial standard deviations (exact for p = 0 or 1)."""
-    sigma = math.sqrt(n * float(p) * (1 - float(p)))
-    return abs(canary - n * float(p)) <= 4 * sigma + 1e-9
-
-
 def converge(
     client: TrafficClient, host: str, headers: dict[str, str], new: Fraction, old: Fraction
 ) -> float:
-    """Seconds until a probe batch fits the new share and (when they differ) not the old one."""
-    start = time.monotonic()
-    counts: Counter[str] = Counter()
-    while True:
-        left = CONVERGE_TIMEOUT - (time.monotonic() - start)
-        if left <= 0:
-            raise AssertionError(
-                f"no convergence to canary share {new} within {CONVERGE_TIMEOUT}s "
-                f"(last batch {dict(counts)}; {client.tally.line()})\n{client.describe()}"
-            )
-        # A batch that cannot finish before the deadline fails inside, naming the deadline.
-        counts = client.send(
-            host, BATCH, headers, within=left, what=f"convergence probe (canary share {new})"
-        )
-        served = counts["stable"] + counts["canary"]
-        c = counts["canary"]
-        if (
-            served == BATCH
-            and consistent(c, BATCH, new)
-            and (new == old or not consistent(c, BATCH, old))
-        ):
-            return time.monotonic() - start
-        time.sleep(0.1)
+    """Seconds until Traefik shows the new canary share for requests with these headers."""
+
+    def probe(n: int, within: float) -> Counter[str]:
+        what = f"convergence probe (canary share {new})"
+        return client.send(host, n, headers, within=within, what=what)
+
+    def describe() -> str:
+        return f"{client.tally.line()}\n{client.describe()}"
+
+    return _converge(probe, new, old, batch=BATCH, timeout=CONVERGE_TIMEOUT, describe=describe)
 
 
 # -- the walk -----------------------------------------------------------------------------------

@@ -34,6 +34,20 @@ GATEWAY = "sigs.k8s.io/gateway-api"
 ISTIO_API = "istio.io/api"
 SMI_SDK = "github.com/servicemeshinterface/smi-sdk-go"
 TRAEFIK = "github.com/traefik/traefik/v3"
+ARGO_ROLLOUTS = "github.com/argoproj/argo-rollouts"
+# The Argo Rollouts CRDs must match the controller the e2e builds: one version, read from there.
+ARGO_CONTROLLER_GOMOD = Path(__file__).resolve().parent.parent / "argo-controller" / "go.mod"
+
+
+def required_version(gomod: Path, module: str) -> str:
+    """The version of ``module`` required by a go.mod (``require`` lines only)."""
+    for line in gomod.read_text().splitlines():
+        fields = line.split("//")[0].split()
+        if fields[:1] == ["require"]:
+            fields = fields[1:]
+        if len(fields) == 2 and fields[0] == module:
+            return fields[1]
+    raise RuntimeError(f"{gomod} does not require {module}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,15 @@ SETS: dict[str, CRDSet] = {
             "the versions linkerd-smi serves (v1alpha1 storage with int-or-string weight, "
             "v1alpha2 served; 'matches' only exists from v1alpha3 on), see linkerd_profile.",
         ),
+        CRDSet(
+            "argo-rollouts",
+            ARGO_ROLLOUTS,
+            required_version(ARGO_CONTROLLER_GOMOD, ARGO_ROLLOUTS),
+            (Source("manifests/crds"),),
+            note="Rollout, AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Experiment; "
+            "same version as the controller built by e2e/argo-controller (kustomization.yaml "
+            "skipped: not a CRD).",
+        ),
     )
 }
 
@@ -135,7 +158,7 @@ def cache_root() -> Path:
 def go_mod_download(module: str, version: str) -> Path:
     env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=mod")
     with tempfile.TemporaryDirectory() as tmp:  # outside any go.mod
-        limit = float(os.environ.get("ROUTERS_E2E_GO_TIMEOUT") or 3600)
+        limit = float(os.environ.get("ROUTERS_E2E_BUILD_TIMEOUT") or 3000)
         try:
             proc = subprocess.run(
                 ["go", "mod", "download", "-json", f"{module}@{version}"],
@@ -149,7 +172,7 @@ def go_mod_download(module: str, version: str) -> Path:
         except subprocess.TimeoutExpired:
             raise RuntimeError(
                 f"go mod download {module}@{version} did not finish within {limit:.0f}s "
-                "(ROUTERS_E2E_GO_TIMEOUT)"
+                "(ROUTERS_E2E_BUILD_TIMEOUT)"
             ) from None
     try:
         info = json.loads(proc.stdout)

@@ -433,12 +433,27 @@ def cleanup(
 @click.option("--config", "config_path", required=True, metavar="FILE")
 @click.option("-n", "--namespace", default=None)
 @click.option("--name", default="canary-routers", show_default=True, help="Role name.")
-def rbac(config_path: str, namespace: str | None, name: str) -> None:
+@click.option(
+    "--service-account",
+    default=None,
+    metavar="NAMESPACE/NAME",
+    help="Also bind the roles to this ServiceAccount (e.g. argo-rollouts/argo-rollouts).",
+)
+def rbac(config_path: str, namespace: str | None, name: str, service_account: str | None) -> None:
     """Print the minimal Role (and CRD-reading ClusterRole) a config needs."""
     from routers.cluster import rbac_manifests
 
     config = load_config(config_path)
-    click.echo(dump_yaml(rbac_manifests(config, name=name, namespace=namespace)), nl=False)
+    subject = None
+    if service_account is not None:
+        sa_ns, sep, sa_name = service_account.partition("/")
+        if not sep or not sa_ns or not sa_name or "/" in sa_name:
+            raise click.BadParameter(
+                f"{service_account!r} is not NAMESPACE/NAME", param_hint="--service-account"
+            )
+        subject = (sa_ns, sa_name)
+    manifests = rbac_manifests(config, name=name, namespace=namespace, service_account=subject)
+    click.echo(dump_yaml(manifests), nl=False)
 
 
 # -- canary steps -------------------------------------------------------------------------------
@@ -620,3 +635,64 @@ def _simulate_requests(
 
     for line in explain_requests(config, desired, docs, requests):
         click.echo(line)
+
+
+# -- Argo Rollouts plugin -----------------------------------------------------------------------
+
+
+@cli.command("argo-plugin")
+@click.option(
+    "--plugin",
+    "plugin",
+    required=True,
+    metavar="ORG/NAME",
+    help="The trafficRouterPlugins entry served, e.g. canary-routers/istio.",
+)
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig.")
+@click.option("--context", default=None, help="kubeconfig context.")
+@click.option("--workers", default=8, show_default=True, help="Calls served concurrently.")
+@click.option(
+    "--api-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds before one API request is abandoned.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "hclog"]),
+    help="hclog: '[LEVEL] message' lines, which Argo's plugin client logs at that level.",
+)
+def argo_plugin(
+    plugin: str,
+    kubeconfig: str | None,
+    context: str | None,
+    workers: int,
+    api_timeout: float,
+    log_level: str,
+    log_format: str,
+) -> int:
+    """Serve Argo Rollouts' traffic-router calls for the canary-routers bridge.
+
+    Started by the bridge binary (argo/), which Argo Rollouts runs as a traffic-router plugin:
+    JSON lines on stdin/stdout, logs on stderr. See argo/README.md.
+    """
+    import logging
+    from importlib.metadata import version
+
+    from routers.argo import ArgoPlugin, serve
+    from routers.argo.server import log_handler
+    from routers.cluster import Timeouts
+    from routers.cluster.connect import connect
+
+    logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
+    kube = connect(kubeconfig, context, timeouts=Timeouts(read=api_timeout))
+    handler = ArgoPlugin(plugin, kube)
+    return serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)

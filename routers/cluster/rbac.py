@@ -18,9 +18,14 @@ def rbac_manifests(
     registry: Registry | None = None,
     name: str = "canary-routers",
     namespace: str | None = None,
+    service_account: tuple[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """A namespaced Role with the plugins' permissions, and a ClusterRole that may read the CRDs
-    whose facts the plugins use (optional: without it, plugins fall back to their config)."""
+    whose facts the plugins use (optional: without it, plugins fall back to their config).
+
+    With ``service_account`` (namespace, name), e.g. Argo Rollouts' controller running our
+    plugin, a RoleBinding and a ClusterRoleBinding grant both to it.
+    """
     bindings = bind(config, registry)
     verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
     crds: set[str] = set()
@@ -57,4 +62,31 @@ def rbac_manifests(
                 ],
             }
         )
+    if service_account is not None:
+        sa_ns, sa_name = service_account
+        subject = {"kind": "ServiceAccount", "name": sa_name, "namespace": sa_ns}
+        binding = f"{name}-{sa_ns}-{sa_name}"
+        out.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": binding, "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [subject],
+            }
+        )
+        if crds:
+            out.append(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": f"{binding}-crd-facts"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": f"{name}-crd-facts",
+                    },
+                    "subjects": [subject],
+                }
+            )
     return out

@@ -22,15 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from routers.cluster._kube import Kube
 from routers.cluster._transport import ApiStatus
+from routers.cluster.holder import find_holder, write_annotation
 from routers.cluster.router import Router
-from routers.errors import ApplyError, ConflictError, RoutersError
+from routers.errors import ApplyError, RoutersError
 from routers.model import TrafficState
 from routers.model.steps import Pause, StepFile
-from routers.planning.objects import JSON, ObjectRef, get_annotations
+from routers.planning.objects import get_annotations
 from routers.planning.ownership import DOMAIN
-from routers.planning.patch import PatchBuilder, pointer
 
 __all__ = ["COMMAND", "PROGRESS", "Event", "RunAborted", "Runner", "run_id", "send_command"]
 
@@ -58,16 +57,6 @@ def run_id(router: Router, steps: StepFile) -> str:
     """Identity of a run: same config and steps, same run (so a restart resumes it)."""
     data = json.dumps([router.config.dump(), [s.dump() for s in steps.steps]], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
-
-
-def _holder(router: Router) -> tuple[ObjectRef, JSON] | None:
-    """The first target that exists: where progress is recorded."""
-    snapshot = router.read()
-    for ref in router.targets(live=snapshot):
-        obj = snapshot.get(ref)
-        if obj is not None:
-            return ref, obj
-    return None
 
 
 def _entries(raw: str | None) -> dict[str, Any]:
@@ -104,7 +93,6 @@ def _with_entry(
 
 
 def _write_annotation(
-    kube: Kube,
     router: Router,
     key: str,
     value: Any,
@@ -113,37 +101,14 @@ def _write_annotation(
     """Set/remove this owner's entry of one annotation on the holder with a guarded patch,
     re-reading on conflict."""
     owner = router.config.owner_key()
-    for _ in range(10):
-        found = _holder(router)
-        if found is None:
-            return
-        ref, obj = found
-        builder = PatchBuilder(obj)
-        path = pointer("metadata", "annotations", key)
-        new = _with_entry(get_annotations(obj).get(key), owner, value, adopt=adopt)
-        if new is None:
-            builder.remove(path)
-        else:
-            builder.set(path, new)
-        if not builder.changed:
-            return
-        try:
-            kube.json_patch(ref, builder.ops())
-            return
-        except ApiStatus as exc:
-            if exc.code in (409, 422):
-                continue
-            raise ApplyError(
-                str(ref), code=exc.code, reason=exc.reason, message=exc.message, operation="patch"
-            ) from None
-    raise ConflictError("run progress annotation", 10, "the holder object keeps changing")
+    write_annotation(router, key, lambda raw: _with_entry(raw, owner, value, adopt=adopt))
 
 
 def send_command(router: Router, command: Command) -> bool:
     """Ask a running ``routers run`` to promote or abort; False when no target exists."""
-    if _holder(router) is None:
+    if find_holder(router) is None:
         return False
-    _write_annotation(router.kube, router, COMMAND, command, adopt=lambda _: True)
+    _write_annotation(router, COMMAND, command, adopt=lambda _: True)
     return True
 
 
@@ -174,7 +139,7 @@ class Runner:
     # -- progress ------------------------------------------------------------------------------
 
     def _annotations(self) -> dict[str, Any]:
-        found = self._retrying(lambda: _holder(self.router))
+        found = self._retrying(lambda: find_holder(self.router))
         if found is None:
             return {}
         ann = get_annotations(found[1])
@@ -191,24 +156,14 @@ class Runner:
 
     def _save(self, **progress: Any) -> None:
         value = {"run": self.id, **progress}
-        self._retrying(
-            lambda: _write_annotation(
-                self.router.kube, self.router, PROGRESS, value, adopt=self._mine
-            )
-        )
+        self._retrying(lambda: _write_annotation(self.router, PROGRESS, value, adopt=self._mine))
 
     def _clear(self) -> None:
-        self._retrying(
-            lambda: _write_annotation(self.router.kube, self.router, PROGRESS, None, self._mine)
-        )
+        self._retrying(lambda: _write_annotation(self.router, PROGRESS, None, self._mine))
         self._clear_command()
 
     def _clear_command(self) -> None:
-        self._retrying(
-            lambda: _write_annotation(
-                self.router.kube, self.router, COMMAND, None, adopt=lambda _: True
-            )
-        )
+        self._retrying(lambda: _write_annotation(self.router, COMMAND, None, adopt=lambda _: True))
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
         """Ride out an API server restart: retry unreachable/5xx errors up to ``api_timeout``.

@@ -24,7 +24,15 @@ from routers.model.state import (
     TrafficState,
 )
 
-__all__ = ["Pause", "Step", "StepFile", "parse_duration", "steps_from_document"]
+__all__ = [
+    "Pause",
+    "Step",
+    "StepFile",
+    "argo_set_header_route",
+    "argo_set_mirror_route",
+    "parse_duration",
+    "steps_from_document",
+]
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)?$")
 
@@ -92,24 +100,13 @@ def _step(doc: Any, path: str, *, argo: bool) -> Step:
             duration=None if duration is None else parse_duration(duration, f"{where}.duration")
         )
     if key == "setHeaderRoute":
-        body = dict(require_mapping(value, where))
         if argo:
-            body = {
-                "name": body.get("name"),
-                "matches": _argo_header_matches(body.get("match"), f"{where}.match"),
-            }
-        return _parse(SetHeaderRoute, body, where)
+            return argo_set_header_route(value, where)
+        return _parse(SetHeaderRoute, dict(require_mapping(value, where)), where)
     if key == "setMirrorRoute":
-        body = dict(require_mapping(value, where))
         if argo:
-            converted: dict[str, Any] = {
-                "name": body.get("name"),
-                "matches": _argo_route_matches(body.get("match"), f"{where}.match"),
-            }
-            if body.get("percentage") is not None:
-                converted["percentage"] = body["percentage"]
-            body = converted
-        return _parse(SetMirrorRoute, body, where)
+            return argo_set_mirror_route(value, where)
+        return _parse(SetMirrorRoute, dict(require_mapping(value, where)), where)
     raise ConfigError(
         [Problem(where, "not a traffic step (setWeight, setHeaderRoute, setMirrorRoute, pause)")]
     )
@@ -183,6 +180,29 @@ def _argo_route_matches(match: Any, path: str) -> list[dict[str, Any]]:
         ]
         out.append(item)
     return out
+
+
+def argo_set_header_route(value: Any, where: str = "setHeaderRoute") -> SetHeaderRoute:
+    """Argo's ``setHeaderRoute`` (``{name, match}``) as our verb; an empty match removes."""
+    body = require_mapping(value, where)
+    converted = {
+        "name": body.get("name"),
+        "matches": _argo_header_matches(body.get("match"), f"{where}.match"),
+    }
+    return _parse(SetHeaderRoute, converted, where)
+
+
+def argo_set_mirror_route(value: Any, where: str = "setMirrorRoute") -> SetMirrorRoute:
+    """Argo's ``setMirrorRoute`` (``{name, match, percentage}``) as our verb; percentage
+    defaults to 100, as in Argo's Istio router; an empty match removes."""
+    body = require_mapping(value, where)
+    converted: dict[str, Any] = {
+        "name": body.get("name"),
+        "matches": _argo_route_matches(body.get("match"), f"{where}.match"),
+    }
+    if body.get("percentage") is not None:
+        converted["percentage"] = body["percentage"]
+    return _parse(SetMirrorRoute, converted, where)
 
 
 _NON_TRAFFIC = ("setCanaryScale", "analysis", "experiment", "plugin")

@@ -201,3 +201,38 @@ def test_status_renderers() -> None:
     text = console.export_text()
     assert "shadow (mirror 12.5%)" in text
     assert "False (stale)" in text
+
+
+def test_rbac_binds_a_service_account(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = str(EX / "routing.yaml")
+    args = [
+        "rbac",
+        "--config",
+        cfg,
+        "-n",
+        "shop",
+        "--service-account",
+        "argo-rollouts/argo-rollouts",
+    ]
+    assert main(args) == 0
+    docs = {d["kind"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+    subject = {"kind": "ServiceAccount", "name": "argo-rollouts", "namespace": "argo-rollouts"}
+    binding = docs["RoleBinding"]
+    assert binding["metadata"]["namespace"] == "shop"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": docs["Role"]["metadata"]["name"],
+    }
+    assert binding["subjects"] == [subject]
+    if "ClusterRole" in docs:
+        assert docs["ClusterRoleBinding"]["subjects"] == [subject]
+        assert (
+            docs["ClusterRoleBinding"]["roleRef"]["name"] == docs["ClusterRole"]["metadata"]["name"]
+        )
+
+
+def test_rbac_service_account_needs_namespace_and_name(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = str(EX / "routing.yaml")
+    assert main(["rbac", "--config", cfg, "--service-account", "argo-rollouts"]) == 1
+    assert "'argo-rollouts' is not NAMESPACE/NAME" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def test_a_command_past_its_limit_is_killed_with_its_children(tmp_path: Path) ->
     pids = tmp_path / "pids"
     script = f"sleep 60 & echo $! > {pids}; sleep 60"
     start = time.monotonic()
-    with pytest.raises(CommandTimeout, match=r"fake build did not finish within 1s and was killed"):
+    with pytest.raises(CommandTimeout, match=r"fake build did not finish within 1s and was stopped"):
         run_bounded(["bash", "-c", script], timeout=1, what="fake build")
     assert time.monotonic() - start < 30
     child = int(pids.read_text())

@@ -35,7 +35,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PY_DIRS = ("routers", "plugins", "e2e", "bench", "examples", "tests", "scripts")
-SHELL_GLOBS = ("scripts/*", ".ci/*", "e2e/**/*.sh")
+SHELL_GLOBS = ("scripts/*", ".ci/*", "e2e/**/*.sh", "argo/**/*.sh")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,168 @@
+"""Reading what Argo Rollouts passes: the Rollout object and the arguments of each call.
+
+Pure functions. The routing config is the Rollout's own canary fields with exactly one plugin
+section, ours (``trafficRouting.plugins["<org>/<name>"]``, the same shape as Argo's built-in
+``istio``/``nginx``/``smi`` blocks): Argo's built-in routers and other plugins named in the same
+Rollout are Argo's business, not ours.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from routers.errors import ConfigError, Problem
+from routers.model import AdditionalDestination, RoutingConfig
+from routers.model._base import require_mapping
+
+__all__ = [
+    "RolloutView",
+    "StatusWeights",
+    "destinations",
+    "routing_document",
+    "status_weights",
+]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class StatusWeights:
+    """``status.canary.weights``: what Argo recorded after its last successful SetWeight."""
+
+    weight: int
+    additional: tuple[AdditionalDestination, ...]
+    canary_hash: str | None
+    stable_hash: str | None
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    """The parts of a Rollout the plugin needs, read once per call."""
+
+    uid: str
+    name: str
+    namespace: str
+    document: Mapping[str, Any]
+    """The routing document (a Rollout reduced to our section), see :func:`routing_document`."""
+
+    @classmethod
+    def of(cls, rollout: Any, plugin: str) -> RolloutView:
+        doc = require_mapping(rollout, "rollout")
+        meta = _mapping(doc.get("metadata"))
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError([Problem("rollout.metadata.name", "missing")])
+        namespace = meta.get("namespace") or "default"
+        uid = meta.get("uid") or f"{namespace}/{name}"
+        return cls(str(uid), name, str(namespace), routing_document(doc, plugin))
+
+    @property
+    def key(self) -> str:
+        """Canonical text of the routing document: a changed config builds a new router."""
+        return json.dumps(self.document, sort_keys=True, separators=(",", ":"))
+
+    def config(self) -> RoutingConfig:
+        return RoutingConfig.from_document(
+            self.document, source=f"Rollout {self.namespace}/{self.name}"
+        )
+
+    def __str__(self) -> str:
+        return f"Rollout {self.namespace}/{self.name}"
+
+
+def routing_document(rollout: Mapping[str, Any], plugin: str) -> dict[str, Any]:
+    """The Rollout reduced to its identity, its Services and our plugin's section.
+
+    With ``pingPong`` and no ``stableService``/``canaryService``, the Services are ping and pong
+    in the roles ``status.canary.stablePingPong`` gives them, as Argo does for every router but
+    ALB (``GetStableAndCanaryServices``): ``ping`` is stable only when the status says so.
+    """
+    spec = _mapping(rollout.get("spec"))
+    canary = _mapping(_mapping(spec.get("strategy")).get("canary"))
+    routing = _mapping(canary.get("trafficRouting"))
+    plugins = _mapping(routing.get("plugins"))
+    where = "spec.strategy.canary.trafficRouting.plugins"
+    if plugin not in plugins:
+        named = ", ".join(sorted(str(k) for k in plugins)) or "none"
+        raise ConfigError(
+            [
+                Problem(
+                    f"{where}[{plugin!r}]",
+                    f"missing: this plugin process serves {plugin!r} (plugins named in the "
+                    f"Rollout: {named}); the trafficRouterPlugins entry name and the Rollout's "
+                    "key must be the same",
+                )
+            ]
+        )
+    section = plugins[plugin]
+    if section is not None and not isinstance(section, Mapping):
+        raise ConfigError([Problem(f"{where}[{plugin!r}]", "expected a mapping")])
+    ours: dict[str, Any] = {"plugins": {plugin: dict(section or {})}}
+    for key in ("managedRoutes", "maxTrafficWeight"):
+        if routing.get(key) is not None:
+            ours[key] = routing[key]
+    picked: dict[str, Any] = {"trafficRouting": ours}
+    stable, canary_svc = canary.get("stableService"), canary.get("canaryService")
+    ping_pong = _mapping(canary.get("pingPong"))
+    if not stable and not canary_svc and ping_pong:
+        ping, pong = ping_pong.get("pingService"), ping_pong.get("pongService")
+        role = _mapping(_mapping(rollout.get("status")).get("canary")).get("stablePingPong")
+        stable, canary_svc = (ping, pong) if role == "ping" else (pong, ping)
+    if stable:
+        picked["stableService"] = stable
+    if canary_svc:
+        picked["canaryService"] = canary_svc
+    meta = _mapping(rollout.get("metadata"))
+    return {
+        "apiVersion": str(rollout.get("apiVersion") or "argoproj.io/v1alpha1"),
+        "kind": "Rollout",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k)},
+        "spec": {"strategy": {"canary": picked}},
+    }
+
+
+def destinations(value: Any, where: str) -> tuple[AdditionalDestination, ...]:
+    """Argo's ``[]WeightDestination`` (``{serviceName, podTemplateHash, weight}``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ConfigError([Problem(where, "expected a list")])
+    out = []
+    for i, raw in enumerate(value):
+        d = require_mapping(raw, f"{where}[{i}]")
+        body: dict[str, Any] = {"service": d.get("serviceName"), "weight": d.get("weight", 0)}
+        if d.get("podTemplateHash"):
+            body["podTemplateHash"] = d["podTemplateHash"]
+        try:
+            out.append(AdditionalDestination.parse(body))
+        except ConfigError as exc:
+            raise exc.within(f"{where}[{i}]") from None
+    return tuple(out)
+
+
+def status_weights(rollout: Mapping[str, Any]) -> StatusWeights | None:
+    """``status.canary.weights`` of the Rollout, if Argo recorded any."""
+    status = _mapping(rollout.get("status"))
+    weights = _mapping(_mapping(status.get("canary")).get("weights"))
+    if not weights:
+        return None
+    canary = _mapping(weights.get("canary"))
+    stable = _mapping(weights.get("stable"))
+    weight = canary.get("weight", 0)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+        return None
+    try:
+        additional = destinations(weights.get("additional"), "status.canary.weights.additional")
+    except ConfigError:
+        additional = ()
+    return StatusWeights(
+        weight=weight,
+        additional=additional,
+        canary_hash=canary.get("podTemplateHash") or None,
+        stable_hash=stable.get("podTemplateHash") or None,
+    )
