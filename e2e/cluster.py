@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -34,6 +35,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -41,7 +43,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr, Generic
 
 import yaml
 
@@ -210,6 +212,58 @@ def run_bounded(
         end_session(proc)
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+class LineReader(Generic[AnyStr]):
+    """The lines a child writes to its stdout, read by a daemon thread into a queue.
+
+    A read of a pipe blocks until a line comes, however long that is; here only this thread
+    blocks (it ends at EOF, when the child exits or closes its stdout) and every consumer waits
+    with a deadline: :meth:`get`."""
+
+    def __init__(self, proc: subprocess.Popen[AnyStr]) -> None:
+        self.proc: subprocess.Popen[AnyStr] = proc
+        self._lines: queue.Queue[AnyStr | None] = queue.Queue()
+        self._eof = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:  # ends at EOF
+                self._lines.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us
+            pass
+        self._lines.put(None)
+
+    def get(self, timeout: float) -> AnyStr | None:
+        """The next line, or None at EOF; :class:`TimeoutError` when none came in time."""
+        if self._eof:
+            return None
+        try:
+            line = self._lines.get(timeout=max(timeout, 0))
+        except queue.Empty:
+            raise TimeoutError(f"no line within {timeout:g}s") from None
+        self._eof = line is None
+        return line
+
+    def pending(self) -> list[AnyStr]:
+        """Every line read so far and not yet taken (after EOF: all of them, once the thread is
+        done, which ``join`` waits for, bounded)."""
+        out: list[AnyStr] = []
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return out
+            if line is None:
+                self._eof = True
+            else:
+                out.append(line)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
 def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import config as kube_config
 
-from e2e.cluster import ControlPlane
+from e2e.cluster import ControlPlane, LineReader
 from routers.cluster import Kube, Router, Transport
 from routers.cluster.run import PROGRESS, Event, RunAborted, Runner, send_command
 from routers.model import RoutingConfig
@@ -141,32 +140,22 @@ sys.exit(main(sys.argv[1:]))
 
 
 class RunProcess:
-    """A ``routers run`` subprocess whose output is read by a thread, so no read can block.
-
-    Reading ``proc.stdout`` directly blocks until a line comes, however long that is; here the
-    lines land in a queue and every wait has a deadline. The process is killed on ``close()``."""
+    """A ``routers run`` subprocess whose output is read by a thread (``LineReader``), so no
+    read can block: every wait has a deadline. The process is killed on ``close()``."""
 
     def __init__(self, cmd: list[str], *, cwd: str, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env
         )
-        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.lines = LineReader(self.proc)
         self.seen: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:  # ends at EOF, when the process exits
-            self.lines.put(line)
-        self.lines.put(None)
 
     def wait_for_line(self, text: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
+                line = self.lines.get(left)
+            except TimeoutError:
                 break
             if line is None:
                 raise AssertionError(f"run exited before printing {text!r}:\n{self.output()}")
@@ -186,14 +175,8 @@ class RunProcess:
     def output(self, timeout: float = 10) -> str:
         """Everything printed so far (after an exit: everything, once the reader is done)."""
         if self.proc.poll() is not None:
-            self._reader.join(timeout)
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.seen.append(line)
+            self.lines.join(timeout)
+        self.seen += self.lines.pending()
         return "".join(self.seen)
 
     def kill(self) -> None:
@@ -203,7 +186,7 @@ class RunProcess:
 
     def close(self) -> None:
         self.kill()
-        self._reader.join(10)
+        self.lines.join(10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

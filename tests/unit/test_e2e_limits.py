@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from e2e.cluster import (
     BinariesUnavailable,
     CommandTimeout,
+    LineReader,
     _run_script,
     memoised_build,
     run_bounded,
@@ -37,7 +39,9 @@ def test_a_command_past_its_limit_is_killed_with_its_children(tmp_path: Path) ->
     pids = tmp_path / "pids"
     script = f"sleep 60 & echo $! > {pids}; sleep 60"
     start = time.monotonic()
-    with pytest.raises(CommandTimeout, match=r"fake build did not finish within 1s and was stopped"):
+    with pytest.raises(
+        CommandTimeout, match=r"fake build did not finish within 1s and was stopped"
+    ):
         run_bounded(["bash", "-c", script], timeout=1, what="fake build")
     assert time.monotonic() - start < 30
     child = int(pids.read_text())
@@ -52,12 +56,12 @@ def test_a_build_script_past_its_limit_names_the_knob(
 ) -> None:
     script = tmp_path / "build.sh"
     script.write_text("echo building >&2\nsleep 60\n")
-    monkeypatch.setenv("ROUTERS_E2E_BUILD_TIMEOUT", "1")
+    monkeypatch.setenv("ROUTERS_E2E_SCRIPT_TIMEOUT", "1")
     with pytest.raises(BinariesUnavailable) as info:
         _run_script(script, what="slow build.sh")
     assert "slow build.sh did not finish within 1s" in str(info.value)
-    assert "ROUTERS_E2E_BUILD_TIMEOUT" in str(info.value)
-    monkeypatch.setenv("ROUTERS_E2E_BUILD_TIMEOUT", "soon")
+    assert "ROUTERS_E2E_SCRIPT_TIMEOUT" in str(info.value)
+    monkeypatch.setenv("ROUTERS_E2E_SCRIPT_TIMEOUT", "soon")
     with pytest.raises(BinariesUnavailable, match="is not a number of seconds"):
         _run_script(script, what="slow build.sh")
 
@@ -119,3 +123,27 @@ def test_lock_wait_is_bounded(tmp_path: Path) -> None:
             holder.wait(10)
     assert proc.returncode == 1
     assert "waited 1s (ROUTERS_E2E_LOCK_TIMEOUT)" in proc.stderr
+
+
+def test_line_reader_never_blocks_its_caller() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "print('ready', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = LineReader(proc)
+        assert lines.get(30) == "ready\n"
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="no line within 0.2s"):
+            lines.get(0.2)  # the child is silent: the wait ends, the child goes on
+        assert time.monotonic() - start < 5
+        proc.kill()
+        assert lines.get(30) is None  # EOF once it is gone
+        assert lines.get(0) is None
+    finally:
+        proc.kill()
+        proc.wait(10)
+        lines.join(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
