@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import click
@@ -688,11 +689,16 @@ def argo_plugin(
     from importlib.metadata import version
 
     from routers.argo import ArgoPlugin, serve
-    from routers.argo.server import log_handler
+    from routers.argo.server import EXIT_CALLS_LEFT, log_handler
     from routers.cluster import Timeouts
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
     kube = connect(kubeconfig, context, timeouts=Timeouts(read=api_timeout))
     handler = ArgoPlugin(plugin, kube)
-    return serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
+    code = serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
+    if code == EXIT_CALLS_LEFT:
+        # The interpreter would join the call threads still running at exit: end without them.
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -550,3 +550,40 @@ def test_hclog_lines_carry_the_level_argo_logs_them_at() -> None:
     assert handler.format(record) == "[WARN] routers argo-plugin: slow api"
     text = log_handler(PLUGIN).format(record)
     assert text.endswith(f"WARNING routers argo-plugin [{PLUGIN}] slow api")
+
+
+def test_end_of_input_gives_running_calls_a_bounded_drain(caplog: pytest.LogCaptureFixture) -> None:
+    """The bridge went away while a call hangs: serve returns after ``drain`` seconds with
+    EXIT_CALLS_LEFT (the CLI then exits without joining the call's thread), never waits on."""
+    from routers.argo.server import EXIT_CALLS_LEFT
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def handler(method: str, rollout: Any, args: Any) -> Any:
+        started.set()
+        release.wait(30)  # a call stuck beyond any drain
+        return None
+
+    pipe = _Pipe()
+    out = io.BytesIO()
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            serve(handler, plugin=PLUGIN, version="1", stdin=pipe, stdout=out, drain=0.3)  # type: ignore[arg-type]
+        )
+    )
+    thread.start()
+    try:
+        pipe.feed({"id": 1, "method": "SetWeight", "args": {}})
+        assert started.wait(10)
+        begin = time.monotonic()
+        pipe.close_input()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert result == [EXIT_CALLS_LEFT]
+        assert time.monotonic() - begin < 5
+        assert "1 call(s) still running 0.3s after the end of input" in caplog.text
+    finally:
+        release.set()
+        thread.join(10)
