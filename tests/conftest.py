@@ -42,11 +42,13 @@ class FakeEntryPoint:
 
 
 @contextmanager
-def silent_server() -> Iterator[int]:
-    """A local port that accepts connections and never answers (a server that hangs)."""
+def silent_server(held: list[socket.socket] | None = None) -> Iterator[int]:
+    """A local port that accepts connections and never answers (a server that hangs); the
+    accepted connections are appended to ``held`` (how many attempts reached it)."""
     server = socket.create_server(("127.0.0.1", 0), backlog=64)
     server.settimeout(0.05)
-    held: list[socket.socket] = []
+    if held is None:
+        held = []
     stop = threading.Event()
 
     def accept() -> None:
