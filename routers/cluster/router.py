@@ -19,12 +19,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
 from routers.cluster._apply import Outcome, gather_facts, reader, reconcile
 from routers.cluster._kube import Kube
 from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
+from routers.cluster.connect import connect
 from routers.contract import ClusterFacts, Observation
 from routers.engine import Binding, VerifyReport, bind, gather, observe_all, plan_all, verify
 from routers.model import (
@@ -74,10 +74,13 @@ class Router:
         config: RoutingConfig,
         kubeconfig: str | None = None,
         context: str | None = None,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         **kw: Any,
     ) -> Router:
-        client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-        return cls(config, client, **kw)
+        """A Router on the cluster :func:`routers.cluster.connect.connect` finds (explicit
+        kubeconfig, in-cluster service account, ``~/.kube/config``)."""
+        return cls(config, kube=connect(kubeconfig, context, timeouts=timeouts), **kw)
 
     @property
     def state(self) -> TrafficState:
