@@ -51,6 +51,80 @@ def test_a_command_past_its_limit_is_killed_with_its_children(tmp_path: Path) ->
     assert not _alive(child), "the background child outlived the limit"
 
 
+def _wait_gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _nested(tmp_path: Path) -> tuple[str, Path]:
+    """A build script whose slow step runs under ``limit`` (timeout(1) leads a process group of
+    its own, out of reach of a kill of the script's group) and leaves a child there."""
+    pidfile = tmp_path / "inner.pid"
+    script = (
+        f"set -euo pipefail; source {LIMITS}; "
+        f"limit 600 'go build (fake)' bash -c 'sleep 600 & echo $! > {pidfile}; wait'"
+    )
+    return script, pidfile
+
+
+def _started(pidfile: Path) -> int:
+    deadline = time.monotonic() + 30
+    while not pidfile.is_file() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the nested command never started"
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
+def test_a_nested_limit_dies_with_the_bounded_run(tmp_path: Path) -> None:
+    """run_bounded ends the whole session on timeout: a nested limit's own process group
+    included (a process-group kill used to leave its 'go build' running)."""
+    script, pidfile = _nested(tmp_path)
+    with pytest.raises(CommandTimeout, match="nested build did not finish within 2s"):
+        run_bounded(["bash", "-c", script], timeout=2, what="nested build")
+    inner = _started(pidfile)
+    assert _wait_gone(inner), "the nested limit's child outlived the bounded run"
+
+
+def test_an_interrupted_bounded_run_ends_its_session(tmp_path: Path) -> None:
+    """pytest-timeout's signal method (or Ctrl-C) interrupts the wait inside run_bounded: the
+    build it ran is ended too, it does not live on holding the build lock."""
+    import signal
+
+    script, pidfile = _nested(tmp_path)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(Interrupted):
+            run_bounded(["bash", "-c", script], timeout=600, what="interrupted build")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert _wait_gone(_started(pidfile)), "the interrupted build's child lived on"
+
+
+def test_limit_passes_a_term_on_to_its_command_group(tmp_path: Path) -> None:
+    """TERM to the shell running ``limit`` (only to it, not its group) reaches the command's
+    process group, and the shell then ends with TERM itself (it does not go on to the next
+    step as if the command had failed)."""
+    script, pidfile = _nested(tmp_path)
+    marker = tmp_path / "went-on"
+    with subprocess.Popen(["bash", "-c", f"{script}; touch {marker}"]) as shell:
+        inner = _started(pidfile)
+        shell.terminate()
+        assert shell.wait(30) == -15
+    assert _wait_gone(inner), "limit did not pass the TERM on"
+    assert not marker.exists()
+
+
 def test_a_build_script_past_its_limit_names_the_knob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
