@@ -222,12 +222,21 @@ class ObservedWeights:
     stable: int
     canary: int
     additional: tuple[tuple[str, int], ...] = ()
+    foreign: int = 0
+    """Summed weight of the destinations at this location that we do not own (they keep their
+    share; see ``routers.planning.weights.target_shares``)."""
 
     @property
     def total(self) -> int:
-        return self.stable + self.canary + sum(w for _, w in self.additional)
+        """Sum of every weight at the location, the foreign ones included."""
+        return self.stable + self.canary + sum(w for _, w in self.additional) + self.foreign
+
+    @property
+    def foreign_share(self) -> Fraction:
+        return Fraction(self.foreign, self.total) if self.total else Fraction(0)
 
     def shares(self) -> dict[str, Fraction]:
+        """Our destinations' shares of all the traffic at the location."""
         total = self.total
         if total == 0:
             return {}

@@ -21,7 +21,14 @@ from routers.contract import (
     Observation,
     RouterPlugin,
 )
-from routers.errors import ConfigError, PluginError, Problem, UnsupportedError
+from routers.errors import (
+    ConfigError,
+    PluginError,
+    Problem,
+    UnsupportedError,
+    WeightFitError,
+    percent,
+)
 from routers.model import Cleanup, Desired, RequestMatch, RoutingConfig, Section, TrafficState
 from routers.planning import weights
 from routers.planning.objects import JSON, LiveObjects, ObjectRef, resource_version
@@ -88,6 +95,11 @@ def bind(config: RoutingConfig, registry: Registry | None = None) -> list[Bindin
             )
             continue
         plugin = registry.load(section.plugin)  # PluginError propagates: broken, not misconfigured
+        if not getattr(plugin, "services_optional", False):
+            missing = _missing_services(config, section)
+            if missing:
+                problems.extend(p for p in missing if p not in problems)
+                continue
         try:
             parsed = plugin.parse_config(section.body, config)
         except ConfigError as exc:
@@ -97,6 +109,21 @@ def bind(config: RoutingConfig, registry: Registry | None = None) -> list[Bindin
     if problems:
         raise ConfigError(problems)
     return bindings
+
+
+def _missing_services(config: RoutingConfig, section: Section) -> list[Problem]:
+    """Argo requires both Services for every traffic router but Istio's subset-level split; a
+    plugin that can do without (``services_optional = True``) validates them itself."""
+    return [
+        Problem(
+            path, f"required by the {section.path} target (the Service in front of the {role} pods)"
+        )
+        for path, role, value in (
+            ("stableService", "stable", config.stable_service),
+            ("canaryService", "canary", config.canary_service),
+        )
+        if value is None
+    ]
 
 
 # -- capabilities ---------------------------------------------------------------------------
@@ -304,10 +331,17 @@ def verify(
     facts: ClusterFacts,
     *,
     require_ready: bool = False,
+    routing: RoutingConfig | None = None,
 ) -> VerifyReport:
-    """Compare what the objects express with the desired state, within each target's precision."""
+    """Compare what the objects express with the desired state, within each target's precision.
+
+    Weights are checked as shares of *all* traffic at each location, with destinations we do
+    not own keeping the share they have there (``weights.target_shares``, the rule plugins
+    plan by; ``routing`` gives its ``weightScope``).
+    """
     out: list[str] = []
     wanted = weights.split(desired)
+    scope = routing.weight_scope if routing is not None else "all"
     for b, obs in zip(bindings, observations, strict=True):
         caps = b.plugin.capabilities(b.config, facts)
         # A fixed-total target expresses w/T exactly only when its total is a multiple of T.
@@ -317,22 +351,25 @@ def verify(
             tolerance = Fraction(1, caps.max_total)
         else:
             tolerance = Fraction(0)
-        want = {
-            "stable": Fraction(wanted.stable, wanted.total),
-            "canary": Fraction(wanted.canary, wanted.total),
-        }
-        want.update({n: Fraction(w, wanted.total) for n, w in wanted.additional})
         if not obs.weights and caps.weight:
             out.append(f"{b.name}: no weighted route found")
         for w in obs.weights:
+            try:
+                want = weights.target_shares(wanted, w.foreign_share, scope).by_name()
+            except WeightFitError as exc:
+                out.append(f"{b.name}: {w.location}: {exc}")
+                continue
             # A location may carry foreign weight or a total the target chose: its largest-
             # remainder rounding error is below one unit of its own total.
             tol = tolerance
-            if w.total and w.total % wanted.total:
+            if w.total and (w.total % wanted.total or w.foreign):
                 tol = max(tol, Fraction(1, w.total))
             if not weights.shares_close(w.shares(), want, tol):
                 out.append(
-                    f"{b.name}: {w.location}: canary {w.canary}/{w.total}, want {wanted.canary}/{wanted.total}"
+                    f"{b.name}: {w.location}: canary {w.canary}/{w.total} "
+                    f"({percent(Fraction(w.canary, w.total or 1))} of all traffic), want "
+                    f"{percent(want['canary'])}"
+                    + (f" beside {percent(w.foreign_share)} kept by others" if w.foreign else "")
                 )
         want_headers = {r.name for r in desired.header_routes}
         if set(obs.header_routes) != want_headers:

@@ -204,5 +204,10 @@ class Router:
     ) -> VerifyReport:
         want = state or self.state
         return verify(
-            self._bindings, self.observe(live=live), want, self.facts(), require_ready=require_ready
+            self._bindings,
+            self.observe(live=live),
+            want,
+            self.facts(),
+            require_ready=require_ready,
+            routing=self.config,
         )

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from routers.errors import ConfigError, Problem
-from routers.model import RoutingConfig
+from routers.model import RoutingConfig, WeightScope
 from routers.model._base import Model
 from routers.model._validators import ObjectName
 from routers.planning.objects import ObjectRef
@@ -93,6 +93,7 @@ class Config:
     stable: str
     canary: str
     service_namespace: str
+    weight_scope: WeightScope
     managed_order: tuple[str, ...]
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
@@ -113,6 +114,7 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     if refused:
         raise ConfigError(refused)
     body = GatewayApiSection.parse(dict(section))
+    stable, canary = routing.services()
     service_ns = routing.namespace or "default"
     route_ns = body.namespace or service_ns
     problems: list[Problem] = []
@@ -164,9 +166,10 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     return Config(
         section=body,
         targets=tuple(targets),
-        stable=routing.stable_service,
-        canary=routing.canary_service,
+        stable=stable,
+        canary=canary,
         service_namespace=service_ns,
+        weight_scope=routing.weight_scope,
         managed_order=tuple(r.name for r in routing.managed_routes),
         owner=routing.owner_key(),
     )

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
 from routers.errors import ConfigError, Problem
-from routers.model import MAX_TOTAL, RoutingConfig
+from routers.model import MAX_TOTAL, RoutingConfig, WeightScope
 from routers.model._base import Model
 from routers.planning.objects import ObjectRef
 
@@ -222,13 +222,17 @@ class IstioConfig:
     section: IstioSection
     path: str
     namespace: str
-    stable_service: str
-    canary_service: str
+    stable_service: str | None
+    """``None`` only in a subset-level split (a DestinationRule names the versions)."""
+    canary_service: str | None
     managed_order: tuple[str, ...]
     virtual_services: tuple[VirtualServiceTarget, ...]
     destination_rule: ObjectRef | None
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    weight_scope: WeightScope = "all"
+    names: tuple[str, str] = ("stable", "canary")
+    """How outcomes name stable and canary (``RoutingConfig.stable_name``/``canary_name``)."""
 
     @property
     def subset_mode(self) -> bool:
@@ -252,6 +256,27 @@ class IstioConfig:
         targets: list[VirtualServiceTarget] = []
         seen: dict[ObjectRef, str] = {}
         problems: list[Problem] = []
+        if section.destination_rule is None and (
+            routing.stable_service is None or routing.canary_service is None
+        ):
+            # Argo's rule: a host-level split needs both Services; a subset-level split takes
+            # its two versions from the DestinationRule's subsets instead.
+            missing = [
+                name
+                for name, value in (
+                    ("stableService", routing.stable_service),
+                    ("canaryService", routing.canary_service),
+                )
+                if value is None
+            ]
+            problems.append(
+                Problem(
+                    "destinationRule",
+                    f"missing, and so is {' and '.join(missing)}: a host-level split needs "
+                    "stableService and canaryService; a subset-level split needs "
+                    "destinationRule {name, stableSubsetName, canarySubsetName}",
+                )
+            )
         for vs, where in entries:
             ref = _ref(vs.name, "VirtualService", namespace)
             if ref in seen:
@@ -286,6 +311,8 @@ class IstioConfig:
             virtual_services=tuple(targets),
             destination_rule=dr,
             owner=routing.owner_key(),
+            weight_scope=routing.weight_scope,
+            names=(routing.stable_name, routing.canary_name),
         )
 
 

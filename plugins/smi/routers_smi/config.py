@@ -1,9 +1,10 @@
 """The ``smi`` section: Argo Rollouts' ``trafficRouting.smi`` plus our switches.
 
-Argo names the TrafficSplit after the Rollout when ``trafficSplitName`` is absent. We never see a
-Rollout name, and guessing one (``<stable>-split``) would create a second TrafficSplit for the
-same root Service next to the one Argo made: meshes merge such splits unpredictably (Linkerd's
-adaptor makes both write one ServiceProfile). So the name is required.
+Argo names the TrafficSplit after the Rollout when ``trafficSplitName`` is absent, and so do we
+when the config is a Rollout (or names one: ``rollout.name``). Without a Rollout the name is
+required: guessing one (``<stable>-split``) would create a second TrafficSplit for the same root
+Service next to the one Argo made, and meshes merge such splits unpredictably (Linkerd's adaptor
+makes both write one ServiceProfile).
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ _GROUP_SUFFIX = "-routes"
 
 def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     body = SmiSection.parse(dict(section))
+    stable, canary = routing.services()
     problems: list[Problem] = []
-    root = body.root_service or routing.stable_service
-    if body.root_service == routing.canary_service:
+    root = body.root_service or stable
+    if body.root_service == canary:
         problems.append(
             Problem(
                 "rootService",
@@ -123,15 +125,16 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
                 "and must not be a backend that receives only canary traffic",
             )
         )
-    if body.traffic_split_name is None:
+    split_name = body.traffic_split_name or (routing.rollout.name if routing.rollout else "")
+    if not split_name:
         problems.append(
             Problem(
                 "trafficSplitName",
-                "required: Argo Rollouts defaults it to the Rollout's name, which canary-routers "
-                "does not know; give that name to take over the existing TrafficSplit",
+                "required without a Rollout: Argo Rollouts defaults it to the Rollout's name; "
+                "give that name (or the whole Rollout as the config) to take over the existing "
+                "TrafficSplit",
             )
         )
-    split_name = body.traffic_split_name or ""
     group_name = body.http_route_group_name or split_name + _GROUP_SUFFIX
     if body.http_route_group_name is None and len(group_name) > _MAX_NAME:
         problems.append(
@@ -146,8 +149,8 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     return Config(
         section=body,
         namespace=routing.namespace or "default",
-        stable=routing.stable_service,
-        canary=routing.canary_service,
+        stable=stable,
+        canary=canary,
         root=root,
         split_name=split_name,
         group_name=group_name,

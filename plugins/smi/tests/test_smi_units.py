@@ -121,6 +121,28 @@ def test_config_from_an_argo_rollout() -> None:
     assert (binding.config.root, binding.config.split_name) == ("web", "web")
 
 
+def test_traffic_split_name_defaults_to_the_rollout_name_as_in_argo() -> None:
+    """Issue 12: a whole Rollout supplies its own identity (Argo names the split after it)."""
+    rollout = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {
+            "strategy": {
+                "canary": {
+                    "stableService": STABLE,
+                    "canaryService": CANARY,
+                    "trafficRouting": {"smi": {}},
+                }
+            }
+        },
+    }
+    (binding,) = bind(RoutingConfig.from_document(rollout))
+    assert binding.config.split_name == "checkout"
+    assert binding.config.split_ref().namespace == "shop"
+    assert binding.config.group_name == "checkout-routes"
+
+
 # -- versions --------------------------------------------------------------------------------
 
 

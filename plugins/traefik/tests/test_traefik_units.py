@@ -163,11 +163,12 @@ def test_an_omitted_foreign_weight_counts_as_traefiks_default_of_one() -> None:
     legacy = {"name": "web-legacy", "port": 8080}  # weight omitted: 1 in Traefik
     out = after(plan([weighted({**STABLE, "weight": 3}, legacy)], {"weight": 50}), "web")
     services = out["spec"]["weighted"]["services"]
-    # ours (3) keep 3/4 of the round robin; legacy keeps 1/4, now written out as 2 of 8.
+    # legacy keeps its 1/4 (an omitted weight is Traefik's 1); the canary gets 50% of all the
+    # traffic (2 of 4) and stable the remaining 1/4.
     assert [(s["name"], s.get("weight")) for s in services] == [
-        ("web-stable", 3),
-        ("web-legacy", 2),
-        ("web-canary", 3),
+        ("web-stable", 1),
+        ("web-legacy", None),
+        ("web-canary", 2),
     ]
 
 
@@ -199,7 +200,7 @@ def test_an_omitted_foreign_weight_counts_as_traefiks_default_of_one() -> None:
             [weighted({**STABLE, "weight": 0}, {"name": "legacy", "weight": 4})],
             {"weight": 5},
             PlanError,
-            "both weigh 0",
+            "keep 100% of it: at most 0% fits",
         ),
         (
             [weighted(STABLE, CANARY)],
