@@ -25,6 +25,7 @@ from routers.errors import (
     ConfigError,
     PluginError,
     Problem,
+    TargetNotFoundError,
     UnsupportedError,
     WeightFitError,
     percent,
@@ -46,9 +47,11 @@ __all__ = [
     "facts_from_manifests",
     "gather",
     "observe_all",
+    "offline_namespace",
     "plan_all",
     "plan_offline",
     "verify",
+    "with_offline_namespace",
 ]
 
 Reader = Callable[[ObjectRef], JSON | None]
@@ -444,6 +447,10 @@ class OfflineResult:
     plans: tuple[Plan, ...]
     before: LiveObjects
     after: Mapping[ObjectRef, JSON | None]
+    namespace: str = "default"
+    """The namespace objects without one were looked up in."""
+    namespace_from: str = "default"
+    """Where it came from: ``config``, the manifests, or ``default``."""
 
     @property
     def changed(self) -> list[ObjectRef]:
@@ -457,6 +464,78 @@ class OfflineResult:
         return LiveObjects((r, o) for r, o in self.after.items() if r in refs and o is not None)
 
 
+def offline_namespace(
+    config: RoutingConfig, manifests: Sequence[JSON], registry: Registry | None = None
+) -> tuple[str, str]:
+    """The namespace for objects whose config names none, offline, and where it came from.
+
+    In order: the config (``namespace``, or the Rollout's); the namespace every manifest object
+    the targets name (same kind and name) lives in; the namespace every namespaced manifest
+    object lives in; else ``default`` (and an object found elsewhere is named in the error).
+    """
+    if config.namespace:
+        return config.namespace, "config"
+    objects = [d for d in manifests if d.get("kind") != "CustomResourceDefinition"]
+    wanted = {(r.group, r.kind, r.name) for r in _first_targets(config, registry)}
+    found: set[str] = set()
+    every: set[str] = set()
+    for d in objects:
+        ref = ObjectRef.of(d)
+        if ref.namespace:
+            every.add(ref.namespace)
+            if (ref.group, ref.kind, ref.name) in wanted:
+                found.add(ref.namespace)
+    if len(found) == 1:
+        return found.pop(), "the target objects in the manifests"
+    if not found and len(every) == 1:
+        return every.pop(), "the manifests (all their objects share it)"
+    return "default", "default"
+
+
+def with_offline_namespace(
+    config: RoutingConfig, manifests: Sequence[JSON], registry: Registry | None = None
+) -> tuple[RoutingConfig, str, str]:
+    """``config`` with the namespace :func:`offline_namespace` found, the namespace, its origin."""
+    namespace, origin = offline_namespace(config, manifests, registry)
+    if config.namespace is None and origin != "default":
+        config = config.model_copy(update={"namespace": namespace})
+    return config, namespace, origin
+
+
+def _first_targets(config: RoutingConfig, registry: Registry | None) -> list[ObjectRef]:
+    """What the plugins ask to read first (names and kinds; namespaces are still defaults)."""
+    try:
+        bindings = bind(config, registry)
+    except ConfigError:
+        return []  # the real bind below reports it
+    return [r for b in bindings for r in b.plugin.targets(b.config, LiveObjects())]
+
+
+def _found_elsewhere(absent: Iterable[ObjectRef], objects: Sequence[JSON]) -> str:
+    """Where the manifests hold objects that were looked for in another namespace."""
+    hints: list[str] = []
+    for ref in sorted(absent):
+        spots = sorted(
+            str(other)
+            for d in objects
+            if (other := ObjectRef.of(d)).namespace != ref.namespace
+            and (other.group, other.kind, other.name) == (ref.group, ref.kind, ref.name)
+        )
+        if not spots:
+            continue
+        namespaces = sorted({s.rsplit(" ", 1)[-1].split("/")[0] for s in spots})
+        fix = (
+            f"pass -n {namespaces[0]} (--namespace) or set namespace: {namespaces[0]} in the config"
+            if len(namespaces) == 1
+            else f"pass -n with one of {', '.join(namespaces)} (--namespace)"
+        )
+        hints.append(
+            f"{ref} was looked for in namespace {ref.namespace}, but the manifests hold "
+            f"{', '.join(spots)}: {fix}"
+        )
+    return "; ".join(hints)
+
+
 def plan_offline(
     config: RoutingConfig,
     desired: Desired,
@@ -465,12 +544,23 @@ def plan_offline(
     registry: Registry | None = None,
     facts: ClusterFacts | None = None,
 ) -> OfflineResult:
-    """The offline main job: plan against manifest files and apply the plan in memory."""
-    namespace = config.namespace or "default"
+    """The offline main job: plan against manifest files and apply the plan in memory.
+
+    Without a namespace in the config, the manifests supply it (:func:`offline_namespace`).
+    """
+    config, namespace, origin = with_offline_namespace(config, manifests, registry)
     objects = [d for d in manifests if d.get("kind") != "CustomResourceDefinition"]
     pool = LiveObjects.from_manifests(objects, namespace)
     bindings = bind(config, registry)
     live = gather(bindings, pool.get)
     facts = facts_from_manifests(manifests, facts)
-    plans = plan_all(bindings, live, desired, facts, routing=config)
-    return OfflineResult(tuple(plans), live, apply_plans(plans, live))
+    try:
+        plans = plan_all(bindings, live, desired, facts, routing=config)
+    except TargetNotFoundError as exc:
+        hint = _found_elsewhere(live.absent, objects)
+        if not hint:
+            raise
+        raise type(exc)(f"{exc.message} ({hint})", plugin=exc.plugin, obj=exc.obj) from None
+    return OfflineResult(
+        tuple(plans), live, apply_plans(plans, live), namespace=namespace, namespace_from=origin
+    )

@@ -112,6 +112,8 @@ class PlanError(RoutersError):
     def __init__(self, message: str, *, plugin: str | None = None, obj: str | None = None) -> None:
         self.plugin = plugin
         self.obj = obj
+        self.message = message
+        """The message without the plugin/object prefix (to re-raise it with more context)."""
         parts = [p for p in (plugin, obj) if p]
         super().__init__(f"{': '.join(parts)}: {message}" if parts else message)
 

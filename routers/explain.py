@@ -20,7 +20,14 @@ from routers.contract import (
     MirrorSupport,
     evaluator_of,
 )
-from routers.engine import Binding, bind, check_capabilities, facts_from_manifests, plan_offline
+from routers.engine import (
+    Binding,
+    bind,
+    check_capabilities,
+    facts_from_manifests,
+    plan_offline,
+    with_offline_namespace,
+)
 from routers.errors import PlanError, UnsupportedError, WeightFitError
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
@@ -210,6 +217,7 @@ def explain_requests(
     facts = facts_from_manifests([dict(d) for d in docs])
     if docs:
         manifests = [dict(d) for d in docs]
+        config, _, _ = with_offline_namespace(config, manifests, registry)
         total = desired.total if isinstance(desired, TrafficState) else 100
         after, before = (
             plan_offline(config, d, manifests, registry=registry) for d in (desired, Cleanup())

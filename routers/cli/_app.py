@@ -59,7 +59,13 @@ def load_desired(state_path: str | None, cleanup: bool, keep_weights: bool) -> D
     metavar="FILE",
     help="Manifest file(s) holding the live objects (repeatable, '-' for stdin).",
 )
-@click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace for objects that name none (default: the config's or Rollout's, else the "
+    "one the manifest objects share).",
+)
 @click.option(
     "-o",
     "--output",
@@ -85,6 +91,8 @@ def plan(
         config = config.model_copy(update={"namespace": namespace})
     desired = load_desired(state_path, cleanup, keep_weights)
     result = plan_offline(config, desired, load_documents(files))
+    if result.namespace_from not in ("config", "default"):
+        click.echo(f"namespace: {result.namespace} (from {result.namespace_from})", err=True)
     _render.notes(result.plans)
     _render.plan_result(result, output)
 
@@ -599,7 +607,7 @@ def explain_cmd(
     requests: tuple[str, ...],
 ) -> int:
     """In words: what each target will do with a state, and what it cannot express."""
-    from routers.engine import bind, facts_from_manifests, gather
+    from routers.engine import bind, facts_from_manifests, gather, with_offline_namespace
     from routers.explain import explain
     from routers.planning.objects import LiveObjects
 
@@ -608,6 +616,8 @@ def explain_cmd(
         config = config.model_copy(update={"namespace": namespace})
     desired = load_desired(state_path, cleanup, keep_weights)
     docs = load_documents(files) if files else []
+    if docs:
+        config, _, _ = with_offline_namespace(config, docs)
     bindings = bind(config)
     facts = facts_from_manifests(docs)
     live = None
