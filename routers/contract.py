@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from routers.model import Desired, MatchType, RoutingConfig
-from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef
 from routers.planning.plan import Plan
 from routers.simulate.outcome import Routed
 from routers.simulate.request import Request
@@ -292,9 +292,14 @@ class RouterPlugin(Protocol):
         """Validate the plugin's own config section; raise ConfigError with relative paths."""
         ...
 
-    def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef]:
+    def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef | SelectorRef]:
         """Objects to read. Called again with what was read until it asks for nothing new
-        (so a delegate VirtualService named inside a root one can be followed)."""
+        (so a delegate VirtualService named inside a root one can be followed).
+
+        A :class:`~routers.planning.objects.SelectorRef` asks for every object of a kind whose
+        labels match (the core lists them: among the manifests offline, one LIST call on a
+        cluster); ``live.selected(ref)`` then returns them. Declare ``list`` on that resource in
+        :meth:`permissions`."""
         ...
 
     def plan(self, config: Any, live: LiveObjects, desired: Desired, facts: ClusterFacts) -> Plan:

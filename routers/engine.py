@@ -23,6 +23,7 @@ from routers.contract import (
 )
 from routers.errors import (
     ConfigError,
+    PlanError,
     PluginError,
     Problem,
     TargetNotFoundError,
@@ -32,7 +33,7 @@ from routers.errors import (
 )
 from routers.model import Cleanup, Desired, RequestMatch, RoutingConfig, Section, TrafficState
 from routers.planning import weights
-from routers.planning.objects import JSON, LiveObjects, ObjectRef, resource_version
+from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef, resource_version
 from routers.planning.offline import apply_plans
 from routers.planning.plan import Create, Delete, Patch, Plan
 from routers.registry import Registry, default_registry
@@ -47,14 +48,19 @@ __all__ = [
     "facts_from_manifests",
     "gather",
     "observe_all",
+    "offline_lister",
     "offline_namespace",
     "plan_all",
     "plan_offline",
+    "target_refs",
     "verify",
     "with_offline_namespace",
 ]
 
 Reader = Callable[[ObjectRef], JSON | None]
+Lister = Callable[[SelectorRef], Sequence[JSON]]
+"""Every object a selector matches (offline: :meth:`LiveObjects.select` over the manifests; on
+a cluster: one LIST request with a ``labelSelector``)."""
 
 
 @dataclass(frozen=True)
@@ -233,23 +239,30 @@ def gather(
     read: Reader,
     known: Mapping[ObjectRef, JSON | None] | None = None,
     *,
+    list_objects: Lister | None = None,
     max_rounds: int = 4,
 ) -> LiveObjects:
     """Read every target, following targets that only become known from other objects.
 
     ``known`` objects (an informer cache, our last write responses) are not read again; a
-    ``None`` value says the object is known not to exist.
+    ``None`` value says the object is known not to exist. Selector targets are listed with
+    ``list_objects`` every time (a cache cannot prove it holds every match).
     """
     live: dict[ObjectRef, JSON] = {r: o for r, o in (known or {}).items() if o is not None}
     absent: set[ObjectRef] = {r for r, o in (known or {}).items() if o is None}
+    listed: set[SelectorRef] = set()
     for _ in range(max_rounds):
         wanted: list[ObjectRef] = []
-        view = LiveObjects(live.items())
+        selectors: list[SelectorRef] = []
+        view = LiveObjects(live.items(), absent, listed)
         for b in bindings:
             for ref in b.plugin.targets(b.config, view):
-                if ref not in live and ref not in absent and ref not in wanted:
+                if isinstance(ref, SelectorRef):
+                    if ref not in listed and ref not in selectors:
+                        selectors.append(ref)
+                elif ref not in live and ref not in absent and ref not in wanted:
                     wanted.append(ref)
-        if not wanted:
+        if not wanted and not selectors:
             break
         for ref in wanted:
             obj = read(ref)
@@ -257,7 +270,26 @@ def gather(
                 absent.add(ref)
             else:
                 live[ref] = obj
-    return LiveObjects(live.items(), absent)
+        for selector in selectors:
+            if list_objects is None:
+                raise PlanError(
+                    f"cannot list {selector}: this caller reads objects by name only",
+                )
+            for obj in list_objects(selector):
+                ref = ObjectRef.of(obj, selector.namespace)
+                live[ref] = obj
+                absent.discard(ref)
+            listed.add(selector)
+    return LiveObjects(live.items(), absent, listed)
+
+
+def target_refs(binding: Binding, live: LiveObjects) -> list[ObjectRef]:
+    """The objects a binding routes through, its selector targets expanded to what they match."""
+    out: list[ObjectRef] = []
+    for ref in binding.plugin.targets(binding.config, live):
+        found = [r for r, _ in live.selected(ref) or ()] if isinstance(ref, SelectorRef) else [ref]
+        out.extend(r for r in found if r not in out)
+    return out
 
 
 # -- planning -------------------------------------------------------------------------------
@@ -459,9 +491,17 @@ class OfflineResult:
 
     def objects_of(self, binding: Binding) -> LiveObjects:
         """What one plugin reads or changes, as it is after the plan (for its evaluator)."""
-        refs = set(binding.plugin.targets(binding.config, self.before))
+        refs = set(target_refs(binding, self.before))
         refs |= {op.ref for plan in self.plans if plan.plugin == binding.name for op in plan}
-        return LiveObjects((r, o) for r, o in self.after.items() if r in refs and o is not None)
+        return LiveObjects(
+            ((r, o) for r, o in self.after.items() if r in refs and o is not None),
+            listed=self.before.listed,
+        )
+
+
+def offline_lister(pool: LiveObjects) -> Lister:
+    """Selector targets answered from manifest objects: the ones whose labels match."""
+    return lambda selector: [obj for _, obj in pool.select(selector)]
 
 
 def offline_namespace(
@@ -508,22 +548,27 @@ def _first_targets(config: RoutingConfig, registry: Registry | None) -> list[Obj
         bindings = bind(config, registry)
     except ConfigError:
         return []  # the real bind below reports it
-    return [r for b in bindings for r in b.plugin.targets(b.config, LiveObjects())]
+    return [
+        r
+        for b in bindings
+        for r in b.plugin.targets(b.config, LiveObjects())
+        if isinstance(r, ObjectRef)
+    ]
 
 
-def _found_elsewhere(absent: Iterable[ObjectRef], objects: Sequence[JSON]) -> str:
+def _found_elsewhere(absent: Iterable[ObjectRef], pool: LiveObjects) -> str:
     """Where the manifests hold objects that were looked for in another namespace."""
     hints: list[str] = []
     for ref in sorted(absent):
         spots = sorted(
-            str(other)
-            for d in objects
-            if (other := ObjectRef.of(d)).namespace != ref.namespace
+            other
+            for other in pool
+            if other.namespace != ref.namespace
             and (other.group, other.kind, other.name) == (ref.group, ref.kind, ref.name)
         )
         if not spots:
             continue
-        namespaces = sorted({s.rsplit(" ", 1)[-1].split("/")[0] for s in spots})
+        namespaces = sorted({str(s.namespace) for s in spots})
         fix = (
             f"pass -n {namespaces[0]} (--namespace) or set namespace: {namespaces[0]} in the config"
             if len(namespaces) == 1
@@ -531,7 +576,7 @@ def _found_elsewhere(absent: Iterable[ObjectRef], objects: Sequence[JSON]) -> st
         )
         hints.append(
             f"{ref} was looked for in namespace {ref.namespace}, but the manifests hold "
-            f"{', '.join(spots)}: {fix}"
+            f"{', '.join(map(str, spots))}: {fix}"
         )
     return "; ".join(hints)
 
@@ -552,12 +597,12 @@ def plan_offline(
     objects = [d for d in manifests if d.get("kind") != "CustomResourceDefinition"]
     pool = LiveObjects.from_manifests(objects, namespace)
     bindings = bind(config, registry)
-    live = gather(bindings, pool.get)
+    live = gather(bindings, pool.get, list_objects=offline_lister(pool))
     facts = facts_from_manifests(manifests, facts)
     try:
         plans = plan_all(bindings, live, desired, facts, routing=config)
     except TargetNotFoundError as exc:
-        hint = _found_elsewhere(live.absent, objects)
+        hint = _found_elsewhere(live.absent, pool)
         if not hint:
             raise
         raise type(exc)(f"{exc.message} ({hint})", plugin=exc.plugin, obj=exc.obj) from None

@@ -607,7 +607,13 @@ def explain_cmd(
     requests: tuple[str, ...],
 ) -> int:
     """In words: what each target will do with a state, and what it cannot express."""
-    from routers.engine import bind, facts_from_manifests, gather, with_offline_namespace
+    from routers.engine import (
+        bind,
+        facts_from_manifests,
+        gather,
+        offline_lister,
+        with_offline_namespace,
+    )
     from routers.explain import explain
     from routers.planning.objects import LiveObjects
 
@@ -626,7 +632,7 @@ def explain_cmd(
             [d for d in docs if d.get("kind") != "CustomResourceDefinition"],
             config.namespace or "default",
         )
-        live = gather(bindings, pool.get)
+        live = gather(bindings, pool.get, list_objects=offline_lister(pool))
     ok = True
     for item in explain(config, bindings, desired, facts, live):
         click.echo(f"{item.plugin}:")
