@@ -50,13 +50,18 @@ def _dns_label(value: str) -> str:
 
 
 def _ref_name(value: str) -> str:
-    """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`."""
+    """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`.
+
+    The name may be as long as any object name (253; Argo's own e2e DestinationRule
+    ``istio-subset-split-in-stable-downscale-after-canary-abort-destrule`` has 66 characters),
+    the namespace is a DNS-1123 label (63)."""
     name, namespace = split_name(value)
-    for part in (name, namespace):
-        if part is not None and (len(part) > 63 or not _LABEL.match(part)):
+    for part, limit in ((name, 253), (namespace, 63)):
+        if part is not None and (len(part) > limit or not _LABEL.match(part)):
             raise ValueError(
-                f"{value!r} is not 'name' or 'name.namespace' (each a DNS-1123 label); "
-                "object names containing dots cannot be referenced in Argo's format"
+                f"{value!r} is not 'name' or 'name.namespace' (a name without dots, a "
+                "DNS-1123 label namespace); object names containing dots cannot be referenced "
+                "in Argo's format"
             )
     return value
 
