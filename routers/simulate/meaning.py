@@ -131,15 +131,18 @@ def keep_foreign(
 
     Plugins leave such destinations on a rule (a legacy renderer at weight 5); they keep the
     share they had in ``before`` and the state's weights become shares of all traffic, by the
-    one rule plugins plan with (:func:`routers.planning.weights.beside`). Copies the rule
-    already mirrored to others stay too. Header routes send 100% to canary and are not scaled.
+    one rule plugins plan with (:func:`routers.planning.weights.beside`). Mirrors to
+    destinations we do not own (the rule's own RequestMirror filter) stay, header routes
+    included; a header route's shares stay 100% canary.
     """
-    if want.via.startswith("header route") or not want.routed:
+    if not want.routed:
         return want
     if before is None or not set(before.shares) & ours:
         return want  # before, none of it went to ours: not this weighted rule (not created yet)
     mirrors = {k: v for k, v in before.mirrors.items() if k not in ours}
     mirrors.update(want.mirrors)
+    if want.via.startswith("header route"):
+        return Outcome(want.shares, mirrors, want.via)
     foreign = {k: v for k, v in before.shares.items() if k not in ours}
     held = sum(foreign.values(), Fraction(0))
     if not held:

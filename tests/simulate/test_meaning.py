@@ -74,7 +74,11 @@ def test_keep_foreign_gives_the_canary_its_share_of_all_traffic() -> None:
     mirrored = Outcome(before.shares, {"audit": F(1, 20)})
     assert keep_foreign(want, mirrored, {"stable", "canary"}).mirrors == {"audit": F(1, 20)}
     header = Outcome({"canary": F(1)}, via="header route 'h'")
-    assert keep_foreign(header, before, {"stable", "canary"}) is header
+    assert keep_foreign(header, before, {"stable", "canary"}).shares == {"canary": F(1)}
+    # The rule's own mirror to a destination we do not own stays, header routes included.
+    mirrored = Outcome(before.shares, {"shadow": F(1)})
+    assert keep_foreign(header, mirrored, {"stable", "canary"}).mirrors == {"shadow": F(1)}
+    assert keep_foreign(want, mirrored, {"stable", "canary"}).mirrors == {"shadow": F(1)}
     with pytest.raises(WeightFitError, match="keep 4.762%"):
         keep_foreign(Outcome({"stable": F(1, 50), "canary": F(49, 50)}), before, {"stable"})
 

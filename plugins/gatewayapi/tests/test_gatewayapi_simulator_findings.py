@@ -364,3 +364,21 @@ def test_cleanup_gives_rescaled_foreign_backends_their_weights_back() -> None:
     obj_of(edited)["spec"]["rules"][0]["backendRefs"][2]["weight"] = 77
     kept = run(config(), edited, Cleanup())
     assert weights_of(rules_of(kept)[0])["legacy"] == 77
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (found in issue 12): a managed rule derived from a catch-all rule gains one "
+    "header, ties a user's one-header rule on the same path and wins the tie by standing first",
+)
+def test_simulator_header_route_does_not_take_a_tied_foreign_header_rule() -> None:
+    """The user's rule `internal` (path /, header X-Internal) serves requests carrying both
+    X-Internal and the header route's X-Canary; the managed rule copied from the catch-all rule
+    `default` (path /, now one header too) ties it and, placed first, takes them."""
+    internal = rule("/")
+    internal["matches"][0]["headers"] = [{"name": "X-Internal", "value": "yes"}]
+    internal["backendRefs"] = [ref("internal-svc")]
+    catch_all = {"backendRefs": [ref("web-stable", weight=100), ref("web-canary", weight=0)]}
+    after = run(config(), live(route(internal, catch_all)), state(weight=25, headerRoutes=[HEADER]))
+    got = routed(after, "GET / -H X-Canary:always -H X-Internal:yes")
+    assert got.shares == {"internal-svc": 1}
