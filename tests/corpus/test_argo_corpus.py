@@ -1,0 +1,150 @@
+"""Issue 12's corpus test: every published Argo Rollout that routes traffic through one of our
+targets is accepted as is, or refused exactly where Argo refuses it (with Argo's reason).
+
+For each case (``tests/corpus/argo/cases/<id>/``, see ``argo_corpus``): the Rollout itself is the
+config; every state its steps reach is planned against the result of the previous one; planning
+a state again is empty; and the objects are routed through the simulator, request by request,
+against what the state means (the equivalence suite's checker). The acceptance fraction is
+printed at the end of the run (``tests/corpus/conftest.py``) and recorded in README.md.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import pytest
+
+from routers.engine import (
+    bind,
+    gather,
+    observe_all,
+    offline_lister,
+    plan_offline,
+    verify,
+    with_offline_namespace,
+)
+from routers.model import Cleanup, RoutingConfig, TrafficState
+from tests.contract.test_contract import Loaded
+from tests.corpus.argo_corpus import (
+    Case,
+    Outcome,
+    facts_for,
+    idempotence_problems,
+    live_view,
+    load_cases,
+    merge,
+    run,
+)
+from tests.simulate.test_equivalence import check
+
+CASES = load_cases()
+RESULTS: dict[str, str] = {}
+"""Case id -> ``accepted``, ``refused as Argo refuses`` or ``FAILED``: read by conftest.py."""
+COUNTS: dict[str, int] = {"states": 0, "requests": 0}
+"""States planned and requests routed through their objects, over the cases that ran."""
+
+
+def _loaded(case: Case, routing: RoutingConfig) -> Loaded:
+    facts = facts_for(case)
+    bindings = bind(routing)
+    initial = live_view(routing, case.manifests)
+    first = bindings[0]
+    return Loaded(
+        routing,
+        bindings,
+        initial,
+        case.manifests,
+        facts,
+        TrafficState(),
+        first.plugin.capabilities(first.config, facts),
+    )
+
+
+def outcome_problems(case: Case, outcome: Outcome) -> tuple[list[str], int]:
+    """Route requests through every planned state's objects and compare with the meaning, and
+    verify the weights read back; returns the problems and how much was checked (requests that
+    reached the managed routes, else weighted locations verified)."""
+    import copy
+
+    routing = RoutingConfig.from_document(copy.deepcopy(case.rollout))
+    routing, _, _ = with_offline_namespace(routing, case.manifests)
+    loaded = _loaded(case, routing)
+    total = routing.max_traffic_weight or 100
+    cleaned = plan_offline(routing, Cleanup(), case.manifests)
+    probed = plan_offline(routing, TrafficState(weight=total // 2, total=total), case.manifests)
+    namespace = routing.namespace or "default"
+    before = live_view(routing, merge(case.manifests, dict(cleaned.after), namespace))
+    probe = live_view(routing, merge(case.manifests, dict(probed.after), namespace))
+    problems: list[str] = []
+    checked = 0
+    for step in outcome.steps:
+        if not isinstance(step.desired, TrafficState):
+            continue
+        after = live_view(routing, step.after)
+        mismatches, n = check(loaded, step.desired, before, probe, after)
+        checked += n
+        problems += [f"{step.label}: {m}" for m in mismatches[:3]]
+        # Read back as `routers verify` does: every weighted location (tls/tcp routes too, which
+        # carry no HTTP request to simulate) and the managed route names.
+        pool = live_view(routing, step.after)
+        read = gather(loaded.bindings, pool.get, list_objects=offline_lister(pool))
+        observed = observe_all(loaded.bindings, read, loaded.facts)
+        report = verify(loaded.bindings, observed, step.desired, loaded.facts, routing=routing)
+        problems += [f"{step.label}: verify: {m}" for m in report.mismatches]
+        checked += sum(len(o.weights) for o in observed) if not n else 0
+    return problems, checked
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_upstream_rollout_is_accepted_or_refused_as_argo_refuses(case: Case) -> None:
+    RESULTS[case.id] = "FAILED"
+    outcome = run(case)
+    refused = case.refused
+    if refused is not None:
+        assert not outcome.accepted, (
+            f"{case.id}: Argo refuses this ({refused['argo']}), but every state planned"
+        )
+        assert re.search(refused["error"], str(outcome.error)), (
+            f"{case.id}: refused for another reason than Argo's ({refused['argo']}): "
+            f"{outcome.describe()}"
+        )
+        assert outcome.stage == refused["stage"], outcome.describe()
+        RESULTS[case.id] = "refused as Argo refuses"
+        return
+    assert outcome.accepted, f"refused where Argo accepts: {outcome.describe()}"
+    problems, checked = outcome_problems(case, outcome)
+    problems = [*idempotence_problems(case, outcome), *problems]
+    assert not problems, f"{case.id}:\n" + "\n".join(problems[:8])
+    assert checked, f"{case.id}: no request reached the managed routes: nothing was checked"
+    COUNTS["states"] += len(outcome.steps)
+    COUNTS["requests"] += checked
+    RESULTS[case.id] = "accepted"
+
+
+def test_every_case_names_its_source_and_marks_what_we_wrote() -> None:
+    from tests.corpus.argo_corpus import WRITTEN
+
+    for case in CASES:
+        src = case.source
+        assert src["repo"] in (
+            "argoproj/argo-rollouts",
+            "argoproj-labs/rollouts-plugin-trafficrouter-gatewayapi",
+        ), case.id
+        assert re.fullmatch(r"[0-9a-f]{40}", src["commit"]), case.id
+        assert src["path"] and src["where"], case.id
+        for obj in case.written:
+            note = ((obj.get("metadata") or {}).get("annotations") or {}).get(WRITTEN)
+            assert note, f"{case.id}: {obj['kind']} {obj['metadata']['name']} lacks {WRITTEN}"
+        if case.refused is not None:
+            assert {"stage", "error", "argo"} <= set(case.refused), case.id
+        if case.written:
+            assert case.expect.get("written"), f"{case.id}: say why objects were written"
+
+
+def test_the_corpus_is_the_published_one() -> None:
+    """Guards against a corpus shrunk by accident: the counts of issue 12's collection."""
+    assert len(CASES) == 84
+    refused = [c.id for c in CASES if c.refused is not None]
+    assert len(refused) <= 8, refused
+    assert Fraction(len(CASES) - len(refused), len(CASES)) >= Fraction(9, 10)
