@@ -10,8 +10,10 @@ printed at the end of the run (``tests/corpus/conftest.py``) and recorded in REA
 
 from __future__ import annotations
 
+import copy
 import re
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -65,8 +67,6 @@ def outcome_problems(case: Case, outcome: Outcome) -> tuple[list[str], int]:
     """Route requests through every planned state's objects and compare with the meaning, and
     verify the weights read back; returns the problems and how much was checked (requests that
     reached the managed routes, else weighted locations verified)."""
-    import copy
-
     routing = RoutingConfig.from_document(copy.deepcopy(case.rollout))
     routing, _, _ = with_offline_namespace(routing, case.manifests)
     loaded = _loaded(case, routing)
@@ -120,6 +120,48 @@ def test_upstream_rollout_is_accepted_or_refused_as_argo_refuses(case: Case) -> 
     COUNTS["states"] += len(outcome.steps)
     COUNTS["requests"] += checked
     RESULTS[case.id] = "accepted"
+
+
+def bridge_form(rollout: dict[str, Any]) -> dict[str, Any]:
+    """The Rollout as Argo's controller hands it to the canary-routers bridge: every target's
+    block moved, unchanged, under ``plugins["canary-routers/<target>"]``."""
+    out = copy.deepcopy(rollout)
+    routing = out["spec"]["strategy"]["canary"]["trafficRouting"]
+    plugins = routing.setdefault("plugins", {})
+    for name in ("istio", "nginx", "smi"):
+        if name in routing:
+            plugins[f"canary-routers/{name}"] = routing.pop(name)
+    if "argoproj-labs/gatewayAPI" in plugins:
+        plugins["canary-routers/gatewayapi"] = plugins.pop("argoproj-labs/gatewayAPI")
+    return out
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.refused is None], ids=[c.id for c in CASES if c.refused is None]
+)
+def test_the_bridge_form_plans_exactly_the_same(case: Case) -> None:
+    """issue 14's bridge passes the Rollout with our blocks under plugins: same plans, state by
+    state, as the Argo-native blocks."""
+    native = run(case)
+    bridged = run(
+        Case(
+            case.id,
+            case.directory,
+            case.source,
+            bridge_form(case.rollout),
+            case.live,
+            case.written,
+            case.expect,
+        )
+    )
+    assert bridged.accepted, bridged.describe()
+    assert [s.label for s in bridged.steps] == [s.label for s in native.steps]
+
+    def by_name(objects: list[Any]) -> list[Any]:
+        return sorted(objects, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+    for a, b in zip(native.steps, bridged.steps, strict=True):
+        assert by_name(a.after) == by_name(b.after), f"{a.label}: the bridge form plans differently"
 
 
 def test_every_case_names_its_source_and_marks_what_we_wrote() -> None:

@@ -844,7 +844,12 @@ class RoutePlanner:
                         self.plugin,
                         f"{self.target} {self._rule_label(i)}: backendRef {ref.get('name')!r} "
                         f"is not ours and keeps its share of the rule (weight {_weight_of(ref)} "
-                        f"of {total}); the split divides the rest",
+                        f"of {total})"
+                        + (
+                            "; the split divides the rest (weightScope: ours)"
+                            if self.config.weight_scope == "ours"
+                            else "; the canary's share is of all the rule's traffic"
+                        ),
                     )
                 )
 
