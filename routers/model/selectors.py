@@ -9,43 +9,18 @@ syntax, which has no room for ``,``, ``=``, ``!``, parentheses or spaces.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from routers.model._base import Model
+from routers.model._validators import LabelKey, LabelValue
 
 __all__ = ["LabelSelector", "SelectorRequirement"]
 
-_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def _key(value: str) -> str:
-    prefix, slash, name = value.rpartition("/")
-    if (
-        not name
-        or len(name) > 63
-        or not _NAME.match(name)
-        or (slash and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.match(prefix)))
-    ):
-        raise ValueError(f"{value!r} is not a valid label key ([prefix/]name)")
-    return value
-
-
-def _value(value: str) -> str:
-    if value and (len(value) > 63 or not _NAME.match(value)):
-        raise ValueError(
-            f"{value!r} is not a valid label value (at most 63 letters, digits, '-', '_', '.', "
-            "starting and ending with a letter or digit)"
-        )
-    return value
-
-
-Key = Annotated[str, AfterValidator(_key)]
-Value = Annotated[str, AfterValidator(_value)]
+Key = LabelKey
+Value = LabelValue
 
 
 class SelectorRequirement(Model):

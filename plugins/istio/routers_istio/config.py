@@ -22,6 +22,7 @@ from pydantic import AfterValidator, Field, PlainValidator, model_validator
 from routers.errors import ConfigError, Problem
 from routers.model import MAX_TOTAL, RoutingConfig, WeightScope
 from routers.model._base import Model
+from routers.model._validators import LabelKey
 from routers.planning.objects import ObjectRef
 
 __all__ = [
@@ -39,8 +40,6 @@ GROUP = "networking.istio.io"
 VERSION = "v1"
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 def _dns_label(value: str) -> str:
@@ -63,19 +62,6 @@ def _ref_name(value: str) -> str:
                 "DNS-1123 label namespace); object names containing dots cannot be referenced "
                 "in Argo's format"
             )
-    return value
-
-
-def _label_key(value: str) -> str:
-    prefix, _, name = value.rpartition("/")
-    if (
-        not name
-        or len(name) > 63
-        or not _LABEL_NAME.match(name)
-        or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix)))
-        or (not prefix and value.startswith("/"))
-    ):
-        raise ValueError(f"{value!r} is not a valid Kubernetes label key")
     return value
 
 
@@ -188,7 +174,7 @@ class IstioSection(Model):
     total), emits relative weights, which Istio accepts from 1.15 on."""
     mirror_field: Literal["mirror", "mirrors"] = "mirror"
     """``mirrors`` (Istio >= 1.20) instead of ``mirror`` + ``mirrorPercentage``; never both."""
-    pod_template_hash_key: Annotated[str, AfterValidator(_label_key)] = "rollouts-pod-template-hash"
+    pod_template_hash_key: LabelKey = "rollouts-pod-template-hash"
 
     @property
     def fixed_total(self) -> int | None:
