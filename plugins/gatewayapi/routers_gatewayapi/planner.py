@@ -422,7 +422,9 @@ class RoutePlanner:
                 max_weight=MAX_WEIGHT,
             )
         except WeightFitError as exc:
-            raise exc.located(plugin=self.plugin, obj=str(self.target), where=label) from None
+            raise exc.located(
+                plugin=self.plugin, obj=str(self.target), where=self._rule_label(i)
+            ) from None
         if not report or not placed.shares.foreign:
             return placed
         self.notes.append(
