@@ -13,7 +13,7 @@ adds those as additional destinations while it runs (the canary keeps the last `
 and the next step drops them; the end of the steps is Argo's promotion (weight = maxTrafficWeight,
 managed routes removed); an abort returns to weight 0. Each state is planned against the result
 of the previous one, planning it again must be empty, and the traffic outcome is checked with the
-simulator (``tests/simulate/test_equivalence.check``) against what the state means.
+evaluators of the plugins (``routers.simulate.equivalence``) against what the state means.
 """
 
 from __future__ import annotations

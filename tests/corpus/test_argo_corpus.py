@@ -3,8 +3,9 @@ targets is accepted as is, or refused exactly where Argo refuses it (with Argo's
 
 For each case (``tests/corpus/argo/cases/<id>/``, see ``argo_corpus``): the Rollout itself is the
 config; every state its steps reach is planned against the result of the previous one; planning
-a state again is empty; and the objects are routed through the simulator, request by request,
-against what the state means (the equivalence suite's checker). The acceptance fraction is
+a state again is empty; the objects are routed through each target's own data-plane evaluator,
+request by request, against what the state means (``routers.simulate.equivalence``, as the
+contract suite's equivalence property), and read back with ``verify``. The acceptance fraction is
 printed at the end of the run (``tests/corpus/conftest.py``) and recorded in README.md.
 """
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
 import pytest
 
+from routers.contract import Capabilities, Routed, evaluator_of, sample_requests
 from routers.engine import (
+    Binding,
     bind,
     gather,
     observe_all,
@@ -26,8 +30,11 @@ from routers.engine import (
     verify,
     with_offline_namespace,
 )
+from routers.explain import meaning, probe_split, tolerance
 from routers.model import Cleanup, RoutingConfig, TrafficState
-from tests.contract.test_contract import Loaded
+from routers.planning.objects import JSON, LiveObjects
+from routers.simulate import Request
+from routers.simulate.equivalence import judge, requests_for
 from tests.corpus.argo_corpus import (
     Case,
     Outcome,
@@ -38,7 +45,6 @@ from tests.corpus.argo_corpus import (
     merge,
     run,
 )
-from tests.simulate.test_equivalence import check
 
 CASES = load_cases()
 RESULTS: dict[str, str] = {}
@@ -47,52 +53,105 @@ COUNTS: dict[str, int] = {"states": 0, "requests": 0}
 """States planned and requests routed through their objects, over the cases that ran."""
 
 
-def _loaded(case: Case, routing: RoutingConfig) -> Loaded:
-    facts = facts_for(case)
-    bindings = bind(routing)
-    initial = live_view(routing, case.manifests)
-    first = bindings[0]
-    return Loaded(
-        routing,
-        bindings,
-        initial,
-        case.manifests,
-        facts,
-        TrafficState(),
-        first.plugin.capabilities(first.config, facts),
-    )
+def _read(binding: Binding, objects: list[JSON], routing: RoutingConfig) -> LiveObjects:
+    """What one plugin reads of ``objects`` (its targets, selectors listed)."""
+    pool = live_view(routing, objects)
+    return gather([binding], pool.get, list_objects=offline_lister(pool))
+
+
+def _pinned(objects: LiveObjects) -> list[Request]:
+    """Requests carrying the exact headers a route's rule requires (an HTTPRoute rule pinned to
+    ``X-Security: secret123``): without them nothing reaches such a rule, nor what a header
+    route derives from it."""
+    out: list[Request] = []
+    for _, obj in objects.items():
+        for rule in (obj.get("spec") or {}).get("rules") or []:
+            for m in rule.get("matches") or [] if isinstance(rule, dict) else []:
+                pinned = tuple(
+                    (str(h["name"]), str(h["value"]))
+                    for h in m.get("headers") or []
+                    if h.get("type", "Exact") == "Exact" and "name" in h and "value" in h
+                )
+                path = m.get("path") or {}
+                if pinned:
+                    value = path.get("value") if path.get("type") != "RegularExpression" else None
+                    out.append(Request(path=str(value or "/"), headers=pinned))
+    return out
+
+
+def _judged(
+    binding: Binding,
+    routing: RoutingConfig,
+    desired: TrafficState,
+    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
+    caps: Capabilities,
+) -> tuple[list[str], int]:
+    """Every request the equivalence machinery derives, through the plugin's own evaluator."""
+    evaluator = evaluator_of(binding.plugin)
+    assert evaluator is not None, f"{binding.name} provides no evaluator"
+
+    def route(objs: LiveObjects, request: Request) -> Sequence[Routed]:
+        return evaluator.evaluate(binding.config, objs, request)
+
+    before, probe, after = objects
+    samples = [*sample_requests(binding.plugin, binding.config, after), *_pinned(after)]
+    bad: list[str] = []
+    checked = 0
+    for req in requests_for(desired, samples):
+        for finding in judge(
+            route,
+            req,
+            meaning(routing, desired),
+            before=before,
+            probe=probe,
+            after=after,
+            tolerance=tolerance(caps, desired),
+            max_weight=caps.max_total,
+        ):
+            checked += finding.compared
+            if not finding.ok:
+                bad.append(str(finding))
+    return bad, checked
 
 
 def outcome_problems(case: Case, outcome: Outcome) -> tuple[list[str], int]:
-    """Route requests through every planned state's objects and compare with the meaning, and
-    verify the weights read back; returns the problems and how much was checked (requests that
-    reached the managed routes, else weighted locations verified)."""
+    """Route requests through every planned state's objects with each target's evaluator and
+    compare with the meaning, and verify the weights read back; returns the problems and how
+    much was checked (requests that reached the managed routes, else locations verified)."""
     routing = RoutingConfig.from_document(copy.deepcopy(case.rollout))
-    routing, _, _ = with_offline_namespace(routing, case.manifests)
-    loaded = _loaded(case, routing)
+    routing, namespace, _ = with_offline_namespace(routing, case.manifests)
+    bindings = bind(routing)
+    facts = facts_for(case)
     total = routing.max_traffic_weight or 100
     cleaned = plan_offline(routing, Cleanup(), case.manifests)
-    probed = plan_offline(routing, TrafficState(weight=total // 2, total=total), case.manifests)
-    namespace = routing.namespace or "default"
-    before = live_view(routing, merge(case.manifests, dict(cleaned.after), namespace))
-    probe = live_view(routing, merge(case.manifests, dict(probed.after), namespace))
+    probed = probe_split(lambda s: plan_offline(routing, s, case.manifests), total)
+    before = merge(case.manifests, dict(cleaned.after), namespace)
+    probe = merge(case.manifests, dict(probed.after), namespace)
     problems: list[str] = []
     checked = 0
     for step in outcome.steps:
         if not isinstance(step.desired, TrafficState):
             continue
-        after = live_view(routing, step.after)
-        mismatches, n = check(loaded, step.desired, before, probe, after)
-        checked += n
-        problems += [f"{step.label}: {m}" for m in mismatches[:3]]
+        found = 0
+        for b in bindings:
+            caps = b.plugin.capabilities(b.config, facts)
+            views = (
+                _read(b, before, routing),
+                _read(b, probe, routing),
+                _read(b, step.after, routing),
+            )
+            bad, n = _judged(b, routing, step.desired, views, caps)
+            found += n
+            problems += [f"{step.label}: {b.name}: {m}" for m in bad[:3]]
+        checked += found
         # Read back as `routers verify` does: every weighted location (tls/tcp routes too, which
         # carry no HTTP request to simulate) and the managed route names.
         pool = live_view(routing, step.after)
-        read = gather(loaded.bindings, pool.get, list_objects=offline_lister(pool))
-        observed = observe_all(loaded.bindings, read, loaded.facts)
-        report = verify(loaded.bindings, observed, step.desired, loaded.facts, routing=routing)
+        read = gather(bindings, pool.get, list_objects=offline_lister(pool))
+        observed = observe_all(bindings, read, facts)
+        report = verify(bindings, observed, step.desired, facts, routing=routing)
         problems += [f"{step.label}: verify: {m}" for m in report.mismatches]
-        checked += sum(len(o.weights) for o in observed) if not n else 0
+        checked += sum(len(o.weights) for o in observed) if not found else 0
     return problems, checked
 
 
