@@ -37,7 +37,7 @@ REPOS = {
     "argo": ("argoproj/argo-rollouts", "argo-rollouts"),
     "gatewayapi": ("argoproj-labs/rollouts-plugin-trafficrouter-gatewayapi", "gatewayapi-plugin"),
 }
-OURS = {"istio", "nginx", "smi", "plugins", "managedRoutes", "maxTrafficWeight"}
+OURS = {"istio", "nginx", "smi", "traefik", "plugins", "managedRoutes", "maxTrafficWeight"}
 OUR_PLUGINS = {"argoproj-labs/gatewayAPI"}
 LIVE_KINDS = {
     "Service",
@@ -48,6 +48,7 @@ LIVE_KINDS = {
     "HTTPRouteGroup",
     "HTTPRoute",
     "GRPCRoute",
+    "TraefikService",
     "TCPRoute",
     "TLSRoute",
 }
@@ -131,7 +132,13 @@ def in_scope(rollout: dict[str, Any]) -> bool:
     )
     if not isinstance(routing, dict) or not routing:
         return False
-    if not set(routing) <= OURS or not set(routing) & {"istio", "nginx", "smi", "plugins"}:
+    if not set(routing) <= OURS or not set(routing) & {
+        "istio",
+        "nginx",
+        "smi",
+        "traefik",
+        "plugins",
+    }:
         return False
     return set(routing.get("plugins") or {}) <= OUR_PLUGINS
 
