@@ -187,7 +187,7 @@ def bridge_form(rollout: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(rollout)
     routing = out["spec"]["strategy"]["canary"]["trafficRouting"]
     plugins = routing.setdefault("plugins", {})
-    for name in ("istio", "nginx", "smi"):
+    for name in ("istio", "nginx", "smi", "traefik"):
         if name in routing:
             plugins[f"canary-routers/{name}"] = routing.pop(name)
     if "argoproj-labs/gatewayAPI" in plugins:
