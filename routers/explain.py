@@ -18,7 +18,9 @@ from routers.contract import (
     ClusterFacts,
     MatchLimits,
     MirrorSupport,
+    Routed,
     evaluator_of,
+    sample_requests,
 )
 from routers.engine import (
     Binding,
@@ -28,15 +30,23 @@ from routers.engine import (
     plan_offline,
     with_offline_namespace,
 )
-from routers.errors import PlanError, UnsupportedError, WeightFitError
+from routers.errors import PlanError, PluginError, UnsupportedError, WeightFitError
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
 from routers.planning.weights import split
 from routers.registry import Registry
 from routers.simulate import Request, parse_request
-from routers.simulate.equivalence import Meaning, judge
+from routers.simulate.equivalence import Finding, Meaning, judge, requests_for
 
-__all__ = ["Explanation", "explain", "explain_requests", "probe_split", "tolerance"]
+__all__ = [
+    "Explanation",
+    "equivalence",
+    "explain",
+    "explain_requests",
+    "judged",
+    "probe_split",
+    "tolerance",
+]
 
 
 @dataclass(frozen=True)
@@ -265,20 +275,7 @@ def _routed(
         )
         return
 
-    def route(objects: LiveObjects, request: Request) -> Sequence[Any]:
-        return evaluator.evaluate(binding.config, objects, request)
-
-    before, probe, after = objects
-    findings = judge(
-        route,
-        req,
-        want,
-        before=before,
-        probe=probe,
-        after=after,
-        tolerance=tol,
-        max_weight=max_weight,
-    )
+    findings = judged(binding, req, want, objects, tol, max_weight)
     if not findings:
         yield f"  {name}: no routing object to simulate"
     for f in findings:
@@ -291,3 +288,58 @@ def _routed(
             "no intent": "",
         }[f.verdict]
         yield f"  {name}: {f.scope}: {f.got.describe()}{verdict}"
+
+
+def judged(
+    binding: Binding,
+    request: Request,
+    want: Meaning,
+    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
+    tol: Fraction,
+    max_weight: int | None = None,
+) -> list[Finding]:
+    """:func:`~routers.simulate.equivalence.judge` through the binding's own evaluator;
+    ``objects``: after a cleanup, after a plain split, after the state."""
+    evaluator = evaluator_of(binding.plugin)
+    if evaluator is None:
+        raise PluginError(binding.name, "provides no data-plane evaluator")
+
+    def route(objs: LiveObjects, req: Request) -> Sequence[Routed]:
+        return evaluator.evaluate(binding.config, objs, req)
+
+    before, probe, after = objects
+    return judge(
+        route,
+        request,
+        want,
+        before=before,
+        probe=probe,
+        after=after,
+        tolerance=tol,
+        max_weight=max_weight,
+    )
+
+
+def equivalence(
+    binding: Binding,
+    routing: RoutingConfig,
+    desired: TrafficState,
+    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
+    caps: Capabilities,
+    *,
+    more_samples: Sequence[Request] = (),
+) -> tuple[list[Finding], int]:
+    """Every request the equivalence machinery derives for ``desired`` (the state's matches on
+    the evaluator's sample requests and ``more_samples``), judged; returns what differs and how
+    many managed scopes were held to the state's meaning."""
+    want = meaning(routing, desired)
+    tol = tolerance(caps, desired)
+    samples = [*sample_requests(binding.plugin, binding.config, objects[2]), *more_samples]
+    bad: list[Finding] = []
+    checked = 0
+    for req in requests_for(desired, samples):
+        for finding in judged(binding, req, want, objects, tol, caps.max_total):
+            checked += finding.compared
+            if not finding.ok:
+                bad.append(finding)
+    return bad, checked

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
 import pytest
 
-from routers.contract import Capabilities, Routed, evaluator_of, sample_requests
 from routers.engine import (
     Binding,
     bind,
@@ -30,11 +28,10 @@ from routers.engine import (
     verify,
     with_offline_namespace,
 )
-from routers.explain import meaning, probe_split, tolerance
+from routers.explain import equivalence, probe_split
 from routers.model import Cleanup, RoutingConfig, TrafficState
 from routers.planning.objects import JSON, LiveObjects
 from routers.simulate import Request
-from routers.simulate.equivalence import judge, requests_for
 from tests.corpus.argo_corpus import (
     Case,
     Outcome,
@@ -79,41 +76,6 @@ def _pinned(objects: LiveObjects) -> list[Request]:
     return out
 
 
-def _judged(
-    binding: Binding,
-    routing: RoutingConfig,
-    desired: TrafficState,
-    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
-    caps: Capabilities,
-) -> tuple[list[str], int]:
-    """Every request the equivalence machinery derives, through the plugin's own evaluator."""
-    evaluator = evaluator_of(binding.plugin)
-    assert evaluator is not None, f"{binding.name} provides no evaluator"
-
-    def route(objs: LiveObjects, request: Request) -> Sequence[Routed]:
-        return evaluator.evaluate(binding.config, objs, request)
-
-    before, probe, after = objects
-    samples = [*sample_requests(binding.plugin, binding.config, after), *_pinned(after)]
-    bad: list[str] = []
-    checked = 0
-    for req in requests_for(desired, samples):
-        for finding in judge(
-            route,
-            req,
-            meaning(routing, desired),
-            before=before,
-            probe=probe,
-            after=after,
-            tolerance=tolerance(caps, desired),
-            max_weight=caps.max_total,
-        ):
-            checked += finding.compared
-            if not finding.ok:
-                bad.append(str(finding))
-    return bad, checked
-
-
 def outcome_problems(case: Case, outcome: Outcome) -> tuple[list[str], int]:
     """Route requests through every planned state's objects with each target's evaluator and
     compare with the meaning, and verify the weights read back; returns the problems and how
@@ -140,7 +102,9 @@ def outcome_problems(case: Case, outcome: Outcome) -> tuple[list[str], int]:
                 _read(b, probe, routing),
                 _read(b, step.after, routing),
             )
-            bad, n = _judged(b, routing, step.desired, views, caps)
+            bad, n = equivalence(
+                b, routing, step.desired, views, caps, more_samples=_pinned(views[2])
+            )
             found += n
             problems += [f"{step.label}: {b.name}: {m}" for m in bad[:3]]
         checked += found
