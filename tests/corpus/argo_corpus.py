@@ -201,10 +201,11 @@ def merge(objects: Sequence[JSON], after: dict[ObjectRef, JSON | None], ns: str)
     return out
 
 
-def run(case: Case) -> Outcome:
-    """Plan every state of the case's walk; stop at the first refusal."""
+def run(case: Case, config: JSON | None = None) -> Outcome:
+    """Plan every state of the case's walk; stop at the first refusal. ``config`` is the
+    document read as the config when not the Rollout itself (the states still follow its steps)."""
     try:
-        routing = RoutingConfig.from_document(copy.deepcopy(case.rollout))
+        routing = RoutingConfig.from_document(copy.deepcopy(config or case.rollout))
         routing, _, _ = with_offline_namespace(routing, case.manifests)
         bind(routing)
     except RoutersError as exc:
