@@ -17,6 +17,7 @@ from routers.model import (
     SetWeight,
     TrafficState,
 )
+from routers.testing import rollout_document
 
 HDR = {"name": "h1", "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}]}
 
@@ -213,21 +214,15 @@ class TestRoutingConfig:
         assert c.max_traffic_weight == 1000
 
     def test_whole_rollout(self) -> None:
-        rollout = {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Rollout",
-            "metadata": {"name": "web", "namespace": "shop"},
-            "spec": {
-                "strategy": {
-                    "canary": {
-                        "stableService": "s",
-                        "canaryService": "c",
-                        "steps": [{"setWeight": 5}],
-                        "trafficRouting": {"nginx": {"stableIngress": "web"}},
-                    }
-                }
+        rollout = rollout_document(
+            {
+                "stableService": "s",
+                "canaryService": "c",
+                "steps": [{"setWeight": 5}],
+                "trafficRouting": {"nginx": {"stableIngress": "web"}},
             },
-        }
+            namespace="shop",
+        )
         c = RoutingConfig.from_document(rollout)
         assert (c.namespace, c.sections[0].plugin) == ("shop", "nginx")
 

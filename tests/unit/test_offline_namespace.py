@@ -19,6 +19,7 @@ from routers.engine import offline_namespace, plan_offline
 from routers.errors import TargetNotFoundError
 from routers.io import load_documents, load_one
 from routers.model import RoutingConfig, TrafficState
+from routers.testing import rollout_document
 from tests.conftest import ROOT
 
 EX = ROOT / "examples" / "istio"
@@ -55,15 +56,7 @@ def test_the_namespace_of_every_object_is_used_when_no_target_is_among_them() ->
 
 
 def test_a_rollout_supplies_its_namespace() -> None:
-    rollout = {
-        "kind": "Rollout",
-        "metadata": {"name": "checkout", "namespace": "payments"},
-        "spec": {"strategy": {"canary": routing_without_namespace()}},
-    }
-    rollout["spec"]["strategy"]["canary"].pop("trafficRouting")
-    rollout["spec"]["strategy"]["canary"]["trafficRouting"] = routing_without_namespace()[
-        "trafficRouting"
-    ]
+    rollout = rollout_document(routing_without_namespace(), name="checkout", namespace="payments")
     config = RoutingConfig.from_document(rollout)
     assert offline_namespace(config, load_documents([str(EX / "live.yaml")])) == (
         "payments",

@@ -32,17 +32,13 @@ from istio_helpers import (
 from routers.engine import bind
 from routers.errors import ConfigError, PlanError, TargetNotFoundError, UnsupportedError
 from routers.model import RoutingConfig
+from routers.testing import rollout_document
 
 HEADER = {"name": "h", "matches": [{"headers": [{"name": "X-Canary", "exact": "yes"}]}]}
 
 
 def rollout(canary: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "app", "namespace": "app"},
-        "spec": {"strategy": {"canary": canary}},
-    }
+    return rollout_document(canary, name="app", namespace="app")
 
 
 def bound(doc: dict[str, Any]) -> Any:

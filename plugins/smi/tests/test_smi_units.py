@@ -46,6 +46,7 @@ from routers.errors import ConfigError, PlanError, TargetNotFoundError, Unsuppor
 from routers.model import HeaderRoute, RoutingConfig
 from routers.planning.objects import ObjectRef
 from routers.planning.ownership import LEDGER, is_created_by_us
+from routers.testing import rollout_document
 
 # -- config ----------------------------------------------------------------------------------
 
@@ -103,40 +104,25 @@ def test_config_defaults_and_long_api_version() -> None:
 
 
 def test_config_from_an_argo_rollout() -> None:
-    rollout = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {
-            "strategy": {
-                "canary": {
-                    "stableService": STABLE,
-                    "canaryService": CANARY,
-                    "trafficRouting": {"smi": {"rootService": "web", "trafficSplitName": "web"}},
-                }
-            }
+    rollout = rollout_document(
+        {
+            "stableService": STABLE,
+            "canaryService": CANARY,
+            "trafficRouting": {"smi": {"rootService": "web", "trafficSplitName": "web"}},
         },
-    }
+        namespace=NS,
+    )
     (binding,) = bind(RoutingConfig.from_document(rollout))
     assert (binding.config.root, binding.config.split_name) == ("web", "web")
 
 
 def test_traffic_split_name_defaults_to_the_rollout_name_as_in_argo() -> None:
     """Issue 12: a whole Rollout supplies its own identity (Argo names the split after it)."""
-    rollout = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "checkout", "namespace": "shop"},
-        "spec": {
-            "strategy": {
-                "canary": {
-                    "stableService": STABLE,
-                    "canaryService": CANARY,
-                    "trafficRouting": {"smi": {}},
-                }
-            }
-        },
-    }
+    rollout = rollout_document(
+        {"stableService": STABLE, "canaryService": CANARY, "trafficRouting": {"smi": {}}},
+        name="checkout",
+        namespace="shop",
+    )
     (binding,) = bind(RoutingConfig.from_document(rollout))
     assert binding.config.split_name == "checkout"
     assert binding.config.split_ref().namespace == "shop"

@@ -14,6 +14,7 @@ from routers.model import Cleanup, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
 from routers.planning.ownership import LEDGER
 from routers.registry import Registry
+from routers.testing import rollout_document
 
 CONFIG = {
     "stableService": "web-stable",
@@ -64,20 +65,15 @@ def after(result: Any, name: str) -> dict[str, Any]:
 
 
 def test_argo_rollout_config_is_accepted_and_the_mirror_name_follows_argo() -> None:
-    rollout = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "demo", "namespace": "shop"},
-        "spec": {
-            "strategy": {
-                "canary": {
-                    "stableService": "web-stable",
-                    "canaryService": "web-canary",
-                    "trafficRouting": {"traefik": {"weightedTraefikServiceName": "web"}},
-                }
-            }
+    rollout = rollout_document(
+        {
+            "stableService": "web-stable",
+            "canaryService": "web-canary",
+            "trafficRouting": {"traefik": {"weightedTraefikServiceName": "web"}},
         },
-    }
+        name="demo",
+        namespace="shop",
+    )
     (b,) = bind(RoutingConfig.from_document(rollout))
     assert (b.config.weighted.name, b.config.mirror.name) == ("web", "argo-mirror-web")
     (b,) = bind(routing(mirrorTraefikServiceName="front"))
