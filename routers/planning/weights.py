@@ -284,7 +284,7 @@ def place(
     reduced = [f // step for f in foreign]
     inner = _inner(split, share, scope)
     exact = math.lcm(1, *((x * base).denominator for x in inner))
-    widest = max([Fraction(r) for r in reduced] + [max(inner) * base])
+    widest = max(Fraction(max(reduced)), max(inner) * base)
     fits = int(max_weight / widest) if widest else step
     candidates = (step, -(-step // exact) * exact, exact)
     chosen = next((m for m in candidates if m % exact == 0 and m <= fits), None)
@@ -398,7 +398,7 @@ def parse_weight(value: Any) -> Fraction | None:
 def as_integers(weights: Sequence[Fraction]) -> list[int]:
     """Relative weights as integers with the same ratios (``1/2, 1/10`` -> ``5, 1``)."""
     scale = math.lcm(1, *(w.denominator for w in weights))
-    ints = [int(w * scale) for w in weights]
+    ints = [w.numerator * (scale // w.denominator) for w in weights]
     common = math.gcd(*ints) if any(ints) else 1
     if scale > 1 and common > 1:
         ints = [i // common for i in ints]

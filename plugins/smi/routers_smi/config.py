@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from routers.errors import ConfigError, Problem
-from routers.model import RoutingConfig
+from routers.model import RoutingConfig, WeightScope
 from routers.model._base import Model
 from routers.model._validators import ObjectName
 from routers.planning.objects import ObjectRef
@@ -94,6 +94,8 @@ class Config:
     managed_order: tuple[str, ...]
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    weight_scope: WeightScope = "all"
+    """What weights are a share of beside backends others listed (``RoutingConfig``)."""
 
     @property
     def pinned(self) -> Version | None:
@@ -156,4 +158,5 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
         group_name=group_name,
         managed_order=tuple(r.name for r in routing.managed_routes),
         owner=routing.owner_key(),
+        weight_scope=routing.weight_scope,
     )

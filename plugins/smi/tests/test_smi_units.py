@@ -42,7 +42,13 @@ from smi_helpers import (
 
 from routers.contract import MirrorSupport
 from routers.engine import bind, plan_all, verify
-from routers.errors import ConfigError, PlanError, TargetNotFoundError, UnsupportedError
+from routers.errors import (
+    ConfigError,
+    PlanError,
+    TargetNotFoundError,
+    UnsupportedError,
+    WeightFitError,
+)
 from routers.model import HeaderRoute, RoutingConfig
 from routers.planning.objects import ObjectRef
 from routers.planning.ownership import LEDGER, is_created_by_us
@@ -244,7 +250,7 @@ def test_edge_weights(weight: int, total: int) -> None:
 
 
 def test_every_weight_edit_is_guarded_by_its_service() -> None:
-    ts = traffic_split(("other", 1), (CANARY, 10), (STABLE, 90))
+    ts = traffic_split(("other", 5), (CANARY, 10), (STABLE, 85))
     p, _ = run(config(), live(ts), state(weight=40))
     (patch,) = patches(p)
     assert patch.ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "41"}
@@ -315,10 +321,33 @@ def test_additional_destination_cannot_be_stable_or_canary() -> None:
     assert exc.value.problems[0].path == "additionalDestinations[0].service"
 
 
-def test_foreign_backend_weight_is_noted() -> None:
+def test_foreign_backend_keeps_its_share_and_is_noted() -> None:
     ts = traffic_split((STABLE, 90), (CANARY, 10), ("legacy", 5))
-    p = plan(config(), live(ts), state(weight=20))
-    assert any("'legacy'" in n.message and n.level == "warning" for n in p.notes)
+    p, after = run(config(), live(ts), state(weight=20))
+    assert weights_of(split_of(after)) == {STABLE: 79, CANARY: 21, "legacy": 5}
+    obs = PLUGIN.observe(config(), after, SDK)
+    assert obs.weights[0].foreign == 5
+    assert verify(bind(routing()), [obs], state(weight=20), SDK).ok
+    assert not verify(bind(routing()), [obs], state(weight=21), SDK).ok
+    assert any(
+        "legacy" in n.message and "keep 4.762% of the traffic" in n.message for n in p.notes
+    ), [n.message for n in p.notes]
+
+
+def test_a_weight_that_cannot_fit_beside_a_foreign_backend_names_both_numbers() -> None:
+    ts = traffic_split((STABLE, 90), (CANARY, 10), ("legacy", 10))
+    with pytest.raises(WeightFitError) as info:
+        plan(config(), live(ts), state(weight=95))
+    assert "95" in str(info.value) and "9.091%" in str(info.value)
+    assert "TrafficSplit" in str(info.value)
+
+
+def test_cleanup_gives_a_rescaled_foreign_backend_its_weight_back() -> None:
+    ts = traffic_split((STABLE, 100), ("legacy", 5))
+    _, after = run(config(), live(ts), state(weight=30))
+    assert weights_of(split_of(after)) == {STABLE: 137, "legacy": 10, CANARY: 63}
+    _, cleaned = run(config(), after, CLEANUP)
+    assert weights_of(split_of(cleaned)) == {STABLE: 100, "legacy": 5}
 
 
 # -- header routes -------------------------------------------------------------------------------
@@ -582,7 +611,7 @@ def test_cleanup_removes_stale_route_groups_from_the_ledger() -> None:
 def test_observe_weights_and_quantities() -> None:
     obs = PLUGIN.observe(config(), live(traffic_split((STABLE, 90), (CANARY, 10), ("x", 5))), SDK)
     (w,) = obs.weights
-    assert (w.stable, w.canary, w.additional) == (90, 10, (("x", 5),))
+    assert (w.stable, w.canary, w.additional, w.foreign) == (90, 10, (), 5)
     assert not obs.problems
     q = PLUGIN.observe(config(), live(traffic_split((STABLE, "900m"), (CANARY, "100m"))), SDK)
     assert (q.weights[0].stable, q.weights[0].canary) == (9, 1)
