@@ -61,7 +61,13 @@ def load_desired(state_path: str | None, cleanup: bool, keep_weights: bool) -> D
     metavar="FILE",
     help="Manifest file(s) holding the live objects (repeatable, '-' for stdin).",
 )
-@click.option("-n", "--namespace", default=None, help="Namespace for objects that name none.")
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace for objects that name none (default: the config's or Rollout's, else the "
+    "one the manifest objects share).",
+)
 @click.option(
     "-o",
     "--output",
@@ -87,6 +93,8 @@ def plan(
         config = config.model_copy(update={"namespace": namespace})
     desired = load_desired(state_path, cleanup, keep_weights)
     result = plan_offline(config, desired, load_documents(files))
+    if result.namespace_from not in ("config", "default"):
+        click.echo(f"namespace: {result.namespace} (from {result.namespace_from})", err=True)
     _render.notes(result.plans)
     _render.plan_result(result, output)
 
@@ -657,7 +665,13 @@ def explain_cmd(
     requests: tuple[str, ...],
 ) -> int:
     """In words: what each target will do with a state, and what it cannot express."""
-    from routers.engine import bind, facts_from_manifests, gather
+    from routers.engine import (
+        bind,
+        facts_from_manifests,
+        gather,
+        offline_lister,
+        with_offline_namespace,
+    )
     from routers.explain import explain
     from routers.planning.objects import LiveObjects
 
@@ -666,6 +680,8 @@ def explain_cmd(
         config = config.model_copy(update={"namespace": namespace})
     desired = load_desired(state_path, cleanup, keep_weights)
     docs = load_documents(files) if files else []
+    if docs:
+        config, _, _ = with_offline_namespace(config, docs)
     bindings = bind(config)
     facts = facts_from_manifests(docs)
     live = None
@@ -674,7 +690,7 @@ def explain_cmd(
             [d for d in docs if d.get("kind") != "CustomResourceDefinition"],
             config.namespace or "default",
         )
-        live = gather(bindings, pool.get)
+        live = gather(bindings, pool.get, list_objects=offline_lister(pool))
     ok = True
     for item in explain(config, bindings, desired, facts, live):
         click.echo(f"{item.plugin}:")

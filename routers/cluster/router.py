@@ -21,12 +21,21 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from routers.cluster._apply import Outcome, gather_facts, reader, reconcile
+from routers.cluster._apply import Outcome, gather_facts, lister, reader, reconcile
 from routers.cluster._kube import Kube
 from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
 from routers.cluster.connect import connect
 from routers.contract import ClusterFacts, Observation
-from routers.engine import Binding, VerifyReport, bind, gather, observe_all, plan_all, verify
+from routers.engine import (
+    Binding,
+    VerifyReport,
+    bind,
+    gather,
+    observe_all,
+    plan_all,
+    target_refs,
+    verify,
+)
 from routers.model import (
     AdditionalDestination,
     Cleanup,
@@ -171,7 +180,7 @@ class Router:
 
     def read(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> LiveObjects:
         """The targets as they are now (objects in ``live`` are not read again)."""
-        return gather(self._bindings, reader(self.kube), live)
+        return gather(self._bindings, reader(self.kube), live, list_objects=lister(self.kube))
 
     def plan(
         self, desired: Desired, *, live: Mapping[ObjectRef, JSON | None] | None = None
@@ -189,15 +198,14 @@ class Router:
 
     def targets(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[ObjectRef]:
         """Every object this config routes through (what to watch, where progress is kept)."""
-        snapshot = gather(self._bindings, reader(self.kube), live)
+        snapshot = self.read(live=live)
         out: list[ObjectRef] = []
         for b in self._bindings:
-            out.extend(r for r in b.plugin.targets(b.config, snapshot) if r not in out)
+            out.extend(r for r in target_refs(b, snapshot) if r not in out)
         return out
 
     def observe(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[Observation]:
-        snapshot = gather(self._bindings, reader(self.kube), live)
-        return observe_all(self._bindings, snapshot, self.facts())
+        return observe_all(self._bindings, self.read(live=live), self.facts())
 
     def verify(
         self,
@@ -208,5 +216,10 @@ class Router:
     ) -> VerifyReport:
         want = state or self.state
         return verify(
-            self._bindings, self.observe(live=live), want, self.facts(), require_ready=require_ready
+            self._bindings,
+            self.observe(live=live),
+            want,
+            self.facts(),
+            require_ready=require_ready,
+            routing=self.config,
         )

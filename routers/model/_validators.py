@@ -91,3 +91,33 @@ MatchValue = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator
 PathValue = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_path_value)]
 OwnerName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_owner)]
 Regex = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(check_re2)]
+
+# Kubernetes labels: a key is ``[prefix/]name`` (prefix a DNS-1123 subdomain), a value a name or
+# empty. Neither can hold ``,``, ``=``, ``!``, parentheses or spaces, which keeps a label selector
+# query unambiguous.
+_LABEL_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def _label_key(value: str) -> str:
+    prefix, slash, name = value.rpartition("/")
+    if (
+        not name
+        or len(name) > 63
+        or not _LABEL_PART.match(name)
+        or (slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)))
+    ):
+        raise ValueError(f"{value!r} is not a valid label key ([prefix/]name)")
+    return value
+
+
+def _label_value(value: str) -> str:
+    if value and (len(value) > 63 or not _LABEL_PART.match(value)):
+        raise ValueError(
+            f"{value!r} is not a valid label value (at most 63 letters, digits, '-', '_', '.', "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]

@@ -9,9 +9,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from routers.model.selectors import LabelSelector
+
 __all__ = [
     "LiveObjects",
     "ObjectRef",
+    "SelectorRef",
     "get_annotations",
     "get_labels",
     "resource_version",
@@ -64,21 +67,67 @@ class ObjectRef:
         return f"{kind} {ns}{self.name}"
 
 
+@dataclass(frozen=True, order=True)
+class SelectorRef:
+    """Every object of a kind in a namespace whose labels match ``selector``: a target a plugin
+    cannot name (Argo's ``httpRouteSelector``). The core lists them (offline: among the
+    manifests; on a cluster: one LIST call) and hands them over in ``LiveObjects``."""
+
+    group: str
+    kind: str
+    namespace: str
+    selector: LabelSelector = field(compare=False)
+    version: str | None = field(default=None, compare=False)
+    query: str = field(default="", init=False)
+    """The selector's ``labelSelector`` form: its identity (equal selectors list the same)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "query", self.selector.query())
+
+    def matches(self, ref: ObjectRef, obj: Mapping[str, Any]) -> bool:
+        return (ref.group, ref.kind, ref.namespace) == (
+            self.group,
+            self.kind,
+            self.namespace,
+        ) and self.selector.matches(get_labels(obj))
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{kind} in {self.namespace} with labels {self.selector.describe()}"
+
+
 class LiveObjects(Mapping[ObjectRef, JSON]):
     """What the core read for a plan. Absent refs are objects that do not exist (yet)."""
 
     def __init__(
-        self, objects: Iterable[tuple[ObjectRef, JSON]] = (), absent: Iterable[ObjectRef] = ()
+        self,
+        objects: Iterable[tuple[ObjectRef, JSON]] = (),
+        absent: Iterable[ObjectRef] = (),
+        listed: Iterable[SelectorRef] = (),
     ) -> None:
         self._objects: dict[ObjectRef, JSON] = dict(objects)
         self.absent: frozenset[ObjectRef] = frozenset(absent) - self._objects.keys()
         """Refs read and found missing: a caller can hand them back as known-absent."""
+        self.listed: frozenset[SelectorRef] = frozenset(listed)
+        """Selectors the core listed: every object they match is among the objects."""
 
     @classmethod
     def from_manifests(
         cls, docs: Iterable[JSON], default_namespace: str | None = None
     ) -> LiveObjects:
         return cls((ObjectRef.of(d, default_namespace), d) for d in docs)
+
+    def select(self, selector: SelectorRef) -> list[tuple[ObjectRef, JSON]]:
+        """The objects ``selector`` matches, by name (a complete answer only once it is in
+        :attr:`listed`; use :meth:`selected` in plugins)."""
+        return sorted(
+            ((r, o) for r, o in self._objects.items() if selector.matches(r, o)),
+            key=lambda item: item[0],
+        )
+
+    def selected(self, selector: SelectorRef) -> list[tuple[ObjectRef, JSON]] | None:
+        """What ``selector`` matches, or ``None`` while the core has not listed it yet."""
+        return self.select(selector) if selector in self.listed else None
 
     def __getitem__(self, ref: ObjectRef) -> JSON:
         return self._objects[ref]
@@ -101,7 +150,7 @@ class LiveObjects(Mapping[ObjectRef, JSON]):
     def merged(self, more: Mapping[ObjectRef, JSON]) -> LiveObjects:
         combined = dict(self._objects)
         combined.update(more)
-        return LiveObjects(combined.items())
+        return LiveObjects(combined.items(), listed=self.listed)
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -21,6 +21,7 @@ from routers.argo import RECORD_PREFIX, ArgoPlugin, CallError, routing_document,
 from routers.argo.rollout import RolloutView, destinations, status_weights
 from routers.cluster import ApiStatus, ResourceInfo
 from routers.errors import ConfigError
+from routers.model import WEIGHT_SCOPE_ANNOTATION
 from routers.planning.objects import ObjectRef
 from routers.planning.patch import apply_ops
 
@@ -215,8 +216,17 @@ def test_ping_pong_services_follow_the_status(role: str | None, stable: str, can
     c["pingPong"] = {"pingService": "web-ping", "pongService": "web-pong"}
     if role:
         ro["status"] = {"canary": {"stablePingPong": role}}
-    picked = routing_document(ro, PLUGIN)["spec"]["strategy"]["canary"]
-    assert (picked["stableService"], picked["canaryService"]) == (stable, canary)
+    config = RolloutView.of(ro, PLUGIN).config()
+    assert (config.stable_service, config.canary_service) == (stable, canary)
+
+
+def test_the_weight_scope_annotation_reaches_the_config() -> None:
+    ro = rollout()
+    assert RolloutView.of(ro, PLUGIN).config().weight_scope == "all"
+    ro["metadata"]["annotations"] = {WEIGHT_SCOPE_ANNOTATION: "ours", "other": "x"}
+    reduced = routing_document(ro, PLUGIN)
+    assert reduced["metadata"]["annotations"] == {WEIGHT_SCOPE_ANNOTATION: "ours"}
+    assert RolloutView.of(ro, PLUGIN).config().weight_scope == "ours"
 
 
 def test_status_weights_and_destinations() -> None:

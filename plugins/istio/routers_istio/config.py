@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
 from routers.errors import ConfigError, Problem
-from routers.model import MAX_TOTAL, RoutingConfig
+from routers.model import MAX_TOTAL, RoutingConfig, WeightScope
 from routers.model._base import Model
+from routers.model._validators import LabelKey
 from routers.planning.objects import ObjectRef
 
 __all__ = [
@@ -39,8 +40,6 @@ GROUP = "networking.istio.io"
 VERSION = "v1"
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 def _dns_label(value: str) -> str:
@@ -50,27 +49,19 @@ def _dns_label(value: str) -> str:
 
 
 def _ref_name(value: str) -> str:
-    """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`."""
+    """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`.
+
+    The name may be as long as any object name (253; Argo's own e2e DestinationRule
+    ``istio-subset-split-in-stable-downscale-after-canary-abort-destrule`` has 66 characters),
+    the namespace is a DNS-1123 label (63)."""
     name, namespace = split_name(value)
-    for part in (name, namespace):
-        if part is not None and (len(part) > 63 or not _LABEL.match(part)):
+    for part, limit in ((name, 253), (namespace, 63)):
+        if part is not None and (len(part) > limit or not _LABEL.match(part)):
             raise ValueError(
-                f"{value!r} is not 'name' or 'name.namespace' (each a DNS-1123 label); "
-                "object names containing dots cannot be referenced in Argo's format"
+                f"{value!r} is not 'name' or 'name.namespace' (a name without dots, a "
+                "DNS-1123 label namespace); object names containing dots cannot be referenced "
+                "in Argo's format"
             )
-    return value
-
-
-def _label_key(value: str) -> str:
-    prefix, _, name = value.rpartition("/")
-    if (
-        not name
-        or len(name) > 63
-        or not _LABEL_NAME.match(name)
-        or (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix)))
-        or (not prefix and value.startswith("/"))
-    ):
-        raise ValueError(f"{value!r} is not a valid Kubernetes label key")
     return value
 
 
@@ -183,7 +174,7 @@ class IstioSection(Model):
     total), emits relative weights, which Istio accepts from 1.15 on."""
     mirror_field: Literal["mirror", "mirrors"] = "mirror"
     """``mirrors`` (Istio >= 1.20) instead of ``mirror`` + ``mirrorPercentage``; never both."""
-    pod_template_hash_key: Annotated[str, AfterValidator(_label_key)] = "rollouts-pod-template-hash"
+    pod_template_hash_key: LabelKey = "rollouts-pod-template-hash"
 
     @property
     def fixed_total(self) -> int | None:
@@ -222,13 +213,17 @@ class IstioConfig:
     section: IstioSection
     path: str
     namespace: str
-    stable_service: str
-    canary_service: str
+    stable_service: str | None
+    """``None`` only in a subset-level split (a DestinationRule names the versions)."""
+    canary_service: str | None
     managed_order: tuple[str, ...]
     virtual_services: tuple[VirtualServiceTarget, ...]
     destination_rule: ObjectRef | None
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    weight_scope: WeightScope = "all"
+    names: tuple[str, str] = ("stable", "canary")
+    """How outcomes name stable and canary (``RoutingConfig.stable_name``/``canary_name``)."""
 
     @property
     def subset_mode(self) -> bool:
@@ -252,6 +247,27 @@ class IstioConfig:
         targets: list[VirtualServiceTarget] = []
         seen: dict[ObjectRef, str] = {}
         problems: list[Problem] = []
+        if section.destination_rule is None and (
+            routing.stable_service is None or routing.canary_service is None
+        ):
+            # Argo's rule: a host-level split needs both Services; a subset-level split takes
+            # its two versions from the DestinationRule's subsets instead.
+            missing = [
+                name
+                for name, value in (
+                    ("stableService", routing.stable_service),
+                    ("canaryService", routing.canary_service),
+                )
+                if value is None
+            ]
+            problems.append(
+                Problem(
+                    "destinationRule",
+                    f"missing, and so is {' and '.join(missing)}: a host-level split needs "
+                    "stableService and canaryService; a subset-level split needs "
+                    "destinationRule {name, stableSubsetName, canarySubsetName}",
+                )
+            )
         for vs, where in entries:
             ref = _ref(vs.name, "VirtualService", namespace)
             if ref in seen:
@@ -286,6 +302,8 @@ class IstioConfig:
             virtual_services=tuple(targets),
             destination_rule=dr,
             owner=routing.owner_key(),
+            weight_scope=routing.weight_scope,
+            names=(routing.stable_name, routing.canary_name),
         )
 
 
