@@ -21,14 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e.cluster import (
-    BinariesUnavailable,
-    _pdeathsig,
-    _run_script,
-    _tail,
-    free_port,
-    memoised_build,
-)
+from e2e.cluster import _pdeathsig, _tail, ensure_built, free_port
 
 BUILD_SH = Path(__file__).resolve().parent / "traefik" / "build.sh"
 
@@ -37,27 +30,15 @@ FORWARDING_TIMEOUTS = {"dialTimeout": "3s", "responseHeaderTimeout": "5s", "idle
 # client -> Traefik (the test's requests): no connection may hang on either side.
 RESPONDING_TIMEOUTS = {"readTimeout": "30s", "writeTimeout": "30s", "idleTimeout": "30s"}
 
-_built: dict[str, Path | BinariesUnavailable] = {}
-
 
 def ensure_traefik() -> Path:
-    """The Traefik binary (built on a cache miss: minutes; cached: well under a second).
-
-    Memoised per process, failures included (``e2e.cluster.memoised_build``): ``e2e/conftest.py``
-    calls it once before the first test, so no test's own timeout pays for a cold build."""
-    override = os.environ.get("ROUTERS_E2E_TRAEFIK", "")
-
-    def build() -> Path:
-        path = (
-            Path(override)
-            if override
-            else Path(_run_script(BUILD_SH, what="traefik build.sh")) / "traefik"
-        )
-        if not os.access(path, os.X_OK):
-            raise BinariesUnavailable(f"{path} is not an executable")
-        return path
-
-    return memoised_build(_built, override, build)
+    """The Traefik binary (built on a cache miss: minutes; cached: well under a second), or
+    the one ``ROUTERS_E2E_TRAEFIK`` names; once per process (``e2e.cluster.ensure_built``)."""
+    override = Path(os.environ.get("ROUTERS_E2E_TRAEFIK") or "traefik")
+    bin_dir = str(override.parent) if override.is_absolute() else ""
+    return ensure_built(BUILD_SH, (override.name,), what="traefik build.sh", bin_dir=bin_dir) / (
+        override.name
+    )
 
 
 class Traefik:

@@ -30,14 +30,7 @@ from typing import Any
 import yaml
 
 from e2e._argo import build as build_argo
-from e2e.cluster import (
-    HERE,
-    BinariesUnavailable,
-    ControlPlane,
-    _run_script,
-    free_port,
-    memoised_build,
-)
+from e2e.cluster import HERE, ControlPlane, ensure_built, free_port
 from e2e.workers import LocalProcess, WorkloadError, wait_for
 
 ARGO_BUILD_SH = HERE / "argo-controller" / "build.sh"
@@ -52,20 +45,10 @@ ARGO_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-_built: dict[str, Path | BinariesUnavailable] = {}
-
-
 def ensure_argo_controller() -> Path:
-    """The rollouts-controller binary (built on a cache miss; memoised per process)."""
-
-    def build() -> Path:
-        bin_dir = _run_script(ARGO_BUILD_SH, what="argo-controller build.sh")
-        path = Path(bin_dir) / "rollouts-controller"
-        if not os.access(path, os.X_OK):
-            raise BinariesUnavailable(f"{path} is not an executable")
-        return path
-
-    return memoised_build(_built, "rollouts-controller", build)
+    """The rollouts-controller binary (built on a cache miss)."""
+    controller = "rollouts-controller"
+    return ensure_built(ARGO_BUILD_SH, (controller,), what="argo-controller build.sh") / controller
 
 
 def ensure_bridge() -> Path:

@@ -287,7 +287,7 @@ def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
     return lines[-1].strip()
 
 
-_binaries: dict[str, Path | BinariesUnavailable] = {}
+_BUILT: dict[str, Path | BinariesUnavailable] = {}
 
 
 def memoised_build(
@@ -308,27 +308,40 @@ def memoised_build(
     return result
 
 
-def ensure_binaries() -> Path:
-    """Return the bin dir with kube-apiserver, kubectl, etcd (building them on a cache miss).
-
-    ROUTERS_E2E_BIN_DIR (or ROUTERS_E2E_BIN, what scripts/test exports) overrides (must contain
-    the three binaries). Memoised per process (:func:`memoised_build`)."""
-    override = os.environ.get("ROUTERS_E2E_BIN_DIR") or os.environ.get("ROUTERS_E2E_BIN") or ""
+def ensure_built(
+    script: Path,
+    binaries: Iterable[str],
+    *,
+    args: Iterable[str] = (),
+    what: str = "",
+    bin_dir: str = "",
+) -> Path:
+    """The bin dir a build script prints (building on a cache miss), checked to hold every one
+    of ``binaries``; ``bin_dir`` (an override from the environment) is checked instead of
+    building. Once per process (:func:`memoised_build`)."""
+    binaries, args = tuple(binaries), tuple(args)
 
     def build() -> Path:
-        d = (
-            Path(override)
-            if override
-            else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
-        )
-        missing = [
-            b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)
-        ]
+        d = Path(bin_dir) if bin_dir else Path(_run_script(script, args, what=what))
+        missing = [b for b in binaries if not os.access(d / b, os.X_OK)]
         if missing:
             raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
         return d
 
-    return memoised_build(_binaries, override, build)
+    return memoised_build(_BUILT, f"{script} {' '.join(args)}|{bin_dir}|{binaries}", build)
+
+
+def ensure_binaries() -> Path:
+    """Return the bin dir with kube-apiserver, kubectl, etcd (building them on a cache miss).
+
+    ROUTERS_E2E_BIN_DIR (or ROUTERS_E2E_BIN, what scripts/test exports) overrides (must contain
+    the three binaries)."""
+    return ensure_built(
+        BUILD_SH,
+        ("kube-apiserver", "kubectl", "etcd"),
+        what="controlplane build.sh",
+        bin_dir=os.environ.get("ROUTERS_E2E_BIN_DIR") or os.environ.get("ROUTERS_E2E_BIN") or "",
+    )
 
 
 def ensure_crds(sets: Iterable[str]) -> Path:

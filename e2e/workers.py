@@ -18,7 +18,6 @@ tails of all logs are attached to any failure. Stdlib + PyYAML only, like cluste
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,14 +27,12 @@ from typing import Any, TypeVar
 from e2e.cluster import (
     BUILD_SH,
     HERE,
-    BinariesUnavailable,
     ControlPlane,
     ControlPlaneError,
     _pdeathsig,
-    _run_script,
     _tail,
     end_session,
-    memoised_build,
+    ensure_built,
 )
 
 KWOK_BUILD_SH = HERE / "kwok" / "build.sh"
@@ -76,39 +73,19 @@ class WorkloadError(ControlPlaneError):
     pass
 
 
-_built: dict[str, Path | BinariesUnavailable] = {}
-
-
 def ensure_kube_controllers() -> Path:
-    """Bin dir with kube-controller-manager and kube-scheduler (built on a cache miss; memoised
-    per process like every e2e build: ``e2e.cluster.memoised_build``)."""
-
-    def build() -> Path:
-        d = Path(
-            _run_script(
-                BUILD_SH,
-                ("kube-controller-manager", "kube-scheduler"),
-                what="controlplane build.sh (controllers)",
-            )
-        )
-        for b in ("kube-controller-manager", "kube-scheduler"):
-            if not os.access(d / b, os.X_OK):
-                raise BinariesUnavailable(f"{d} lacks {b}")
-        return d
-
-    return memoised_build(_built, "kube-controllers", build)
+    """Bin dir with kube-controller-manager and kube-scheduler (built on a cache miss)."""
+    return ensure_built(
+        BUILD_SH,
+        ("kube-controller-manager", "kube-scheduler"),
+        args=("kube-controller-manager", "kube-scheduler"),
+        what="controlplane build.sh (controllers)",
+    )
 
 
 def ensure_kwok() -> Path:
-    """The kwok binary (built on a cache miss; memoised)."""
-
-    def build() -> Path:
-        path = Path(_run_script(KWOK_BUILD_SH, what="kwok build.sh")) / "kwok"
-        if not os.access(path, os.X_OK):
-            raise BinariesUnavailable(f"{path} is not an executable")
-        return path
-
-    return memoised_build(_built, "kwok", build)
+    """The kwok binary (built on a cache miss)."""
+    return ensure_built(KWOK_BUILD_SH, ("kwok",), what="kwok build.sh") / "kwok"
 
 
 class LocalProcess:
