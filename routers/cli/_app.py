@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -209,6 +210,7 @@ def problem(path: str, message: str) -> ConfigError:
 # -- cluster commands ---------------------------------------------------------------------------
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _REQUEST_TIMEOUT = "routers.request_timeout"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
 _DURATION_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -245,27 +247,29 @@ def _keep_request_timeout(ctx: click.Context, param: click.Parameter, value: str
     ctx.meta[_REQUEST_TIMEOUT] = seconds
 
 
-request_timeout_option = click.option(
-    "--request-timeout",
-    metavar="DURATION",
-    default=None,
-    expose_value=False,
-    callback=_keep_request_timeout,
-    help="How long one API request may take, like kubectl's (e.g. 30s, 2m; a bare number is "
-    "seconds). Default: connect 10s, each read 65s.",
-)
+def request_timeout_option(default: str) -> Callable[[_F], _F]:
+    return click.option(
+        "--request-timeout",
+        metavar="DURATION",
+        default=None,
+        expose_value=False,
+        callback=_keep_request_timeout,
+        help="How long one API request may take, like kubectl's (e.g. 30s, 2m; a bare number is "
+        f"seconds). Default: {default}.",
+    )
 
 
-def _timeouts() -> Any:
-    """The cluster layer's limits for this command: ``--request-timeout`` or the defaults."""
+def _timeouts(default: float | None = None) -> Any:
+    """The cluster layer's limits for this command: ``--request-timeout``, else ``default``
+    seconds, else the cluster layer's defaults."""
     from routers.cluster import DEFAULT_TIMEOUTS, Timeouts
 
-    seconds = click.get_current_context().meta.get(_REQUEST_TIMEOUT)
+    seconds = click.get_current_context().meta.get(_REQUEST_TIMEOUT, default)
     return DEFAULT_TIMEOUTS if seconds is None else Timeouts.for_requests(seconds)
 
 
 def _kube_flags(f: Any, *, config_required: bool) -> Any:
-    f = request_timeout_option(f)
+    f = request_timeout_option("connect 10s, each read 65s")(f)
     f = click.option(
         "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
     )(f)
@@ -713,6 +717,10 @@ def _simulate_requests(
 
 # -- Argo Rollouts plugin -----------------------------------------------------------------------
 
+# One API request of a plugin call: well inside the bridge's 60 s limit per call (argo/), so a
+# stuck request fails the call with our error rather than the bridge's timeout.
+ARGO_REQUEST_SECONDS = 30.0
+
 
 @cli.command("argo-plugin")
 @click.option(
@@ -725,7 +733,7 @@ def _simulate_requests(
 @click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig.")
 @click.option("--context", default=None, help="kubeconfig context.")
 @click.option("--workers", default=8, show_default=True, help="Calls served concurrently.")
-@request_timeout_option
+@request_timeout_option(f"{ARGO_REQUEST_SECONDS:g}s, within the bridge's 60s per call")
 @click.option(
     "--log-level",
     default="info",
@@ -760,7 +768,7 @@ def argo_plugin(
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
-    kube = connect(kubeconfig, context, timeouts=_timeouts())
+    kube = connect(kubeconfig, context, timeouts=_timeouts(ARGO_REQUEST_SECONDS))
     handler = ArgoPlugin(plugin, kube)
     code = serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
     if code == EXIT_CALLS_LEFT:

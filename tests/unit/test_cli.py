@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -299,3 +300,23 @@ def test_request_timeout_bounds_every_cluster_request(
     err = capsys.readouterr().err
     assert f"cannot reach the API server at http://127.0.0.1:{port} after 3 attempts" in err
     assert 3.0 <= took < 30, took  # 3 reads of 1 s + 1.5 s backoff; the default would be 195+ s
+
+
+@pytest.mark.parametrize(("flag", "read"), [([], 30.0), (["--request-timeout", "45s"], 45.0)])
+def test_argo_plugin_requests_stay_inside_the_bridges_call_limit(
+    flag: list[str], read: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bridge gives a call 60 s: by default one request of the plugin gets 30 s."""
+    import click
+
+    import routers.cluster.connect
+
+    seen: list[Any] = []
+
+    def connect(*args: Any, timeouts: Any) -> Any:
+        seen.append(timeouts)
+        raise click.ClickException("stop here")
+
+    monkeypatch.setattr(routers.cluster.connect, "connect", connect)
+    assert main(["argo-plugin", "--plugin", "canary-routers/istio", *flag]) == 1
+    assert [t.request for t in seen] == [(10.0, read)]
