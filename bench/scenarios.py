@@ -284,6 +284,9 @@ def smi(backends: int) -> Scenario:
         "stableService": STABLE,
         "canaryService": CANARY,
         "trafficRouting": {"smi": {"rootService": "web", "trafficSplitName": "web"}},
+        # The other backends stand for list length, not for traffic: with weights as shares of
+        # all traffic (the default), 998 of them at weight 1 would leave no room for 20%.
+        "weightScope": "ours",
     }
     return Scenario("smi", f"TrafficSplit {backends} backends", routing, (split,), backends)
 

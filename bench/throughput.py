@@ -53,10 +53,10 @@ def measure(
     latencies: list[list[float]] = [[] for _ in range(n)]
     errors: list[str] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(n + 1)
+    barrier = threading.Barrier(n + 1, timeout=JOIN_TIMEOUT)
 
     def rollout(i: int) -> None:
-        barrier.wait()
+        barrier.wait(JOIN_TIMEOUT)
         for state in steps:
             start = time.perf_counter()
             try:
@@ -71,7 +71,7 @@ def measure(
     for t in threads:
         t.start()
     before = (counter.requests, counter.writes, counter.request_bytes)
-    barrier.wait()
+    barrier.wait(JOIN_TIMEOUT)
     start = time.perf_counter()
     deadline = start + JOIN_TIMEOUT
     for t in threads:

@@ -364,7 +364,10 @@ def test_concurrent_foreign_writer(
     retries = 0
     try:
         for step in range(200):
-            state = TrafficState(weight=(step * 13) % 101)
+            # 96..99 do not fit beside the Gateway API example's foreign backend (5 of 105):
+            # refused by design (WeightFitError); 100 is the promotion, which does.
+            weight = (step * 13) % 101
+            state = TrafficState(weight=95 if 95 < weight < 100 else weight)
             out = router.apply_state(state)
             retries += out.attempts - 1
             assert router.verify(state).ok

@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from routers.model import Desired, MatchType, RoutingConfig
-from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef
 from routers.planning.plan import Plan
 from routers.simulate.outcome import Routed
 from routers.simulate.request import Request
@@ -222,12 +222,21 @@ class ObservedWeights:
     stable: int
     canary: int
     additional: tuple[tuple[str, int], ...] = ()
+    foreign: int = 0
+    """Summed weight of the destinations at this location that we do not own (they keep their
+    share; see ``routers.planning.weights.target_shares``)."""
 
     @property
     def total(self) -> int:
-        return self.stable + self.canary + sum(w for _, w in self.additional)
+        """Sum of every weight at the location, the foreign ones included."""
+        return self.stable + self.canary + sum(w for _, w in self.additional) + self.foreign
+
+    @property
+    def foreign_share(self) -> Fraction:
+        return Fraction(self.foreign, self.total) if self.total else Fraction(0)
 
     def shares(self) -> dict[str, Fraction]:
+        """Our destinations' shares of all the traffic at the location."""
         total = self.total
         if total == 0:
             return {}
@@ -283,9 +292,14 @@ class RouterPlugin(Protocol):
         """Validate the plugin's own config section; raise ConfigError with relative paths."""
         ...
 
-    def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef]:
+    def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef | SelectorRef]:
         """Objects to read. Called again with what was read until it asks for nothing new
-        (so a delegate VirtualService named inside a root one can be followed)."""
+        (so a delegate VirtualService named inside a root one can be followed).
+
+        A :class:`~routers.planning.objects.SelectorRef` asks for every object of a kind whose
+        labels match (the core lists them: among the manifests offline, one LIST call on a
+        cluster); ``live.selected(ref)`` then returns them. Declare ``list`` on that resource in
+        :meth:`permissions`."""
         ...
 
     def plan(self, config: Any, live: LiveObjects, desired: Desired, facts: ClusterFacts) -> Plan:

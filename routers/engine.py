@@ -21,10 +21,19 @@ from routers.contract import (
     Observation,
     RouterPlugin,
 )
-from routers.errors import ConfigError, PluginError, Problem, UnsupportedError
+from routers.errors import (
+    ConfigError,
+    PlanError,
+    PluginError,
+    Problem,
+    TargetNotFoundError,
+    UnsupportedError,
+    WeightFitError,
+    percent,
+)
 from routers.model import Cleanup, Desired, RequestMatch, RoutingConfig, Section, TrafficState
 from routers.planning import weights
-from routers.planning.objects import JSON, LiveObjects, ObjectRef, resource_version
+from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef, resource_version
 from routers.planning.offline import apply_plans
 from routers.planning.plan import Create, Delete, Patch, Plan
 from routers.registry import Registry, default_registry
@@ -39,12 +48,19 @@ __all__ = [
     "facts_from_manifests",
     "gather",
     "observe_all",
+    "offline_lister",
+    "offline_namespace",
     "plan_all",
     "plan_offline",
+    "target_refs",
     "verify",
+    "with_offline_namespace",
 ]
 
 Reader = Callable[[ObjectRef], JSON | None]
+Lister = Callable[[SelectorRef], Sequence[JSON]]
+"""Every object a selector matches (offline: :meth:`LiveObjects.select` over the manifests; on
+a cluster: one LIST request with a ``labelSelector``)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,11 @@ def bind(config: RoutingConfig, registry: Registry | None = None) -> list[Bindin
             )
             continue
         plugin = registry.load(section.plugin)  # PluginError propagates: broken, not misconfigured
+        if not getattr(plugin, "services_optional", False):
+            missing = _missing_services(config, section)
+            if missing:
+                problems.extend(p for p in missing if p not in problems)
+                continue
         try:
             parsed = plugin.parse_config(section.body, config)
         except ConfigError as exc:
@@ -97,6 +118,21 @@ def bind(config: RoutingConfig, registry: Registry | None = None) -> list[Bindin
     if problems:
         raise ConfigError(problems)
     return bindings
+
+
+def _missing_services(config: RoutingConfig, section: Section) -> list[Problem]:
+    """Argo requires both Services for every traffic router but Istio's subset-level split; a
+    plugin that can do without (``services_optional = True``) validates them itself."""
+    return [
+        Problem(
+            path, f"required by the {section.path} target (the Service in front of the {role} pods)"
+        )
+        for path, role, value in (
+            ("stableService", "stable", config.stable_service),
+            ("canaryService", "canary", config.canary_service),
+        )
+        if value is None
+    ]
 
 
 # -- capabilities ---------------------------------------------------------------------------
@@ -203,23 +239,30 @@ def gather(
     read: Reader,
     known: Mapping[ObjectRef, JSON | None] | None = None,
     *,
+    list_objects: Lister | None = None,
     max_rounds: int = 4,
 ) -> LiveObjects:
     """Read every target, following targets that only become known from other objects.
 
     ``known`` objects (an informer cache, our last write responses) are not read again; a
-    ``None`` value says the object is known not to exist.
+    ``None`` value says the object is known not to exist. Selector targets are listed with
+    ``list_objects`` every time (a cache cannot prove it holds every match).
     """
     live: dict[ObjectRef, JSON] = {r: o for r, o in (known or {}).items() if o is not None}
     absent: set[ObjectRef] = {r for r, o in (known or {}).items() if o is None}
+    listed: set[SelectorRef] = set()
     for _ in range(max_rounds):
         wanted: list[ObjectRef] = []
-        view = LiveObjects(live.items())
+        selectors: list[SelectorRef] = []
+        view = LiveObjects(live.items(), absent, listed)
         for b in bindings:
             for ref in b.plugin.targets(b.config, view):
-                if ref not in live and ref not in absent and ref not in wanted:
+                if isinstance(ref, SelectorRef):
+                    if ref not in listed and ref not in selectors:
+                        selectors.append(ref)
+                elif ref not in live and ref not in absent and ref not in wanted:
                     wanted.append(ref)
-        if not wanted:
+        if not wanted and not selectors:
             break
         for ref in wanted:
             obj = read(ref)
@@ -227,7 +270,26 @@ def gather(
                 absent.add(ref)
             else:
                 live[ref] = obj
-    return LiveObjects(live.items(), absent)
+        for selector in selectors:
+            if list_objects is None:
+                raise PlanError(
+                    f"cannot list {selector}: this caller reads objects by name only",
+                )
+            for obj in list_objects(selector):
+                ref = ObjectRef.of(obj, selector.namespace)
+                live[ref] = obj
+                absent.discard(ref)
+            listed.add(selector)
+    return LiveObjects(live.items(), absent, listed)
+
+
+def target_refs(binding: Binding, live: LiveObjects) -> list[ObjectRef]:
+    """The objects a binding routes through, its selector targets expanded to what they match."""
+    out: list[ObjectRef] = []
+    for ref in binding.plugin.targets(binding.config, live):
+        found = [r for r, _ in live.selected(ref) or ()] if isinstance(ref, SelectorRef) else [ref]
+        out.extend(r for r in found if r not in out)
+    return out
 
 
 # -- planning -------------------------------------------------------------------------------
@@ -304,10 +366,17 @@ def verify(
     facts: ClusterFacts,
     *,
     require_ready: bool = False,
+    routing: RoutingConfig | None = None,
 ) -> VerifyReport:
-    """Compare what the objects express with the desired state, within each target's precision."""
+    """Compare what the objects express with the desired state, within each target's precision.
+
+    Weights are checked as shares of *all* traffic at each location, with destinations we do
+    not own keeping the share they have there (``weights.target_shares``, the rule plugins
+    plan by; ``routing`` gives its ``weightScope``).
+    """
     out: list[str] = []
     wanted = weights.split(desired)
+    scope = routing.weight_scope if routing is not None else "all"
     for b, obs in zip(bindings, observations, strict=True):
         caps = b.plugin.capabilities(b.config, facts)
         # A fixed-total target expresses w/T exactly only when its total is a multiple of T.
@@ -317,22 +386,25 @@ def verify(
             tolerance = Fraction(1, caps.max_total)
         else:
             tolerance = Fraction(0)
-        want = {
-            "stable": Fraction(wanted.stable, wanted.total),
-            "canary": Fraction(wanted.canary, wanted.total),
-        }
-        want.update({n: Fraction(w, wanted.total) for n, w in wanted.additional})
         if not obs.weights and caps.weight:
             out.append(f"{b.name}: no weighted route found")
         for w in obs.weights:
+            try:
+                want = weights.target_shares(wanted, w.foreign_share, scope).by_name()
+            except WeightFitError as exc:
+                out.append(f"{b.name}: {w.location}: {exc}")
+                continue
             # A location may carry foreign weight or a total the target chose: its largest-
             # remainder rounding error is below one unit of its own total.
             tol = tolerance
-            if w.total and w.total % wanted.total:
+            if w.total and (w.total % wanted.total or w.foreign):
                 tol = max(tol, Fraction(1, w.total))
             if not weights.shares_close(w.shares(), want, tol):
                 out.append(
-                    f"{b.name}: {w.location}: canary {w.canary}/{w.total}, want {wanted.canary}/{wanted.total}"
+                    f"{b.name}: {w.location}: canary {w.canary}/{w.total} "
+                    f"({percent(Fraction(w.canary, w.total or 1))} of all traffic), want "
+                    f"{percent(want['canary'])}"
+                    + (f" beside {percent(w.foreign_share)} kept by others" if w.foreign else "")
                 )
         want_headers = {r.name for r in desired.header_routes}
         if set(obs.header_routes) != want_headers:
@@ -407,6 +479,10 @@ class OfflineResult:
     plans: tuple[Plan, ...]
     before: LiveObjects
     after: Mapping[ObjectRef, JSON | None]
+    namespace: str = "default"
+    """The namespace objects without one were looked up in."""
+    namespace_from: str = "default"
+    """Where it came from: ``config``, the manifests, or ``default``."""
 
     @property
     def changed(self) -> list[ObjectRef]:
@@ -415,9 +491,94 @@ class OfflineResult:
 
     def objects_of(self, binding: Binding) -> LiveObjects:
         """What one plugin reads or changes, as it is after the plan (for its evaluator)."""
-        refs = set(binding.plugin.targets(binding.config, self.before))
+        refs = set(target_refs(binding, self.before))
         refs |= {op.ref for plan in self.plans if plan.plugin == binding.name for op in plan}
-        return LiveObjects((r, o) for r, o in self.after.items() if r in refs and o is not None)
+        return LiveObjects(
+            ((r, o) for r, o in self.after.items() if r in refs and o is not None),
+            listed=self.before.listed,
+        )
+
+
+def offline_lister(pool: LiveObjects) -> Lister:
+    """Selector targets answered from manifest objects: the ones whose labels match."""
+    return lambda selector: [obj for _, obj in pool.select(selector)]
+
+
+def offline_namespace(
+    config: RoutingConfig, manifests: Sequence[JSON], registry: Registry | None = None
+) -> tuple[str, str]:
+    """The namespace for objects whose config names none, offline, and where it came from.
+
+    In order: the config (``namespace``, or the Rollout's); the namespace every manifest object
+    the targets name (same kind and name) lives in; the namespace every namespaced manifest
+    object lives in; else ``default`` (and an object found elsewhere is named in the error).
+    """
+    if config.namespace:
+        return config.namespace, "config"
+    objects = [d for d in manifests if d.get("kind") != "CustomResourceDefinition"]
+    wanted = {(r.group, r.kind, r.name) for r in _first_targets(config, registry)}
+    found: set[str] = set()
+    every: set[str] = set()
+    for d in objects:
+        ref = ObjectRef.of(d)
+        if ref.namespace:
+            every.add(ref.namespace)
+            if (ref.group, ref.kind, ref.name) in wanted:
+                found.add(ref.namespace)
+    if len(found) == 1:
+        return found.pop(), "the target objects in the manifests"
+    if not found and len(every) == 1:
+        return every.pop(), "the manifests (all their objects share it)"
+    return "default", "default"
+
+
+def with_offline_namespace(
+    config: RoutingConfig, manifests: Sequence[JSON], registry: Registry | None = None
+) -> tuple[RoutingConfig, str, str]:
+    """``config`` with the namespace :func:`offline_namespace` found, the namespace, its origin."""
+    namespace, origin = offline_namespace(config, manifests, registry)
+    if config.namespace is None and origin != "default":
+        config = config.model_copy(update={"namespace": namespace})
+    return config, namespace, origin
+
+
+def _first_targets(config: RoutingConfig, registry: Registry | None) -> list[ObjectRef]:
+    """What the plugins ask to read first (names and kinds; namespaces are still defaults)."""
+    try:
+        bindings = bind(config, registry)
+    except ConfigError:
+        return []  # the real bind below reports it
+    return [
+        r
+        for b in bindings
+        for r in b.plugin.targets(b.config, LiveObjects())
+        if isinstance(r, ObjectRef)
+    ]
+
+
+def _found_elsewhere(absent: Iterable[ObjectRef], pool: LiveObjects) -> str:
+    """Where the manifests hold objects that were looked for in another namespace."""
+    hints: list[str] = []
+    for ref in sorted(absent):
+        spots = sorted(
+            other
+            for other in pool
+            if other.namespace != ref.namespace
+            and (other.group, other.kind, other.name) == (ref.group, ref.kind, ref.name)
+        )
+        if not spots:
+            continue
+        namespaces = sorted({str(s.namespace) for s in spots})
+        fix = (
+            f"pass -n {namespaces[0]} (--namespace) or set namespace: {namespaces[0]} in the config"
+            if len(namespaces) == 1
+            else f"pass -n with one of {', '.join(namespaces)} (--namespace)"
+        )
+        hints.append(
+            f"{ref} was looked for in namespace {ref.namespace}, but the manifests hold "
+            f"{', '.join(map(str, spots))}: {fix}"
+        )
+    return "; ".join(hints)
 
 
 def plan_offline(
@@ -428,12 +589,23 @@ def plan_offline(
     registry: Registry | None = None,
     facts: ClusterFacts | None = None,
 ) -> OfflineResult:
-    """The offline main job: plan against manifest files and apply the plan in memory."""
-    namespace = config.namespace or "default"
+    """The offline main job: plan against manifest files and apply the plan in memory.
+
+    Without a namespace in the config, the manifests supply it (:func:`offline_namespace`).
+    """
+    config, namespace, origin = with_offline_namespace(config, manifests, registry)
     objects = [d for d in manifests if d.get("kind") != "CustomResourceDefinition"]
     pool = LiveObjects.from_manifests(objects, namespace)
     bindings = bind(config, registry)
-    live = gather(bindings, pool.get)
+    live = gather(bindings, pool.get, list_objects=offline_lister(pool))
     facts = facts_from_manifests(manifests, facts)
-    plans = plan_all(bindings, live, desired, facts, routing=config)
-    return OfflineResult(tuple(plans), live, apply_plans(plans, live))
+    try:
+        plans = plan_all(bindings, live, desired, facts, routing=config)
+    except TargetNotFoundError as exc:
+        hint = _found_elsewhere(live.absent, pool)
+        if not hint:
+            raise
+        raise type(exc)(f"{exc.message} ({hint})", plugin=exc.plugin, obj=exc.obj) from None
+    return OfflineResult(
+        tuple(plans), live, apply_plans(plans, live), namespace=namespace, namespace_from=origin
+    )

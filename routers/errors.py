@@ -9,7 +9,8 @@ still branch on the precise cause::
     ├── PlanError              the live objects do not allow a plan
     │   ├── TargetNotFoundError    an object the config names does not exist
     │   ├── LimitExceededError     the result would break a CRD limit (rule count, matches, ...)
-    │   └── OwnershipConflictError another owner holds a route name, a weighted route, an object
+    │   ├── OwnershipConflictError another owner holds a route name, a weighted route, an object
+    │   └── WeightFitError         the canary share does not fit beside destinations we do not own
     ├── PluginError            discovery, loading or contract failure of one plugin
     ├── ConflictError          an object kept changing under us; retries exhausted
     └── ApplyError             the API server refused a write (carries the API status)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 __all__ = [
     "LEGACY_HOLDER",
@@ -39,6 +41,7 @@ __all__ = [
     "RoutersError",
     "TargetNotFoundError",
     "UnsupportedError",
+    "WeightFitError",
     "is_transient",
 ]
 
@@ -109,6 +112,8 @@ class PlanError(RoutersError):
     def __init__(self, message: str, *, plugin: str | None = None, obj: str | None = None) -> None:
         self.plugin = plugin
         self.obj = obj
+        self.message = message
+        """The message without the plugin/object prefix (to re-raise it with more context)."""
         parts = [p for p in (plugin, obj) if p]
         super().__init__(f"{': '.join(parts)}: {message}" if parts else message)
 
@@ -155,6 +160,54 @@ class OwnershipConflictError(PlanError):
 
 LEGACY_HOLDER = "an ownerless ledger entry written by an older canary-routers"
 """``OwnershipConflictError.holder`` for entries no owner has adopted yet."""
+
+
+class WeightFitError(PlanError):
+    """A state asks for more traffic than destinations we do not own leave free.
+
+    ``requested`` is the share of all traffic the state sends to canary and additional
+    destinations, ``foreign`` the share other destinations keep, ``fits`` the most that can go
+    there (``1 - foreign``); all three are exact fractions of the traffic.
+    """
+
+    def __init__(
+        self,
+        requested: Fraction,
+        foreign: Fraction,
+        *,
+        weight: str = "",
+        plugin: str | None = None,
+        obj: str | None = None,
+        where: str = "",
+    ) -> None:
+        self.requested = requested
+        self.foreign = foreign
+        self.fits = 1 - foreign
+        self.weight = weight
+        self.where = where
+        asked = weight or "the state"
+        message = (
+            f"{where + ': ' if where else ''}{asked} asks for {percent(requested)} of all "
+            f"traffic, but destinations canary-routers does not own keep {percent(foreign)} of "
+            f"it: at most {percent(self.fits)} fits beside them (lower the weight, remove or "
+            "reweight those destinations, or set weightScope: ours to split only the traffic "
+            "they leave)"
+        )
+        super().__init__(message, plugin=plugin, obj=obj)
+
+    def located(self, *, plugin: str, obj: str, where: str = "") -> WeightFitError:
+        """The same error, naming the object and the weighted list it concerns."""
+        return WeightFitError(
+            self.requested, self.foreign, weight=self.weight, plugin=plugin, obj=obj, where=where
+        )
+
+
+def percent(share: Fraction) -> str:
+    """A share as a percentage, exact when it is a whole one (``20%``, ``9.524%``)."""
+    value = share * 100
+    if value.denominator == 1:
+        return f"{value.numerator}%"
+    return f"{float(value):.4g}%"
 
 
 class PluginError(RoutersError):

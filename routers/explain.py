@@ -8,28 +8,45 @@ the state means, so a disagreement is visible at a glance.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 from routers.contract import (
     Capabilities,
     ClusterFacts,
     MatchLimits,
     MirrorSupport,
+    Routed,
     evaluator_of,
+    sample_requests,
 )
-from routers.engine import Binding, bind, check_capabilities, facts_from_manifests, plan_offline
-from routers.errors import PlanError, UnsupportedError
+from routers.engine import (
+    Binding,
+    bind,
+    check_capabilities,
+    facts_from_manifests,
+    plan_offline,
+    with_offline_namespace,
+)
+from routers.errors import PlanError, PluginError, UnsupportedError, WeightFitError
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
 from routers.planning.weights import split
 from routers.registry import Registry
 from routers.simulate import Request, parse_request
-from routers.simulate.equivalence import Meaning, judge
+from routers.simulate.equivalence import Finding, Meaning, judge, requests_for
 
-__all__ = ["Explanation", "explain", "explain_requests", "tolerance"]
+__all__ = [
+    "Explanation",
+    "equivalence",
+    "explain",
+    "explain_requests",
+    "judged",
+    "probe_split",
+    "tolerance",
+]
 
 
 @dataclass(frozen=True)
@@ -50,19 +67,27 @@ def _intent(desired: Desired, config: RoutingConfig) -> list[str]:
             )
         ]
     s = split(desired)
+    canary, stable = config.canary_name, config.stable_name
     out = [
-        f"send {s.canary}/{s.total} of unmatched traffic to {config.canary_service} and "
-        f"{s.stable}/{s.total} to {config.stable_service}"
+        f"send {s.canary}/{s.total} of unmatched traffic to {canary} and "
+        f"{s.stable}/{s.total} to {stable}"
         + "".join(f", {w}/{s.total} to {n}" for n, w in s.additional)
     ]
+    if config.weight_scope == "all":
+        out.append(
+            "weights are shares of all traffic: destinations canary-routers does not own keep "
+            "theirs, stable takes the rest (a weight that does not fit beside them is refused)"
+        )
+    else:
+        out.append(
+            "weights split what destinations canary-routers does not own leave (weightScope: ours)"
+        )
     for r in desired.header_routes:
         out.append(
-            f"send 100% of requests matching header route {r.name!r} ({len(r.matches)} match(es), ORed) to {config.canary_service}"
+            f"send 100% of requests matching header route {r.name!r} ({len(r.matches)} match(es), ORed) to {canary}"
         )
     for m in desired.mirror_routes:
-        out.append(
-            f"mirror {m.percentage:g}% of requests matching {m.name!r} to {config.canary_service}"
-        )
+        out.append(f"mirror {m.percentage:g}% of requests matching {m.name!r} to {canary}")
     return out
 
 
@@ -159,12 +184,26 @@ def tolerance(caps: Capabilities, desired: Desired) -> Fraction:
     return Fraction(1, expressed) if expressed != desired.total else Fraction(0)
 
 
+T = TypeVar("T")
+
+
+def probe_split(plan: Callable[[TrafficState], T], total: int) -> T:
+    """``plan`` of a plain split that shows which scopes are managed: half the traffic, or half
+    of what destinations we do not own leave when they hold more than half of it."""
+    try:
+        return plan(TrafficState(weight=total // 2, total=total))
+    except WeightFitError as exc:
+        weight = max(1, int(exc.fits * total) // 2)
+        return plan(TrafficState(weight=weight, total=total))
+
+
 def meaning(config: RoutingConfig, desired: Desired) -> Meaning:
     return Meaning(
         desired,
-        config.stable_service,
-        config.canary_service,
+        config.stable_name,
+        config.canary_name,
         tuple(r.name for r in config.managed_routes),
+        config.weight_scope,
     )
 
 
@@ -188,10 +227,13 @@ def explain_requests(
     facts = facts_from_manifests([dict(d) for d in docs])
     if docs:
         manifests = [dict(d) for d in docs]
+        config, _, _ = with_offline_namespace(config, manifests, registry)
         total = desired.total if isinstance(desired, TrafficState) else 100
-        after, before, probe = (
-            plan_offline(config, d, manifests, registry=registry)
-            for d in (desired, Cleanup(), TrafficState(weight=total // 2, total=total))
+        after, before = (
+            plan_offline(config, d, manifests, registry=registry) for d in (desired, Cleanup())
+        )
+        probe = probe_split(
+            lambda state: plan_offline(config, state, manifests, registry=registry), total
         )
         for binding in bind(config, registry):
             objs = [r.objects_of(binding) for r in (before, probe, after)]
@@ -205,7 +247,12 @@ def explain_requests(
         for binding, before_objs, probe_objs, after_objs in runs:
             caps = binding.plugin.capabilities(binding.config, facts)
             yield from _routed(
-                binding, req, want, (before_objs, probe_objs, after_objs), tolerance(caps, desired)
+                binding,
+                req,
+                want,
+                (before_objs, probe_objs, after_objs),
+                tolerance(caps, desired),
+                caps.max_total,
             )
 
 
@@ -215,6 +262,7 @@ def _routed(
     want: Meaning,
     objects: tuple[LiveObjects, LiveObjects, LiveObjects],
     tol: Fraction,
+    max_weight: int | None = None,
 ) -> Iterator[str]:
     """``objects``: after a cleanup, after a plain 50% split, after the state."""
     name = binding.name
@@ -227,11 +275,7 @@ def _routed(
         )
         return
 
-    def route(objects: LiveObjects, request: Request) -> Sequence[Any]:
-        return evaluator.evaluate(binding.config, objects, request)
-
-    before, probe, after = objects
-    findings = judge(route, req, want, before=before, probe=probe, after=after, tolerance=tol)
+    findings = judged(binding, req, want, objects, tol, max_weight)
     if not findings:
         yield f"  {name}: no routing object to simulate"
     for f in findings:
@@ -244,3 +288,58 @@ def _routed(
             "no intent": "",
         }[f.verdict]
         yield f"  {name}: {f.scope}: {f.got.describe()}{verdict}"
+
+
+def judged(
+    binding: Binding,
+    request: Request,
+    want: Meaning,
+    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
+    tol: Fraction,
+    max_weight: int | None = None,
+) -> list[Finding]:
+    """:func:`~routers.simulate.equivalence.judge` through the binding's own evaluator;
+    ``objects``: after a cleanup, after a plain split, after the state."""
+    evaluator = evaluator_of(binding.plugin)
+    if evaluator is None:
+        raise PluginError(binding.name, "provides no data-plane evaluator")
+
+    def route(objs: LiveObjects, req: Request) -> Sequence[Routed]:
+        return evaluator.evaluate(binding.config, objs, req)
+
+    before, probe, after = objects
+    return judge(
+        route,
+        request,
+        want,
+        before=before,
+        probe=probe,
+        after=after,
+        tolerance=tol,
+        max_weight=max_weight,
+    )
+
+
+def equivalence(
+    binding: Binding,
+    routing: RoutingConfig,
+    desired: TrafficState,
+    objects: tuple[LiveObjects, LiveObjects, LiveObjects],
+    caps: Capabilities,
+    *,
+    more_samples: Sequence[Request] = (),
+) -> tuple[list[Finding], int]:
+    """Every request the equivalence machinery derives for ``desired`` (the state's matches on
+    the evaluator's sample requests and ``more_samples``), judged; returns what differs and how
+    many managed scopes were held to the state's meaning."""
+    want = meaning(routing, desired)
+    tol = tolerance(caps, desired)
+    samples = [*sample_requests(binding.plugin, binding.config, objects[2]), *more_samples]
+    bad: list[Finding] = []
+    checked = 0
+    for req in requests_for(desired, samples):
+        for finding in judged(binding, req, want, objects, tol, caps.max_total):
+            checked += finding.compared
+            if not finding.ok:
+                bad.append(finding)
+    return bad, checked

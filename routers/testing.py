@@ -27,7 +27,14 @@ from routers.planning.objects import JSON, ObjectRef
 from routers.registry import Registry
 from routers.simulate import Routed, parse_request
 
-__all__ = ["Scenario", "assert_idempotent", "load_scenario", "route_scenario", "run_scenario"]
+__all__ = [
+    "Scenario",
+    "assert_idempotent",
+    "load_scenario",
+    "rollout_document",
+    "route_scenario",
+    "run_scenario",
+]
 
 
 @dataclass(frozen=True)
@@ -130,3 +137,18 @@ def route_scenario(
     return list(
         evaluator.evaluate(binding.config, result.objects_of(binding), parse_request(request))
     )
+
+
+def rollout_document(
+    canary: dict[str, Any], *, name: str = "web", namespace: str | None = "default"
+) -> dict[str, Any]:
+    """A whole Argo Rollout with ``canary`` as ``spec.strategy.canary`` (``stableService``,
+    ``trafficRouting``...): :meth:`RoutingConfig.from_document` reads its identity (name,
+    namespace) and its routing, as it reads the Rollout Argo hands over."""
+    metadata = {"name": name} | ({"namespace": namespace} if namespace else {})
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": metadata,
+        "spec": {"strategy": {"canary": canary}},
+    }

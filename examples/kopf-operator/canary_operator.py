@@ -36,7 +36,7 @@ import kopf
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from routers.cluster import ApiStatus, Kube, Router, Transport
+from routers.cluster import DEFAULT_TIMEOUTS, ApiStatus, Kube, Router, Timeouts, Transport
 from routers.errors import (
     ConfigError,
     LimitExceededError,
@@ -58,6 +58,7 @@ __all__ = [
     "Controller",
     "Options",
     "Program",
+    "configure",
     "parse_spec",
     "register",
     "run_embedded",
@@ -94,6 +95,8 @@ class Options:
     plugins: Registry | None = None
     """Plugin registry; None discovers the installed ``routers.plugins`` entry points."""
     clock: Callable[[], float] = time.time
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    """Connect/read limits of every API call, kopf's watches included: never wait forever."""
 
     @classmethod
     def from_env(cls) -> Options:
@@ -245,7 +248,7 @@ class Controller:
         with self._guard:
             if self._transport is None:
                 self._client = ApiClient(client_configuration(self.options))
-                self._transport = Transport(self._client)
+                self._transport = Transport(self._client, timeouts=self.options.timeouts)
             return self._transport
 
     def close(self) -> None:
@@ -501,18 +504,31 @@ def _cache(indexes: Mapping[str, Any]) -> dict[ObjectRef, JSON]:
     return out
 
 
+def configure(settings: kopf.OperatorSettings, options: Options) -> None:
+    """kopf settings of this operator (called at startup)."""
+    # Our own annotation prefix, and no kopf progress in .status: the status schema is ours.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    # kopf's own defaults leave watches without a client or server timeout; use ours, so a
+    # stream from a dead API server is dropped and re-established instead of hanging.
+    limits = options.timeouts
+    settings.watching.server_timeout = limits.watch_seconds
+    settings.watching.client_timeout = limits.watch[1]
+    settings.watching.connect_timeout = limits.connect
+    settings.networking.connect_timeout = limits.connect
+    settings.networking.request_timeout = limits.read
+
+
 def register(registry: kopf.OperatorRegistry, options: Options) -> Controller:
     """Register the handlers on ``registry``; the returned controller holds the routers."""
     controller = Controller(options)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Our own annotation prefix, and no kopf progress in .status: the status schema is ours.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
-        settings.posting.level = logging.WARNING
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, options)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

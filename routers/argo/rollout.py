@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routers.errors import ConfigError, Problem
-from routers.model import AdditionalDestination, RoutingConfig
+from routers.model import WEIGHT_SCOPE_ANNOTATION, AdditionalDestination, RoutingConfig
 from routers.model._base import require_mapping
 
 __all__ = [
@@ -78,9 +78,9 @@ class RolloutView:
 def routing_document(rollout: Mapping[str, Any], plugin: str) -> dict[str, Any]:
     """The Rollout reduced to its identity, its Services and our plugin's section.
 
-    With ``pingPong`` and no ``stableService``/``canaryService``, the Services are ping and pong
-    in the roles ``status.canary.stablePingPong`` gives them, as Argo does for every router but
-    ALB (``GetStableAndCanaryServices``): ``ping`` is stable only when the status says so.
+    It stays a Rollout, read by :meth:`RoutingConfig.from_document` like any other: with
+    ``pingPong`` it keeps ``status.canary.stablePingPong`` (which Service is stable), and it keeps
+    the ``canary-routers.io/weight-scope`` annotation.
     """
     spec = _mapping(rollout.get("spec"))
     canary = _mapping(_mapping(spec.get("strategy")).get("canary"))
@@ -107,23 +107,23 @@ def routing_document(rollout: Mapping[str, Any], plugin: str) -> dict[str, Any]:
         if routing.get(key) is not None:
             ours[key] = routing[key]
     picked: dict[str, Any] = {"trafficRouting": ours}
-    stable, canary_svc = canary.get("stableService"), canary.get("canaryService")
-    ping_pong = _mapping(canary.get("pingPong"))
-    if not stable and not canary_svc and ping_pong:
-        ping, pong = ping_pong.get("pingService"), ping_pong.get("pongService")
-        role = _mapping(_mapping(rollout.get("status")).get("canary")).get("stablePingPong")
-        stable, canary_svc = (ping, pong) if role == "ping" else (pong, ping)
-    if stable:
-        picked["stableService"] = stable
-    if canary_svc:
-        picked["canaryService"] = canary_svc
+    for key in ("stableService", "canaryService", "pingPong"):
+        if canary.get(key):
+            picked[key] = canary[key]
     meta = _mapping(rollout.get("metadata"))
-    return {
+    reduced: dict[str, Any] = {
         "apiVersion": str(rollout.get("apiVersion") or "argoproj.io/v1alpha1"),
         "kind": "Rollout",
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k)},
         "spec": {"strategy": {"canary": picked}},
     }
+    scope = _mapping(meta.get("annotations")).get(WEIGHT_SCOPE_ANNOTATION)
+    if scope is not None:
+        reduced["metadata"]["annotations"] = {WEIGHT_SCOPE_ANNOTATION: scope}
+    role = _mapping(_mapping(rollout.get("status")).get("canary")).get("stablePingPong")
+    if "pingPong" in picked and role:
+        reduced["status"] = {"canary": {"stablePingPong": role}}
+    return reduced
 
 
 def destinations(value: Any, where: str) -> tuple[AdditionalDestination, ...]:

@@ -23,12 +23,12 @@ from routers.contract import ClusterFacts
 from routers.engine import Binding, bind, crd_facts, gather, plan_all
 from routers.errors import ApplyError, ConflictError, ForbiddenError, RoutersError
 from routers.model import Desired, RoutingConfig
-from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef
 from routers.planning.patch import inverse_ops
 from routers.planning.plan import Create, Operation, Patch, Plan
 from routers.registry import Registry
 
-__all__ = ["Applied", "Outcome", "execute", "gather_facts", "reader", "reconcile"]
+__all__ = ["Applied", "Outcome", "execute", "gather_facts", "lister", "reader", "reconcile"]
 
 _SERVER_FIELDS = (
     "resourceVersion",
@@ -125,6 +125,17 @@ def reader(kube: Kube) -> Callable[[ObjectRef], JSON | None]:
             raise _api_error(exc, "get", ref, resource) from None
 
     return read
+
+
+def lister(kube: Kube) -> Callable[[SelectorRef], list[JSON]]:
+    def list_objects(selector: SelectorRef) -> list[JSON]:
+        try:
+            return kube.list_selected(selector)
+        except ApiStatus as exc:
+            ref = ObjectRef(selector.group, selector.kind, selector.namespace, "", selector.version)
+            raise _api_error(exc, "list", ref, _resource_name(kube, ref)) from None
+
+    return list_objects
 
 
 def _resource_name(kube: Kube, ref: ObjectRef) -> str:
@@ -290,7 +301,7 @@ def reconcile(
     known = live
     last: _Retry | None = None
     for attempt in range(1, max_attempts + 1):
-        snapshot = gather(bindings, reader(kube), known)
+        snapshot = gather(bindings, reader(kube), known, list_objects=lister(kube))
         plans = plan_all(bindings, snapshot, desired, facts, routing=config)
         if all(p.empty for p in plans):
             return Outcome(tuple(plans), (), attempt, dry_run, snapshot)

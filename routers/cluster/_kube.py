@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from routers.cluster._transport import ApiStatus, Transport
-from routers.planning.objects import JSON, ObjectRef
+from routers.planning.objects import JSON, ObjectRef, SelectorRef
 
 __all__ = ["FIELD_MANAGER", "Kube", "ResourceInfo"]
 
@@ -132,6 +132,34 @@ class Kube:
                 return None
             raise
         return obj
+
+    def list_selected(self, selector: SelectorRef) -> list[JSON]:
+        """Every object of the selector's kind in its namespace whose labels match: one LIST
+        request (``labelSelector``), paged by 500. Items come back with ``apiVersion`` and
+        ``kind`` set, as a GET returns them."""
+        try:
+            info = self.resource(
+                ObjectRef(selector.group, selector.kind, selector.namespace, "", selector.version)
+            )
+        except ApiStatus as exc:
+            if exc.code == 404:
+                return []  # the API is not served, so nothing can match
+            raise
+        items: list[JSON] = []
+        token: str | None = None
+        while True:
+            query = [("labelSelector", selector.query)] if selector.query else []
+            query.append(("limit", "500"))
+            if token:
+                query.append(("continue", token))
+            data = self.transport.request("GET", info.path(selector.namespace), query=query) or {}
+            for item in data.get("items") or []:
+                item.setdefault("apiVersion", info.api_version)
+                item.setdefault("kind", selector.kind)
+                items.append(item)
+            token = (data.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return items
 
     def crd(self, name: str) -> JSON | None:
         try:

@@ -19,14 +19,23 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
-from routers.cluster._apply import Outcome, gather_facts, reader, reconcile
+from routers.cluster._apply import Outcome, gather_facts, lister, reader, reconcile
 from routers.cluster._kube import Kube
-from routers.cluster._transport import Transport
+from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
+from routers.cluster.connect import connect
 from routers.contract import ClusterFacts, Observation
-from routers.engine import Binding, VerifyReport, bind, gather, observe_all, plan_all, verify
+from routers.engine import (
+    Binding,
+    VerifyReport,
+    bind,
+    gather,
+    observe_all,
+    plan_all,
+    target_refs,
+    verify,
+)
 from routers.model import (
     AdditionalDestination,
     Cleanup,
@@ -55,11 +64,12 @@ class Router:
         kube: Kube | None = None,
         registry: Registry | None = None,
         state: TrafficState | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
         if kube is None:
             if api_client is None:
                 raise TypeError("Router needs an api_client or a kube")
-            kube = Kube(Transport(api_client))
+            kube = Kube(Transport(api_client, timeouts=timeouts))
         self.config = config
         self.kube = kube
         self._bindings: list[Binding] = bind(config, registry)
@@ -73,10 +83,13 @@ class Router:
         config: RoutingConfig,
         kubeconfig: str | None = None,
         context: str | None = None,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         **kw: Any,
     ) -> Router:
-        client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-        return cls(config, client, **kw)
+        """A Router on the cluster :func:`routers.cluster.connect.connect` finds (explicit
+        kubeconfig, in-cluster service account, ``~/.kube/config``)."""
+        return cls(config, kube=connect(kubeconfig, context, timeouts=timeouts), **kw)
 
     @property
     def state(self) -> TrafficState:
@@ -167,7 +180,7 @@ class Router:
 
     def read(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> LiveObjects:
         """The targets as they are now (objects in ``live`` are not read again)."""
-        return gather(self._bindings, reader(self.kube), live)
+        return gather(self._bindings, reader(self.kube), live, list_objects=lister(self.kube))
 
     def plan(
         self, desired: Desired, *, live: Mapping[ObjectRef, JSON | None] | None = None
@@ -185,15 +198,14 @@ class Router:
 
     def targets(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[ObjectRef]:
         """Every object this config routes through (what to watch, where progress is kept)."""
-        snapshot = gather(self._bindings, reader(self.kube), live)
+        snapshot = self.read(live=live)
         out: list[ObjectRef] = []
         for b in self._bindings:
-            out.extend(r for r in b.plugin.targets(b.config, snapshot) if r not in out)
+            out.extend(r for r in target_refs(b, snapshot) if r not in out)
         return out
 
     def observe(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> list[Observation]:
-        snapshot = gather(self._bindings, reader(self.kube), live)
-        return observe_all(self._bindings, snapshot, self.facts())
+        return observe_all(self._bindings, self.read(live=live), self.facts())
 
     def verify(
         self,
@@ -204,5 +216,10 @@ class Router:
     ) -> VerifyReport:
         want = state or self.state
         return verify(
-            self._bindings, self.observe(live=live), want, self.facts(), require_ready=require_ready
+            self._bindings,
+            self.observe(live=live),
+            want,
+            self.facts(),
+            require_ready=require_ready,
+            routing=self.config,
         )

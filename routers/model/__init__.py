@@ -4,7 +4,14 @@ These are *our* inputs. Live Kubernetes objects never pass through these models:
 dicts so that fields we do not know survive untouched.
 """
 
-from routers.model.config import ManagedRouteRef, RoutingConfig, Section, plugin_name
+from routers.model.config import (
+    WEIGHT_SCOPE_ANNOTATION,
+    ManagedRouteRef,
+    RoutingConfig,
+    Section,
+    WeightScope,
+    plugin_name,
+)
 from routers.model.matches import (
     HeaderMatch,
     MatchType,
@@ -31,6 +38,7 @@ from routers.model.state import (
 
 __all__ = [
     "MAX_TOTAL",
+    "WEIGHT_SCOPE_ANNOTATION",
     "AdditionalDestination",
     "Cleanup",
     "Desired",
@@ -52,5 +60,6 @@ __all__ = [
     "SetMirrorRoute",
     "SetWeight",
     "TrafficState",
+    "WeightScope",
     "plugin_name",
 ]

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field
 __all__ = [
     "ConfigMapKey",
     "DnsSubdomain",
+    "FreeName",
     "HeaderName",
     "LabelKey",
     "LabelValue",
@@ -32,10 +33,12 @@ __all__ = [
     "ObjectName",
     "OwnerName",
     "PathValue",
+    "PodTemplateHash",
     "Regex",
     "ReleaseVersion",
     "RouteName",
     "ServiceName",
+    "Uid",
     "check_re2",
     "has_control_character",
     "is_dns_label",
@@ -43,6 +46,7 @@ __all__ = [
     "is_field_value",
     "is_host_port",
     "is_label_value",
+    "is_path_segment_name",
     "is_qualified_key",
 ]
 
@@ -67,6 +71,9 @@ _RELEASE = re.compile(r"v\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?")
 # ConfigMap/Secret data key (IsConfigMapKey).
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _PORT = re.compile(r"[0-9]{1,5}")
+# An object's uid: a UUID from the API server; any printable ASCII word is accepted (tests and
+# offline files write ``uid-1``), never spaces or control characters.
+_UID = re.compile(r"[!-~]+")
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -83,6 +90,17 @@ def is_dns_label(value: str) -> bool:
 
 def is_dns_subdomain(value: str) -> bool:
     return len(value) <= 253 and _DNS_SUBDOMAIN.fullmatch(value) is not None
+
+
+def is_path_segment_name(value: str) -> bool:
+    """The loosest object name the API server accepts for any kind (``path.IsValidPathSegmentName``
+    and the 253 limit), without the control characters some kinds would let through."""
+    return (
+        0 < len(value) <= 253
+        and value not in (".", "..")
+        and not any(c in "/%" for c in value)
+        and not has_control_character(value)
+    )
 
 
 def is_label_value(value: str) -> bool:
@@ -186,17 +204,20 @@ DnsSubdomain = Annotated[
 LabelKey = Annotated[
     str,
     Field(min_length=1),
-    _rule(is_qualified_key, "a valid Kubernetes label key ([<dns-subdomain>/]<name>)"),
+    _rule(is_qualified_key, "a valid label key ([<dns-subdomain>/]<name>)"),
 ]
+# Kubernetes labels: neither a key nor a value can hold ``,``, ``=``, ``!``, parentheses or
+# spaces, which keeps a label selector query unambiguous. A label value may be empty.
 LabelValue = Annotated[
     str,
-    Field(min_length=1),
     _rule(
         is_label_value,
-        "a valid label value (letters, digits, '-', '_' and '.', starting and ending with an "
-        "alphanumeric, at most 63 characters)",
+        "a valid label value (at most 63 letters, digits, '-', '_' and '.', starting and "
+        "ending with a letter or digit, or empty)",
     ),
 ]
+PodTemplateHash = Annotated[LabelValue, Field(min_length=1)]
+"""A label value that names something (a ReplicaSet's pod-template hash): never empty."""
 ConfigMapKey = Annotated[
     str,
     Field(min_length=1, max_length=253),
@@ -239,6 +260,24 @@ OwnerName = Annotated[
         lambda v: _OWNER.fullmatch(v) is not None,
         "a valid owner (letters, digits and . _ : / - or single inner spaces; starting and "
         "ending with a letter or digit)",
+    ),
+]
+FreeName = Annotated[
+    str,
+    Field(min_length=1, max_length=256),
+    _rule(
+        is_field_value,
+        "a valid name (printable ASCII; no leading/trailing whitespace, no control characters "
+        "such as newline)",
+    ),
+]
+"""A name a target leaves free that we only refer to (an Istio http route's ``name``)."""
+Uid = Annotated[
+    str,
+    Field(min_length=1, max_length=128),
+    _rule(
+        lambda v: _UID.fullmatch(v) is not None,
+        "a valid uid (printable ASCII without spaces, as the API server's UUIDs)",
     ),
 ]
 Regex = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(check_re2)]

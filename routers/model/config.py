@@ -10,16 +10,36 @@ Rollout manifest is accepted too. Each target section is validated by the plugin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, require_mapping
-from routers.model._validators import Namespace, ObjectName, OwnerName, RouteName, ServiceName
+from routers.model._validators import (
+    Namespace,
+    ObjectName,
+    OwnerName,
+    RouteName,
+    ServiceName,
+    Uid,
+)
 from routers.model.state import MAX_TOTAL, TrafficState
 
-__all__ = ["ManagedRouteRef", "RolloutRef", "RoutingConfig", "Section"]
+__all__ = [
+    "WEIGHT_SCOPE_ANNOTATION",
+    "ManagedRouteRef",
+    "RolloutRef",
+    "RoutingConfig",
+    "Section",
+    "WeightScope",
+]
+
+WeightScope = Literal["all", "ours"]
+"""What a weight is a share of next to destinations we do not own (``routers.planning.weights``)."""
+
+WEIGHT_SCOPE_ANNOTATION = "canary-routers.io/weight-scope"
+"""Where a Rollout sets ``weightScope`` (Argo's CRD has no field for it; annotations survive)."""
 
 _COMMON = frozenset(
     {
@@ -30,10 +50,18 @@ _COMMON = frozenset(
         "maxTrafficWeight",
         "owner",
         "rollout",
+        "weightScope",
     }
 )
 _COMMON_SNAKE = frozenset(
-    {"stable_service", "canary_service", "namespace", "managed_routes", "max_traffic_weight"}
+    {
+        "stable_service",
+        "canary_service",
+        "namespace",
+        "managed_routes",
+        "max_traffic_weight",
+        "weight_scope",
+    }
 )
 
 
@@ -46,7 +74,7 @@ class RolloutRef(Model):
 
     name: ObjectName
     namespace: Namespace | None = None
-    uid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    uid: Uid | None = None
     """Recorded for humans; ownership is keyed by namespace/name, which survives re-creation."""
 
 
@@ -59,14 +87,20 @@ class Section(Model):
 
 
 class RoutingConfig(Model):
-    stable_service: ServiceName
-    canary_service: ServiceName
+    stable_service: ServiceName | None = None
+    """Required by every target except Istio with a DestinationRule (subset-level split), as in
+    Argo; the engine refuses a config without it for plugins that do not declare
+    ``services_optional``."""
+    canary_service: ServiceName | None = None
     namespace: Namespace | None = None
     managed_routes: Annotated[tuple[ManagedRouteRef, ...], Field(strict=False)] = ()
     max_traffic_weight: Annotated[int, Field(ge=1, le=MAX_TOTAL)] | None = None
     owner: OwnerName | None = None
     """Who owns what this config adds to shared objects; see :meth:`owner_key`."""
     rollout: RolloutRef | None = None
+    weight_scope: WeightScope = "all"
+    """``all``: a weight is a share of all traffic, destinations we do not own keep theirs;
+    ``ours``: a share of what those destinations leave (see ``planning.weights.target_shares``)."""
     sections: Annotated[tuple[Section, ...], Field(strict=False)] = ()
 
     @model_validator(mode="before")
@@ -98,7 +132,7 @@ class RoutingConfig(Model):
 
     @model_validator(mode="after")
     def _sane(self) -> RoutingConfig:
-        if self.stable_service == self.canary_service:
+        if self.stable_service is not None and self.stable_service == self.canary_service:
             raise ValueError("stableService and canaryService must differ")
         names = [r.name for r in self.managed_routes]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -133,6 +167,7 @@ class RoutingConfig(Model):
                 for k in ("stableService", "canaryService", "trafficRouting")
                 if k in canary
             }
+            picked.update(_ping_pong(canary, doc.get("status")))
             meta = require_mapping(doc.get("metadata") or {}, "metadata")
             ns = meta.get("namespace")
             if ns:
@@ -141,6 +176,10 @@ class RoutingConfig(Model):
                 picked["rollout"] = {
                     k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k) is not None
                 }
+            annotations = require_mapping(meta.get("annotations") or {}, "metadata.annotations")
+            scope = annotations.get(WEIGHT_SCOPE_ANNOTATION)
+            if scope is not None:
+                picked["weightScope"] = scope
             return cls.parse(picked, source=source)
         return cls.parse(doc, source=source)
 
@@ -161,6 +200,33 @@ class RoutingConfig(Model):
         if self.canary_service:
             return f"{ns}/{self.canary_service}"
         return ns
+
+    @property
+    def stable_name(self) -> str:
+        """How outcomes and messages name the stable destination: its Service, or ``stable`` in
+        a subset-level split, which names no Service."""
+        return self.stable_service or "stable"
+
+    @property
+    def canary_name(self) -> str:
+        return self.canary_service or "canary"
+
+    def services(self) -> tuple[str, str]:
+        """(stable, canary). The engine checks both are set before a plugin that needs them
+        (every plugin not declaring ``services_optional``) sees the config."""
+        missing = [
+            Problem(path, "required (the Service of the stable and of the canary pods)")
+            for path, value in (
+                ("stableService", self.stable_service),
+                ("canaryService", self.canary_service),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ConfigError(missing)
+        assert self.stable_service is not None
+        assert self.canary_service is not None
+        return self.stable_service, self.canary_service
 
     def section(self, plugin: str) -> Section | None:
         return next((s for s in self.sections if s.plugin == plugin), None)
@@ -198,6 +264,33 @@ def plugin_name(key: str) -> str:
     plugin's name. This rule is the same for built-in and third-party plugins.
     """
     return key.rsplit("/", 1)[-1].lower()
+
+
+def _ping_pong(canary: Mapping[str, Any], status: Any) -> dict[str, str]:
+    """Argo's ping-pong services as stable/canary, when the Rollout names no others.
+
+    Which of the two is stable is recorded in ``status.canary.stablePingPong``: ``ping`` makes
+    the ping Service stable; ``pong`` or nothing (a Rollout before its first promotion) makes
+    the pong Service stable, as Argo's ``IsStablePing`` reads it.
+    """
+    pp = canary.get("pingPong")
+    if not isinstance(pp, Mapping) or canary.get("stableService") or canary.get("canaryService"):
+        return {}
+    ping, pong = pp.get("pingService"), pp.get("pongService")
+    stable_ping = (
+        isinstance(status, Mapping)
+        and isinstance(status.get("canary"), Mapping)
+        and status["canary"].get("stablePingPong") == "ping"
+    )
+    out = (
+        {"stableService": ping, "canaryService": pong}
+        if stable_ping
+        else {
+            "stableService": pong,
+            "canaryService": ping,
+        }
+    )
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _section(plugin: str, path: str, body: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, config_error
-from routers.model._validators import LabelValue, RouteName, ServiceName
+from routers.model._validators import PodTemplateHash, RouteName, ServiceName
 from routers.model.matches import RequestMatch
 
 __all__ = [
@@ -44,7 +44,7 @@ class AdditionalDestination(Model):
 
     service: ServiceName
     weight: Annotated[int, Field(ge=0, le=MAX_TOTAL)]
-    pod_template_hash: LabelValue | None = None
+    pod_template_hash: PodTemplateHash | None = None
 
 
 class _Route(Model):
@@ -85,9 +85,9 @@ class TrafficState(Model):
     ] = ()
     header_routes: Annotated[tuple[HeaderRoute, ...], Field(strict=False)] = ()
     mirror_routes: Annotated[tuple[MirrorRoute, ...], Field(strict=False)] = ()
-    stable_hash: LabelValue | None = None
+    stable_hash: PodTemplateHash | None = None
     """Pod-template hash of the stable ReplicaSet, for label-selected subsets (Istio DestinationRule)."""
-    canary_hash: LabelValue | None = None
+    canary_hash: PodTemplateHash | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TrafficState:

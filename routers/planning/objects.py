@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
 
 from routers.errors import PlanError
+from routers.model._validators import is_dns_label, is_path_segment_name
+from routers.model.selectors import LabelSelector
 
 __all__ = [
     "LiveObjects",
     "ObjectRef",
     "Required",
+    "SelectorRef",
     "Shape",
     "check_shapes",
     "get_annotations",
@@ -23,6 +26,7 @@ __all__ = [
     "shape_problem",
     "short_host",
     "uid",
+    "without_nulls",
 ]
 
 JSON = dict[str, Any]
@@ -82,21 +86,85 @@ class ObjectRef:
         return f"{kind} {ns}{self.name}"
 
 
+@dataclass(frozen=True, order=True)
+class SelectorRef:
+    """Every object of a kind in a namespace whose labels match ``selector``: a target a plugin
+    cannot name (Argo's ``httpRouteSelector``). The core lists them (offline: among the
+    manifests; on a cluster: one LIST call) and hands them over in ``LiveObjects``."""
+
+    group: str
+    kind: str
+    namespace: str
+    selector: LabelSelector = field(compare=False)
+    version: str | None = field(default=None, compare=False)
+    query: str = field(default="", init=False)
+    """The selector's ``labelSelector`` form: its identity (equal selectors list the same)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "query", self.selector.query())
+
+    def matches(self, ref: ObjectRef, obj: Mapping[str, Any]) -> bool:
+        return (ref.group, ref.kind, ref.namespace) == (
+            self.group,
+            self.kind,
+            self.namespace,
+        ) and self.selector.matches(get_labels(obj))
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{kind} in {self.namespace} with labels {self.selector.describe()}"
+
+
 class LiveObjects(Mapping[ObjectRef, JSON]):
     """What the core read for a plan. Absent refs are objects that do not exist (yet)."""
 
     def __init__(
-        self, objects: Iterable[tuple[ObjectRef, JSON]] = (), absent: Iterable[ObjectRef] = ()
+        self,
+        objects: Iterable[tuple[ObjectRef, JSON]] = (),
+        absent: Iterable[ObjectRef] = (),
+        listed: Iterable[SelectorRef] = (),
     ) -> None:
         self._objects: dict[ObjectRef, JSON] = dict(objects)
         self.absent: frozenset[ObjectRef] = frozenset(absent) - self._objects.keys()
         """Refs read and found missing: a caller can hand them back as known-absent."""
+        self.listed: frozenset[SelectorRef] = frozenset(listed)
+        """Selectors the core listed: every object they match is among the objects."""
 
     @classmethod
     def from_manifests(
         cls, docs: Iterable[JSON], default_namespace: str | None = None
     ) -> LiveObjects:
-        return cls((ObjectRef.of(d, default_namespace), d) for d in docs)
+        """Objects read from files, as the API server would have stored them (nulls dropped);
+        a name or namespace no API server would hold is a :class:`PlanError`."""
+        out: list[tuple[ObjectRef, JSON]] = []
+        for d in docs:
+            ref = ObjectRef.of(d, default_namespace)
+            meta = d.get("metadata") or {}
+            where = f"malformed {ref.kind} in the manifests: metadata"
+            if meta.get("namespace") and not is_dns_label(str(meta["namespace"])):
+                raise PlanError(
+                    f"{where}.namespace {meta['namespace']!r} is not a valid namespace "
+                    "(DNS-1123 label)"
+                )
+            if ref.name and not is_path_segment_name(ref.name):
+                raise PlanError(
+                    f"{where}.name {ref.name!r} is not a valid object name (no '/', '%' or "
+                    "control characters, not '.' or '..', at most 253 characters)"
+                )
+            out.append((ref, without_nulls(d)))
+        return cls(out)
+
+    def select(self, selector: SelectorRef) -> list[tuple[ObjectRef, JSON]]:
+        """The objects ``selector`` matches, by name (a complete answer only once it is in
+        :attr:`listed`; use :meth:`selected` in plugins)."""
+        return sorted(
+            ((r, o) for r, o in self._objects.items() if selector.matches(r, o)),
+            key=lambda item: item[0],
+        )
+
+    def selected(self, selector: SelectorRef) -> list[tuple[ObjectRef, JSON]] | None:
+        """What ``selector`` matches, or ``None`` while the core has not listed it yet."""
+        return self.select(selector) if selector in self.listed else None
 
     def __getitem__(self, ref: ObjectRef) -> JSON:
         return self._objects[ref]
@@ -119,7 +187,7 @@ class LiveObjects(Mapping[ObjectRef, JSON]):
     def merged(self, more: Mapping[ObjectRef, JSON]) -> LiveObjects:
         combined = dict(self._objects)
         combined.update(more)
-        return LiveObjects(combined.items())
+        return LiveObjects(combined.items(), listed=self.listed)
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -157,6 +225,25 @@ def short_host(host: str, namespace: str | None) -> str:
     ):
         return parts[0]
     return host
+
+
+def without_nulls(obj: JSON) -> JSON:
+    """``obj`` without its null mapping values, at any depth.
+
+    The API server prunes a null it is sent for a field (kubectl apply of ``matches:`` with
+    nothing after it, as Argo's own Gateway API guides write) and applies the field's default, so
+    no reader of a cluster sees one; read offline, such a manifest reads the same way instead of
+    failing the shape checks (which refuse a null where a plugin relies on a value).
+    """
+    return {k: _pruned(v) for k, v in obj.items() if v is not None}
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:

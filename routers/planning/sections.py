@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
-from routers.model import RoutingConfig
+from routers.model import RoutingConfig, WeightScope
 from routers.model._base import Model
 from routers.planning.objects import ObjectRef
 
@@ -58,15 +58,17 @@ class Common:
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``; see
     ``routers.planning.ownership``)."""
+    weight_scope: WeightScope = "all"
+    """What a weight is a share of beside destinations we do not own (``weights.place``)."""
 
     @classmethod
     def of(cls, routing: RoutingConfig) -> Common:
         return cls(
             routing.namespace or DEFAULT_NAMESPACE,
-            routing.stable_service,
-            routing.canary_service,
+            *routing.services(),
             tuple(r.name for r in routing.managed_routes),
             routing.owner_key(),
+            routing.weight_scope,
         )
 
 
@@ -86,6 +88,7 @@ class SectionConfig(Common, Generic[S]):
             canary=common.canary,
             managed_order=common.managed_order,
             owner=common.owner,
+            weight_scope=common.weight_scope,
             section=section,
         )
 

@@ -4,6 +4,12 @@ Every split is a list of non-negative integers summing exactly to the requested 
 (stable receives ``total - canary - sum(additional)``), so no target ever sees a negative
 weight (Argo #4424) or an all-zero list (Envoy NACKs it), and scaling to a coarser total
 reports the rounding instead of hiding it.
+
+Next to destinations we do not own, :func:`target_shares` is the rule (what a state means) and
+:func:`place` writes it as integers: the canary gets weight/total of *all* traffic, the others
+keep their share, stable takes the rest, and a weight that does not fit is a
+:class:`~routers.errors.WeightFitError`. Plugins, ``verify`` and the simulator's meaning of a
+state all call these two functions.
 """
 
 from __future__ import annotations
@@ -15,18 +21,28 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from routers.model.state import TrafficState
+from routers.errors import WeightFitError, percent
+from routers.model.config import WeightScope
+from routers.model.state import MAX_TOTAL, TrafficState
 
 __all__ = [
-    "BesideForeign",
+    "FOREIGN",
+    "Placement",
+    "Shares",
     "Split",
+    "WeightScope",
     "as_integers",
-    "beside_foreign",
+    "beside",
+    "foreign_record",
     "largest_remainder",
     "parse_weight",
+    "place",
+    "remember",
     "share",
     "shares_close",
     "split",
+    "target_shares",
+    "unscale",
 ]
 
 
@@ -86,8 +102,9 @@ def split(state: TrafficState) -> Split:
     )
 
 
-def largest_remainder(weights: Sequence[int], total: int) -> list[int]:
-    """Scale non-negative ``weights`` to integers summing exactly to ``total``.
+def largest_remainder(weights: Sequence[int | Fraction], total: int) -> list[int]:
+    """Scale non-negative ``weights`` (integers or exact fractions) to integers summing exactly
+    to ``total``.
 
     Hamilton's method: floor every share, then hand the missing units to the largest
     remainders (ties to the earlier entry, so results are deterministic).
@@ -123,48 +140,229 @@ def shares_close(
 
 
 @dataclass(frozen=True)
-class BesideForeign:
-    split: Split
-    """Our weights, summing to the sum that keeps the foreign share."""
-    foreign_scale: Fraction
-    """Factor for every foreign weight (1: untouched)."""
+class Shares:
+    """Exact shares of all the traffic of one weighted list."""
+
+    stable: Fraction
+    canary: Fraction
+    additional: tuple[tuple[str, Fraction], ...]
+    foreign: Fraction
+    """Kept by destinations we do not own (summed)."""
+
+    @property
+    def ours(self) -> list[Fraction]:
+        return [self.stable, self.canary, *(s for _, s in self.additional)]
+
+    def by_name(self) -> dict[str, Fraction]:
+        """``stable``, ``canary`` and every additional service (the keys ObservedWeights uses)."""
+        out = {"stable": self.stable, "canary": self.canary}
+        out.update(self.additional)
+        return out
 
 
-def beside_foreign(
-    split: Split, ours: int, foreign: Sequence[int], max_weight: int
-) -> BesideForeign | None:
-    """Our split on a rule that also carries weights we do not own (relative weights).
+def target_shares(split: Split, foreign: Fraction, scope: WeightScope = "all") -> Shares:
+    """What ``split`` means for a list whose other destinations hold ``foreign`` of the traffic.
 
-    Writing the state's split in the state's own total next to a foreign ``legacy: 5`` would
-    move legacy's share with the total (5/105 at 100, 5/1000005 at 1,000,000). Foreign weights
-    keep their share only while our sum keeps its proportion to them, so the split is written
-    in our current sum when that is exact; otherwise every weight moves to the smallest finer
-    scale that is exact (``foreign_scale`` multiplies the foreign ones: their values change,
-    their shares do not); failing that, the finest scale within ``max_weight``, rounded.
-
-    Where to write ``split`` when the rule's foreign weights are ``foreign`` and our weights
-    sum to ``ours`` today; None when no foreign weight is positive (any total keeps them at 0%).
-
-    Raises ValueError when ``ours`` is 0 next to positive foreign weights: the foreign share is
-    then 100% and no split of the rest exists.
+    The one rule every target and checker follows. Destinations we do not own keep their share.
+    With ``scope="all"`` the canary (and each additional destination) gets exactly its
+    weight/total of *all* traffic and stable takes the rest; a state that leaves stable less
+    than ``foreign`` but not nothing raises :class:`~routers.errors.WeightFitError` naming both
+    numbers. A state that leaves stable nothing (Argo's promotion, ``setWeight`` = total) gives
+    our destinations everything the others do not hold, in the state's proportions: "all of it"
+    is the only reading of 100% that keeps their share. ``scope="ours"`` always splits what the
+    others leave in the state's proportions (20% of the rest).
     """
-    positive = [f for f in foreign if f > 0]
-    if not positive:
-        return None
-    if ours <= 0:
-        raise ValueError("our weights sum to 0 next to positive foreign weights")
-    scale = math.gcd(ours, *positive)
-    base = ours // scale
-    widest = max(base, *(f // scale for f in positive))
-    fits = max_weight // widest
-    exact_every = split.total // math.gcd(split.total, base * math.gcd(*split.weights))
-    candidates = [scale, -(-scale // exact_every) * exact_every, exact_every]
-    chosen = next(
-        (m for m in candidates if m % exact_every == 0 and (m <= fits or m == scale)), None
-    )
+    ours = [Fraction(w, split.total) for w in split.weights]
+    names = [n for n, _ in split.additional]
+    return _shares(beside(ours, foreign, scope, weight=_asked(split)), names, foreign)
+
+
+def beside(
+    ours: Sequence[Fraction], foreign: Fraction, scope: WeightScope = "all", *, weight: str = ""
+) -> list[Fraction]:
+    """:func:`target_shares` on plain shares: ``ours`` (stable's first) summing to 1 become our
+    shares of all traffic when others hold ``foreign`` of it."""
+    if foreign <= 0:
+        return list(ours)
+    asked = 1 - ours[0]
+    if foreign >= 1 and asked:
+        raise WeightFitError(asked, Fraction(1), weight=weight)
+    if scope == "ours" or ours[0] == 0:
+        return [x * (1 - foreign) for x in ours]
+    if ours[0] < foreign:
+        raise WeightFitError(asked, foreign, weight=weight)
+    return [ours[0] - foreign, *ours[1:]]
+
+
+def _asked(split: Split) -> str:
+    extra = sum(w for _, w in split.additional)
+    text = f"canary weight {split.canary}/{split.total}"
+    return text + (f" plus {extra}/{split.total} for additional destinations" if extra else "")
+
+
+def _shares(ours: list[Fraction], names: list[str], foreign: Fraction) -> Shares:
+    return Shares(ours[0], ours[1], tuple(zip(names, ours[2:], strict=True)), foreign)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A state's split written into one weighted list beside weights we do not own."""
+
+    split: Split
+    """Our weights; ``split.total`` is *their* sum, not the list's."""
+    foreign: tuple[int, ...]
+    """The new weight of every destination we do not own, in the order given."""
+    shares: Shares
+    """What the list means afterwards (exact; the integers may round it, see ``max_error``)."""
+
+    @property
+    def total(self) -> int:
+        """Sum of every weight in the list."""
+        return self.split.total + sum(self.foreign)
+
+    @property
+    def max_error(self) -> Fraction:
+        if not self.total:
+            return Fraction(0)
+        return max(
+            abs(Fraction(w, self.total) - s)
+            for w, s in zip(self.split.weights, self.shares.ours, strict=True)
+        )
+
+    @property
+    def rounded(self) -> bool:
+        return self.max_error != 0
+
+    def describe(self, requested: Split) -> str:
+        """How the list expresses ``requested``, for notes (shares of all traffic)."""
+        text = (
+            f"canary {requested.canary}/{requested.total} is written as "
+            f"{self.split.canary}/{self.total}"
+        )
+        if self.shares.foreign:
+            text += (
+                f"; destinations canary-routers does not own keep {percent(self.shares.foreign)} "
+                "of the traffic"
+            )
+        if self.rounded:
+            text += f" (rounding error up to {float(self.max_error * 100):.4g} percentage points)"
+        return text
+
+
+def place(
+    split: Split,
+    ours_now: int,
+    foreign: Sequence[int],
+    *,
+    scope: WeightScope = "all",
+    total: int | None = None,
+    max_weight: int = MAX_TOTAL,
+) -> Placement:
+    """Write ``split`` into a list where our weights sum to ``ours_now`` and others weigh
+    ``foreign``, following :func:`target_shares`.
+
+    ``total`` fixes what the whole list sums to (Istio's ``weightTotal``); otherwise the list
+    keeps its current sum when that expresses everything exactly, else every weight moves to
+    the smallest finer sum that does (the others' values change, their shares do not), else to
+    the finest one within ``max_weight``, rounded. The others' share stays exact whenever the
+    sum is free, which also makes planning the same state again a no-op.
+    """
+    held = sum(foreign)
+    current = ours_now + held
+    if not held or not current:
+        out = split if total is None else split.scaled(total)
+        return Placement(out, tuple(foreign), target_shares(split, Fraction(0), scope))
+    if total is not None:
+        kept = tuple(foreign) if current == total else _rescaled(foreign, ours_now, total)
+        share = Fraction(sum(kept), total)
+        return _fill(split, kept, share, total - sum(kept), scope)
+    share = Fraction(held, current)
+    if not ours_now:  # the others hold everything: only an all-stable state fits (raises else)
+        return _fill(split, tuple(foreign), share, 0, scope)
+    step = math.gcd(current, *foreign)
+    base = (current - held) // step
+    reduced = [f // step for f in foreign]
+    inner = _inner(split, share, scope)
+    exact = math.lcm(1, *((x * base).denominator for x in inner))
+    widest = max(Fraction(max(reduced)), max(inner) * base)
+    fits = int(max_weight / widest) if widest else step
+    candidates = (step, -(-step // exact) * exact, exact)
+    chosen = next((m for m in candidates if m % exact == 0 and m <= fits), None)
     if chosen is None:
-        chosen = fits if fits >= 1 else scale
-    return BesideForeign(split.scaled(chosen * base), Fraction(chosen, scale))
+        chosen = fits if fits >= 1 else step
+    kept = tuple(f * chosen for f in reduced)
+    return _fill(split, kept, share, base * chosen, scope)
+
+
+FOREIGN = "foreign"
+"""Ledger field where a plugin keeps the weights others had before :func:`place` rescaled them
+(location -> backend key -> weight), so cleanup can give them back (:func:`unscale`)."""
+
+
+def foreign_record(raw: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """The ledger's :data:`FOREIGN` field as read (malformed entries dropped)."""
+    out: dict[str, dict[str, int]] = {}
+    for location, entry in raw.items():
+        if isinstance(entry, Mapping) and all(
+            isinstance(w, int) and not isinstance(w, bool) for w in entry.values()
+        ):
+            out[str(location)] = {str(k): int(w) for k, w in entry.items()}
+    return out
+
+
+def unscale(original: Sequence[int], current: Sequence[int], ours: int) -> int | None:
+    """Undo a rescale of the weights we do not own: when ``current`` are ``original`` times one
+    factor and our weights' sum ``ours`` divided by it is whole, that sum (the others go back to
+    ``original``); ``None`` when someone changed them since, or the sum does not divide."""
+    pairs = [(o, c) for o, c in zip(original, current, strict=True) if o or c]
+    if not pairs or any(o <= 0 or c <= 0 for o, c in pairs):
+        return None
+    factor = Fraction(pairs[0][1], pairs[0][0])
+    if any(Fraction(c, o) != factor for o, c in pairs):
+        return None
+    back = ours / factor
+    return int(back) if back.denominator == 1 else None
+
+
+def remember(
+    record: dict[str, dict[str, int]], location: str, before: Mapping[str, int], placed: Placement
+) -> None:
+    """Note the others' weights at ``location`` the first time :func:`place` changes them (and
+    forget them once they are back): ``before`` maps their keys to today's weights, in order."""
+    after = dict(zip(before, placed.foreign, strict=True))
+    if after == dict(before):
+        if record.get(location) == dict(before):
+            del record[location]
+        return
+    record.setdefault(location, dict(before))
+
+
+def _inner(split: Split, foreign: Fraction, scope: WeightScope) -> list[Fraction]:
+    """Our shares relative to what the others leave (they sum to 1)."""
+    rest = 1 - foreign
+    return [s / rest for s in target_shares(split, foreign, scope).ours]
+
+
+def _rescaled(foreign: Sequence[int], ours_now: int, total: int) -> tuple[int, ...]:
+    """The others' weights in a fixed ``total``, keeping their shares as closely as integers can."""
+    return tuple(largest_remainder([*foreign, ours_now], total)[:-1])
+
+
+def _fill(
+    split: Split, kept: tuple[int, ...], share: Fraction, room: int, scope: WeightScope
+) -> Placement:
+    shares = target_shares(split, share, scope)
+    if share >= 1 or room <= 0:
+        ours = [0] * len(split.weights)
+    else:
+        ours = largest_remainder([s / (1 - share) for s in shares.ours], room)
+    out = Split(
+        stable=ours[0],
+        canary=ours[1],
+        additional=tuple((n, w) for (n, _), w in zip(split.additional, ours[2:], strict=True)),
+        total=sum(ours),
+    )
+    return Placement(out, kept, shares)
 
 
 _QUANTITY = re.compile(
@@ -200,7 +398,7 @@ def parse_weight(value: Any) -> Fraction | None:
 def as_integers(weights: Sequence[Fraction]) -> list[int]:
     """Relative weights as integers with the same ratios (``1/2, 1/10`` -> ``5, 1``)."""
     scale = math.lcm(1, *(w.denominator for w in weights))
-    ints = [int(w * scale) for w in weights]
+    ints = [w.numerator * (scale // w.denominator) for w in weights]
     common = math.gcd(*ints) if any(ints) else 1
     if scale > 1 and common > 1:
         ints = [i // common for i in ints]

@@ -10,7 +10,8 @@ compared for a request:
 * ``after``, the objects under test: a managed scope must do what the state means (100% canary
   for a matching header route, the weighted split otherwise, within the target's precision,
   plus the mirror share of a matching mirror route; foreign weighted destinations keep the
-  share they had); any other scope must route exactly as before.
+  share they had, and the state's weights are shares of all traffic: ``keep_foreign``); any
+  other scope must route exactly as before.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from routers.model import Cleanup, Desired, RequestMatch, TrafficState
+from routers.model import Cleanup, Desired, RequestMatch, TrafficState, WeightScope
 from routers.model.matches import HeaderMatch, QueryParamMatch
 from routers.planning.objects import LiveObjects
 from routers.simulate.meaning import intended, keep_foreign
@@ -43,6 +44,8 @@ class Meaning:
     stable: str
     canary: str
     managed_order: tuple[str, ...] = ()
+    scope: WeightScope = "all"
+    """What weights are a share of beside destinations we do not own (``weightScope``)."""
 
     @property
     def ours(self) -> set[str]:
@@ -127,8 +130,13 @@ def judge(
     probe: LiveObjects,
     after: LiveObjects,
     tolerance: Fraction = Fraction(0),
+    max_weight: int | None = None,
 ) -> list[Finding]:
-    """One finding per scope of ``after`` for ``request`` (see the module docstring)."""
+    """One finding per scope of ``after`` for ``request`` (see the module docstring).
+
+    ``max_weight``: the target's largest weight. Beside weights we do not own, an exact split may
+    need larger ones; the target then rounds (and says so), within one unit of it.
+    """
     was = {r.scope: r.outcome for r in route(before, request)}
     managed = {r.scope for r in route(probe, request) if r.outcome.share(meaning.canary) > 0}
     out: list[Finding] = []
@@ -143,13 +151,19 @@ def judge(
         if want is None:
             out.append(Finding(scope, request, got, None, True, "no intent"))
             continue
-        want = keep_foreign(want, was.get(scope), meaning.ours)
+        meant = keep_foreign(
+            want, was.get(scope), meaning.ours, stable=meaning.stable, scope=meaning.scope
+        )
+        near = tolerance
+        if max_weight and set(meant.shares) - set(want.shares):  # others kept a share here
+            near = max(tolerance, Fraction(1, max_weight))
+        want = meant
         if ambiguous and routed.character_prefixes:
             out.append(Finding(scope, request, got, want, True, "ambiguous"))
             continue
         ok = (
             got.routed
-            and shares_within(got.shares, want.shares, tolerance)
+            and shares_within(got.shares, want.shares, near)
             and shares_within(got.mirrors, want.mirrors, Fraction(0))
         )
         out.append(Finding(scope, request, got, want, True, "as wanted" if ok else "DIFFERS"))

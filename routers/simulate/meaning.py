@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from routers.model import HeaderRoute, RequestMatch, TrafficState
+from routers.model import HeaderRoute, RequestMatch, TrafficState, WeightScope
 from routers.model.matches import MatchType
+from routers.planning import weights
 from routers.planning.routes import ordered_routes
 from routers.simulate.outcome import Outcome, add_shares, fraction_of
 from routers.simulate.regex import regex_matches
@@ -118,17 +119,36 @@ def intended(
     return Intent(split_outcome(state, stable, canary), ambiguous)
 
 
-def keep_foreign(want: Outcome, before: Outcome | None, ours: set[str]) -> Outcome:
-    """A weighted rule's foreign destinations keep the share they had; ours split the rest.
+def keep_foreign(
+    want: Outcome,
+    before: Outcome | None,
+    ours: set[str],
+    *,
+    stable: str = "stable",
+    scope: WeightScope = "all",
+) -> Outcome:
+    """``want`` on a weighted rule that also sends traffic to destinations we do not own.
 
-    Plugins leave backends they do not own on a rule (a legacy renderer at weight 5), so the
-    state's split applies to what is left; copies the rule already mirrored to others stay too.
-    Header routes send 100% to canary and are not scaled.
+    Plugins leave such destinations on a rule (a legacy renderer at weight 5); they keep the
+    share they had in ``before`` and the state's weights become shares of all traffic, by the
+    one rule plugins plan with (:func:`routers.planning.weights.beside`). Mirrors to
+    destinations we do not own (the rule's own RequestMirror filter) stay, header routes
+    included; a header route's shares stay 100% canary.
     """
-    if want.via.startswith("header route") or before is None or not set(before.shares) & ours:
+    if not want.routed:
+        return want
+    if before is None or not set(before.shares) & ours:
         return want  # before, none of it went to ours: not this weighted rule (not created yet)
-    foreign = {k: v for k, v in before.shares.items() if k not in ours}
-    rest = 1 - sum(foreign.values(), Fraction(0))
-    shares = {k: v * rest for k, v in want.shares.items()}
     mirrors = {k: v for k, v in before.mirrors.items() if k not in ours}
-    return Outcome({**shares, **foreign}, {**mirrors, **want.mirrors}, want.via)
+    mirrors.update(want.mirrors)
+    if want.via.startswith("header route"):
+        return Outcome(want.shares, mirrors, want.via)
+    foreign = {k: v for k, v in before.shares.items() if k not in ours}
+    held = sum(foreign.values(), Fraction(0))
+    if not held:
+        return Outcome(want.shares, mirrors, want.via)
+    names = [stable, *(k for k in want.shares if k != stable)]
+    shares = weights.beside([want.share(n) for n in names], held, scope)
+    return Outcome(
+        add_shares([*zip(names, shares, strict=True), *foreign.items()]), mirrors, want.via
+    )

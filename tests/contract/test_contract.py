@@ -33,7 +33,7 @@ from routers.engine import (
     plan_all,
     verify,
 )
-from routers.errors import UnsupportedError
+from routers.errors import UnsupportedError, WeightFitError
 from routers.io import load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
 from routers.planning.objects import JSON, LiveObjects
@@ -313,9 +313,16 @@ def test_generated_states(loaded: Loaded, data: st.DataObject) -> None:
     except UnsupportedError:
         assume(False)  # a combination the capability model cannot describe; must be rare
         return
+    except WeightFitError:
+        assume(False)  # more canary than the example's foreign destinations leave room for
+        return
     plan_is_empty(loaded, live1, state)
     report = verify(
-        loaded.bindings, observe_all(loaded.bindings, live1, loaded.facts), state, loaded.facts
+        loaded.bindings,
+        observe_all(loaded.bindings, live1, loaded.facts),
+        state,
+        loaded.facts,
+        routing=loaded.routing,
     )
     assert report.ok, report.mismatches
     for ref, n in foreign0.items():

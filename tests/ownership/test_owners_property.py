@@ -36,6 +36,7 @@ from routers.errors import (
     OwnershipConflictError,
     RoutersError,
     UnsupportedError,
+    WeightFitError,
 )
 from routers.model import Cleanup, RoutingConfig, TrafficState
 from routers.planning.objects import JSON, LiveObjects
@@ -411,7 +412,9 @@ def _traefik_live(n: int) -> list[JSON]:
         return {"name": name, "port": 80, "weight": weight}
 
     # Stable weights of 100 (the state's total): cleanup's 100% to stable is then the original
-    # number too, and no foreign entry is ever rescaled (beside_foreign keeps shares exact).
+    # number too. In the shared round robin the other apps' entries keep their share: a canary
+    # weight that does not fit beside them is refused (WeightFitError), and entries rescaled
+    # for an exact split get their weights back on cleanup.
     shared = [entry(f"app{i}-stable", 100) for i in range(n)] + [entry("platform", 3)]
     return [
         ts("shared", shared),
@@ -487,7 +490,12 @@ def exercise(target: Target, data: st.DataObject, registry: Registry | None) -> 
         before = copy.deepcopy(world.objects)
         try:
             world.run(configs[i], desired)
-        except (OwnershipConflictError, UnsupportedError, LimitExceededError) as exc:
+        except (
+            OwnershipConflictError,
+            UnsupportedError,
+            LimitExceededError,
+            WeightFitError,
+        ) as exc:
             assert world.objects == before, "a refused plan changed something"
             counts[type(exc).__name__] += 1
             continue

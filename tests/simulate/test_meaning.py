@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from routers.errors import WeightFitError
 from routers.explain import explain_requests
 from routers.io import load_documents, load_one
 from routers.model import Cleanup, RoutingConfig, TrafficState
@@ -63,15 +64,23 @@ def test_path_prefix_is_element_wise_and_string_prefixes_are_flagged() -> None:
     assert intended(STATE, parse_request("GET /api")).ambiguous is None
 
 
-def test_keep_foreign_scales_our_split_only() -> None:
+def test_keep_foreign_gives_the_canary_its_share_of_all_traffic() -> None:
     want = Outcome({"stable": F(4, 5), "canary": F(1, 5)})
     before = Outcome({"stable": F(20, 21), "legacy": F(1, 21)})
     got = keep_foreign(want, before, {"stable", "canary"})
-    assert got.shares == {"stable": F(16, 21), "canary": F(4, 21), "legacy": F(1, 21)}
+    assert got.shares == {"stable": F(4, 5) - F(1, 21), "canary": F(1, 5), "legacy": F(1, 21)}
+    ours = keep_foreign(want, before, {"stable", "canary"}, scope="ours")
+    assert ours.shares == {"stable": F(16, 21), "canary": F(4, 21), "legacy": F(1, 21)}
     mirrored = Outcome(before.shares, {"audit": F(1, 20)})
     assert keep_foreign(want, mirrored, {"stable", "canary"}).mirrors == {"audit": F(1, 20)}
     header = Outcome({"canary": F(1)}, via="header route 'h'")
-    assert keep_foreign(header, before, {"stable", "canary"}) is header
+    assert keep_foreign(header, before, {"stable", "canary"}).shares == {"canary": F(1)}
+    # The rule's own mirror to a destination we do not own stays, header routes included.
+    mirrored = Outcome(before.shares, {"shadow": F(1)})
+    assert keep_foreign(header, mirrored, {"stable", "canary"}).mirrors == {"shadow": F(1)}
+    assert keep_foreign(want, mirrored, {"stable", "canary"}).mirrors == {"shadow": F(1)}
+    with pytest.raises(WeightFitError, match="keep 4.762%"):
+        keep_foreign(Outcome({"stable": F(1, 50), "canary": F(49, 50)}), before, {"stable"})
 
 
 def test_explain_without_objects_prints_the_intent() -> None:

@@ -175,11 +175,82 @@ def test_check_shapes_names_the_object() -> None:
     assert info.value.obj == str(ref)
 
 
-def test_null_destination_rule_subsets_is_a_plan_error() -> None:
-    """Found by the fuzz campaign: ``subsets: null`` crashed the DestinationRule planner."""
+def _planned(example: str, edit: Any) -> Any:
+    from routers.engine import plan_offline
+    from routers.io import load_one
+    from routers.model import RoutingConfig, TrafficState
+
+    base = ROOT / "examples" / example
+    live = load_documents([str(base / "live.yaml")])
+    edit(live)
+    try:
+        result = plan_offline(
+            RoutingConfig.from_document(load_one(str(base / "routing.yaml"))),
+            TrafficState.parse(load_one(str(base / "state.yaml"))),
+            live,
+        )
+    except PlanError as exc:
+        return str(exc)
+    return [p.to_data() for p in result.plans], dict(result.after)
+
+
+@pytest.mark.parametrize(
+    ("example", "kind", "path"),
+    [
+        ("istio", "DestinationRule", ("spec", "subsets")),
+        ("gatewayapi", "HTTPRoute", ("spec", "rules", 0, "matches")),
+        ("nginx", "Ingress", ("spec", "tls")),
+    ],
+)
+def test_a_null_in_a_manifest_reads_as_the_field_left_out(
+    example: str, kind: str, path: tuple[Any, ...]
+) -> None:
+    """The API server prunes the null of a field it is sent (``matches:`` with nothing after it,
+    as in Argo's agentgateway guide), so a manifest plans as if the field were absent. Found by
+    the fuzz campaign: ``subsets: null`` had crashed the DestinationRule planner."""
+
+    def edit(value: Any) -> Any:
+        def apply(live: list[Any]) -> None:
+            node = next(o for o in live if o["kind"] == kind)
+            for part in path[:-1]:
+                node = node[part]
+            if value is None:
+                node[path[-1]] = None
+            else:
+                node.pop(path[-1], None)
+
+        return apply
+
+    assert _planned(example, edit(None)) == _planned(example, edit("drop"))
+
+
+def test_a_null_that_reaches_a_plugin_is_a_plan_error() -> None:
+    """Objects handed over other than as manifests still meet the shape gate."""
+    from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
+
+    ref = ObjectRef("networking.istio.io", "DestinationRule", "shop", "web")
+    live = LiveObjects([(ref, {"spec": {"subsets": None}})])
+    with pytest.raises(PlanError, match=r"spec\.subsets is null \(omit the field instead\)"):
+        check_shapes("istio", live, {(ref.group, ref.kind): {"spec": {"subsets": [{}]}}})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("name", "web\n", r"metadata\.name 'web\\n' is not a valid object name"),
+        ("name", "a/b", r"metadata\.name 'a/b' is not a valid object name"),
+        ("namespace", "shop\n", r"metadata\.namespace 'shop\\n' is not a valid namespace"),
+    ],
+)
+def test_a_manifest_name_no_api_server_would_hold_is_a_plan_error(
+    field: str, value: str, words: str
+) -> None:
+    """Offline, names come from files: one with a line break would reach the output and the
+    namespace the config falls back to (the manifests' shared namespace)."""
 
     def edit(live: list[Any]) -> None:
-        next(o for o in live if o["kind"] == "DestinationRule")["spec"]["subsets"] = None
+        for obj in live:
+            obj["metadata"][field] = value
 
-    with pytest.raises(PlanError, match=r"spec\.subsets is null \(omit the field instead\)"):
+    with pytest.raises(PlanError, match=words):
         _plan("istio", edit)

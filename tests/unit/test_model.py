@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from routers.errors import ConfigError
@@ -14,6 +17,7 @@ from routers.model import (
     SetWeight,
     TrafficState,
 )
+from routers.testing import rollout_document
 
 HDR = {"name": "h1", "matches": [{"headers": [{"name": "X-Canary", "exact": "always"}]}]}
 
@@ -210,23 +214,65 @@ class TestRoutingConfig:
         assert c.max_traffic_weight == 1000
 
     def test_whole_rollout(self) -> None:
-        rollout = {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Rollout",
-            "metadata": {"name": "web", "namespace": "shop"},
-            "spec": {
-                "strategy": {
-                    "canary": {
-                        "stableService": "s",
-                        "canaryService": "c",
-                        "steps": [{"setWeight": 5}],
-                        "trafficRouting": {"nginx": {"stableIngress": "web"}},
-                    }
-                }
+        rollout = rollout_document(
+            {
+                "stableService": "s",
+                "canaryService": "c",
+                "steps": [{"setWeight": 5}],
+                "trafficRouting": {"nginx": {"stableIngress": "web"}},
             },
-        }
+            namespace="shop",
+        )
         c = RoutingConfig.from_document(rollout)
         assert (c.namespace, c.sections[0].plugin) == ("shop", "nginx")
+
+    def test_rollout_in_api_json_form_supplies_identity_and_namespace(self) -> None:
+        """What the Argo controller hands the bridge: status, managedFields and all."""
+        rollout = json.loads(ROLLOUT_JSON)
+        c = RoutingConfig.from_document(rollout)
+        assert (c.namespace, c.stable_service, c.canary_service) == (
+            "shop",
+            "web-stable",
+            "web-canary",
+        )
+        assert c.rollout is not None
+        assert (c.rollout.name, c.rollout.namespace, c.rollout.uid) == ("web", "shop", "6f1c")
+        assert [(s.plugin, s.path) for s in c.sections] == [
+            ("istio", "plugins.canary-routers/istio")
+        ]
+        assert c.sections[0].body == {"virtualService": {"name": "web", "routes": ["primary"]}}
+        assert [r.name for r in c.managed_routes] == ["canary-header"]
+        assert c.owner_key() == "Rollout shop/web"
+        assert c.weight_scope == "ours"  # from the canary-routers.io/weight-scope annotation
+
+    def test_ping_pong_services_follow_the_rollout_status(self) -> None:
+        def rollout(stable_ping_pong: str | None) -> dict[str, Any]:
+            doc: dict[str, Any] = {
+                "kind": "Rollout",
+                "metadata": {"name": "web"},
+                "spec": {
+                    "strategy": {
+                        "canary": {
+                            "pingPong": {"pingService": "ping", "pongService": "pong"},
+                            "trafficRouting": {"istio": {"virtualService": {"name": "vs"}}},
+                        }
+                    }
+                },
+            }
+            if stable_ping_pong is not None:
+                doc["status"] = {"canary": {"stablePingPong": stable_ping_pong}}
+            return doc
+
+        for status, stable in ((None, "pong"), ("pong", "pong"), ("ping", "ping")):
+            c = RoutingConfig.from_document(rollout(status))
+            assert c.stable_service == stable
+            assert c.canary_service == ({"ping", "pong"} - {stable}).pop()
+
+    def test_services_are_optional_in_the_model_and_checked_per_target(self) -> None:
+        c = RoutingConfig.parse({"istio": {}})
+        assert (c.stable_service, c.canary_service) == (None, None)
+        with pytest.raises(ConfigError, match="stableService: required.*canaryService: required"):
+            c.services()
 
     def test_rollout_without_traffic_routing(self) -> None:
         with pytest.raises(ConfigError, match=r"spec\.strategy\.canary\.trafficRouting"):
@@ -251,6 +297,60 @@ class TestRoutingConfig:
         state = TrafficState.parse({"headerRoutes": [HDR]})
         with pytest.raises(ConfigError, match="not listed in managedRoutes"):
             c.check_state(state)
+
+
+ROLLOUT_JSON = """
+{
+  "apiVersion": "argoproj.io/v1alpha1",
+  "kind": "Rollout",
+  "metadata": {
+    "name": "web",
+    "namespace": "shop",
+    "uid": "6f1c",
+    "resourceVersion": "81234",
+    "generation": 7,
+    "creationTimestamp": "2026-11-20T10:00:00Z",
+    "labels": {"app": "web"},
+    "annotations": {
+      "rollout.argoproj.io/revision": "4",
+      "canary-routers.io/weight-scope": "ours"
+    },
+    "managedFields": [
+      {"manager": "kubectl-client-side-apply", "operation": "Update",
+       "apiVersion": "argoproj.io/v1alpha1", "fieldsType": "FieldsV1",
+       "fieldsV1": {"f:spec": {"f:strategy": {}}}}
+    ]
+  },
+  "spec": {
+    "replicas": 4,
+    "selector": {"matchLabels": {"app": "web"}},
+    "template": {"metadata": {"labels": {"app": "web"}},
+                 "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+    "strategy": {
+      "canary": {
+        "stableService": "web-stable",
+        "canaryService": "web-canary",
+        "trafficRouting": {
+          "managedRoutes": [{"name": "canary-header"}],
+          "plugins": {
+            "canary-routers/istio": {"virtualService": {"name": "web", "routes": ["primary"]}}
+          }
+        },
+        "steps": [{"setWeight": 20}, {"pause": {}}]
+      }
+    }
+  },
+  "status": {
+    "phase": "Paused",
+    "currentStepIndex": 1,
+    "stableRS": "5b9f",
+    "currentPodHash": "7c4d",
+    "canary": {"weights": {"canary": {"weight": 20, "podTemplateHash": "7c4d"},
+                           "stable": {"weight": 80, "podTemplateHash": "5b9f"}}},
+    "conditions": [{"type": "Progressing", "status": "True", "reason": "RolloutPaused"}]
+  }
+}
+"""
 
 
 def test_cleanup_defaults() -> None:

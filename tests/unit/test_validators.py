@@ -34,11 +34,14 @@ TYPES: dict[str, tuple[Any, str]] = {
     "DnsSubdomain": (v.DnsSubdomain, "cluster.local"),
     "LabelKey": (v.LabelKey, "example.com/pod-template-hash"),
     "LabelValue": (v.LabelValue, "5f7d9c"),
+    "PodTemplateHash": (v.PodTemplateHash, "5f7d9c"),
     "ConfigMapKey": (v.ConfigMapKey, "weights.json"),
     "ReleaseVersion": (v.ReleaseVersion, "v1.2.1"),
     "MatchValue": (v.MatchValue, "always"),
     "PathValue": (v.PathValue, "/api"),
     "OwnerName": (v.OwnerName, "team-a/checkout"),
+    "FreeName": (v.FreeName, "primary route"),
+    "Uid": (v.Uid, "3c1d2f0e-5b6a-4c7d-8e9f-0a1b2c3d4e5f"),
     "Regex": (v.Regex, "^a|b$"),
 }
 
@@ -67,6 +70,7 @@ def test_no_type_accepts_a_trailing_line_break(name: str, suffix: str) -> None:
         (v.is_dns_subdomain, "a.b-c", ["a.b\n", "a..b", "a" * 254, ".a"]),
         (v.is_qualified_key, "a.io/b_c", ["a.io/b\n", "/b", "A.io/b", "a/b/c", "b" * 64]),
         (v.is_label_value, "a_b.c", ["a\n", "-a", "a" * 64]),
+        (v.is_path_segment_name, "Web:v1", ["web\n", "a/b", "a%2F", ".", "..", "", "a" * 254]),
         (v.is_host_port, "a.example.com:8443", ["a.com\n", "a.com:0", "a.com:65536", "a:"]),
         (v.is_field_value, "a b", ["a\n", " a", "a ", "a  b"]),
     ],
@@ -256,7 +260,20 @@ PLUGIN_FIELDS = [
         {"istio": {"virtualService": {"name": "web"}, "podTemplateHashKey": "hash\n"}},
         "istio.podTemplateHashKey",
     ),
+    (
+        {"istio": {"virtualService": {"name": "w", "routes": ["primary\n"]}}},
+        "istio.virtualService.routes[0]",
+    ),
     ({"plugins": {GW: {"httpRoute": "web\n"}}}, f"plugins.{GW}.httpRoute"),
+    (
+        {"plugins": {GW: {"httpRouteSelector": {"matchLabels": {"app": "web\n"}}}}},
+        f"plugins.{GW}.httpRouteSelector.matchLabels.app",
+    ),
+    ({"traefik": {"weightedTraefikServiceName": "web\n"}}, "traefik.weightedTraefikServiceName"),
+    (
+        {"traefik": {"weightedTraefikServiceName": "w", "mirrorTraefikServiceName": "m\n"}},
+        "traefik.mirrorTraefikServiceName",
+    ),
     ({"plugins": {GW: {"grpcRoutes": [{"name": "g\n"}]}}}, f"plugins.{GW}.grpcRoutes[0].name"),
     ({"plugins": {GW: {"httpRoute": "web", "namespace": "shop\n"}}}, f"plugins.{GW}.namespace"),
     (

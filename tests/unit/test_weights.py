@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routers.model import TrafficState
-from routers.planning.weights import largest_remainder, split
+from routers.errors import WeightFitError
+from routers.model import TrafficState, WeightScope
+from routers.planning.weights import largest_remainder, place, split
 
 
 @given(
@@ -55,27 +56,47 @@ def test_scaling_keeps_additional_destinations_and_never_goes_negative() -> None
 
 
 @given(
-    st.integers(1, 1000),
+    st.integers(0, 1000),
     st.lists(st.integers(0, 1000), min_size=1, max_size=3),
     st.integers(1, 100).flatmap(lambda t: st.tuples(st.just(t), st.integers(0, t))),
+    st.sampled_from(["all", "ours"]),
 )
-def test_beside_foreign_keeps_every_foreign_share(
-    ours: int, foreign: list[int], tw: tuple[int, int]
+def test_place_keeps_every_foreign_share_and_gives_canary_its_share_of_all(
+    ours: int, foreign: list[int], tw: tuple[int, int], scope: WeightScope
 ) -> None:
-    from routers.planning.weights import beside_foreign
-
+    """The issue-12 rule: others keep their share, the canary gets weight/total of all traffic
+    (scope ``all``) or of what the others leave (``ours``), stable the rest; else a typed error."""
     total, weight = tw
     want = split(TrafficState(weight=weight, total=total))
-    out = beside_foreign(want, ours, foreign, 1_000_000)
-    if not any(foreign):
-        assert out is None
+    held = Fraction(sum(foreign), ours + sum(foreign)) if ours + sum(foreign) else Fraction(0)
+    try:
+        out = place(want, ours, foreign, scope=scope)
+    except WeightFitError as exc:
+        assert held and weight, "only a positive foreign share can refuse a canary weight"
+        assert exc.foreign == held and exc.requested == Fraction(weight, total)
+        assert scope == "ours" or held + Fraction(weight, total) > 1
         return
-    assert out is not None
-    new_foreign = [f * out.foreign_scale for f in foreign]
-    assert all(f.denominator == 1 for f in new_foreign)
-    before = ours + sum(foreign)
-    after = out.split.total + sum(new_foreign)
-    for old, new in zip(foreign, new_foreign, strict=True):
-        assert Fraction(old, before) == new / after  # the foreign share is exactly the same
-    if not out.split.rounded:
-        assert Fraction(out.split.canary, out.split.total) == Fraction(weight, total)
+    if not held:
+        assert out.foreign == tuple(foreign) and out.split == want
+        return
+    after = out.total
+    for old, new in zip(foreign, out.foreign, strict=True):
+        assert Fraction(old, ours + sum(foreign)) == Fraction(new, after)  # exactly the same
+    canary = Fraction(out.split.canary, after)
+    if scope == "ours" or weight == total:
+        expected = Fraction(weight, total) * (1 - held)
+    else:
+        expected = Fraction(weight, total)
+    assert canary == expected or out.rounded
+    again = place(want, out.split.total, list(out.foreign), scope=scope)
+    assert (again.split, again.foreign) == (out.split, out.foreign), "not a fixed point"
+
+
+def test_place_in_a_fixed_total_keeps_the_foreign_weight_when_the_list_sums_to_it() -> None:
+    out = place(split(TrafficState(weight=20)), 90, [10], total=100)
+    assert (out.split.stable, out.split.canary, out.foreign) == (70, 20, (10,))
+    with pytest.raises(WeightFitError, match="at most 90% fits"):
+        place(split(TrafficState(weight=95)), 90, [10], total=100)
+    # Promotion: the canary takes everything the foreign destination does not hold.
+    out = place(split(TrafficState(weight=100)), 90, [10], total=100)
+    assert (out.split.stable, out.split.canary, out.foreign) == (0, 90, (10,))

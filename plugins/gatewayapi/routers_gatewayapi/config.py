@@ -14,22 +14,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from routers.errors import ConfigError, Problem
-from routers.model import RoutingConfig
+from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError
+from routers.model import RoutingConfig, WeightScope
 from routers.model._base import Model
 from routers.model._validators import Namespace, ObjectName, ReleaseVersion
-from routers.planning.objects import ObjectRef
+from routers.model.selectors import LabelSelector
+from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef
 from routers_gatewayapi.kinds import GROUP, KINDS, RouteKind
 
-__all__ = ["Config", "GatewayApiSection", "RouteEntry", "Target", "parse"]
+__all__ = ["Config", "GatewayApiSection", "RouteEntry", "RouteSelector", "Target", "parse"]
 
 # Argo plugin keys we recognise but refuse, each with the reason (a plain "unknown field" would
 # leave an Argo user guessing).
 _REFUSED = {
-    "httpRouteSelector": "label selectors need a LIST of routes; name each route in httpRoutes",
-    "grpcRouteSelector": "label selectors need a LIST of routes; name each route in grpcRoutes",
-    "tcpRouteSelector": "label selectors need a LIST of routes; name each route in tcpRoutes",
-    "tlsRouteSelector": "label selectors need a LIST of routes; name each route in tlsRoutes",
     "inProgressLabelKey": "canary-routers never labels routes (the label broke Argo CD sync, "
     "plugin #208); managed rules are listed in the canary-routers.io/managed annotation",
     "inProgressLabelValue": "canary-routers never labels routes (plugin #208)",
@@ -53,6 +50,12 @@ class GatewayApiSection(Model):
     tcp_routes: Entries = ()
     tls_route: ObjectName | None = None
     tls_routes: Entries = ()
+    http_route_selector: LabelSelector | None = None
+    """Argo's route discovery: every route of the kind in ``namespace`` whose labels match is a
+    target, with ``useHeaderRoutes: false`` (as the Argo plugin adds them)."""
+    grpc_route_selector: LabelSelector | None = None
+    tcp_route_selector: LabelSelector | None = None
+    tls_route_selector: LabelSelector | None = None
     namespace: Namespace | None = None
     """Namespace of the routes (default: the routing config's namespace)."""
     disable_in_progress_label: bool = True
@@ -85,15 +88,65 @@ class Target:
 
 
 @dataclass(frozen=True)
+class RouteSelector:
+    """Routes found by labels (``httpRouteSelector``...): resolved against what the core listed."""
+
+    kind: RouteKind
+    ref: SelectorRef
+    path: str
+
+    def resolve(self, live: LiveObjects) -> list[Target]:
+        found = live.selected(self.ref)
+        if found is None:
+            raise PlanError(
+                f"{self.ref} (configured at {self.path}) was not listed; this caller reads "
+                "objects by name only",
+                obj=str(self.ref),
+            )
+        if not found:
+            raise TargetNotFoundError(
+                f"no {self.kind.kind} in namespace {self.ref.namespace} has labels "
+                f"{self.ref.selector.describe()} (configured at {self.path})",
+                obj=str(self.ref),
+            )
+        return [
+            Target(self.kind, ref.name, self.ref.namespace, False, f"{self.path} -> {ref.name}")
+            for ref, _ in found
+        ]
+
+
+@dataclass(frozen=True)
 class Config:
     section: GatewayApiSection
     targets: tuple[Target, ...]
     stable: str
     canary: str
     service_namespace: str
+    weight_scope: WeightScope
     managed_order: tuple[str, ...]
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    selectors: tuple[RouteSelector, ...] = ()
+
+    def resolve(self, live: LiveObjects, missing: list[str] | None = None) -> tuple[Target, ...]:
+        """The named routes, then those the selectors found (a route both named and selected
+        keeps its named entry, and its useHeaderRoutes). A selector that matches nothing is a
+        TargetNotFoundError, or, given ``missing``, a message appended there."""
+        out = list(self.targets)
+        seen = {(t.kind.kind, t.name) for t in out}
+        for selector in self.selectors:
+            try:
+                found = selector.resolve(live)
+            except TargetNotFoundError as exc:
+                if missing is None:
+                    raise
+                missing.append(exc.message)
+                continue
+            for t in found:
+                if (t.kind.kind, t.name) not in seen:
+                    seen.add((t.kind.kind, t.name))
+                    out.append(t)
+        return tuple(out)
 
     @property
     def channel(self) -> Literal["standard", "experimental"] | None:
@@ -111,6 +164,7 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     if refused:
         raise ConfigError(refused)
     body = GatewayApiSection.parse(dict(section))
+    stable, canary = routing.services()
     service_ns = routing.namespace or "default"
     route_ns = body.namespace or service_ns
     problems: list[Problem] = []
@@ -150,11 +204,21 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
             targets.append(
                 Target(kind, name, route_ns, use_headers and kind.can_manage_rules, path)
             )
-    if not targets and not problems:
+    selectors = tuple(
+        RouteSelector(
+            kind,
+            SelectorRef(GROUP, kind.kind, route_ns, found, kind.version),
+            f"{kind.config_key}Selector",
+        )
+        for kind in KINDS
+        if (found := getattr(body, _snake(kind.config_key) + "_selector")) is not None
+    )
+    if not targets and not selectors and not problems:
         problems.append(
             Problem(
                 "",
-                "no route configured: set httpRoute(s), grpcRoute(s), tcpRoute(s) or tlsRoute(s)",
+                "no route configured: set httpRoute(s), grpcRoute(s), tcpRoute(s), tlsRoute(s) "
+                "or a route selector",
             )
         )
     if problems:
@@ -162,11 +226,13 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     return Config(
         section=body,
         targets=tuple(targets),
-        stable=routing.stable_service,
-        canary=routing.canary_service,
+        stable=stable,
+        canary=canary,
         service_namespace=service_ns,
+        weight_scope=routing.weight_scope,
         managed_order=tuple(r.name for r in routing.managed_routes),
         owner=routing.owner_key(),
+        selectors=selectors,
     )
 
 

@@ -319,7 +319,16 @@ def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Rou
     """HTTPRoutes and GRPCRoutes of each parent decide together; the config's routes without
     ``useHeaderRoutes`` carry no header or mirror rules, so where one of them decides, the
     state means its plain weighted split."""
-    plain = {(t.kind.kind, t.namespace, t.name) for t in config.targets if not t.managed_rules}
+    named: set[tuple[str, str | None, str]] = {
+        (t.kind.kind, t.namespace, t.name) for t in config.targets
+    }
+    plain: set[tuple[str, str | None, str]] = {
+        (t.kind.kind, t.namespace, t.name) for t in config.targets if not t.managed_rules
+    }
+    for selector in config.selectors:  # routes found by labels take no managed rules (Argo)
+        for ref, _ in objects.select(selector.ref):
+            if (ref.kind, ref.namespace, ref.name) not in named:
+                plain.add((ref.kind, ref.namespace, ref.name))
     out: list[Routed] = []
     for kind, grpc in (("HTTPRoute", False), ("GRPCRoute", True)):
         routes = [o for _, o in objects.of_kind(GROUP, kind)]

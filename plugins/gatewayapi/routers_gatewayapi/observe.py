@@ -160,6 +160,7 @@ def observe_route(config: Config, target: Target, obj: Mapping[str, Any]) -> Rou
                 additional=tuple(
                     (svc, sum(_weight(refs[j]) for j in js)) for svc, js in sorted(b.added.items())
                 ),
+                foreign=sum(_weight(refs[j]) for j in b.foreign),
             )
         )
     for rid, entry in book.rules.items():

@@ -5,19 +5,22 @@ every index valid: weights first (they never change the rule count), then remova
 our rules at their original indices, then insertion of ours at the front (a tie in specificity
 goes to the first rule of a route, and a managed route should win its ties), in managed-route
 order, so an earlier route also wins its ties with a later one (see ``_first_route_wins``).
-Weights keep foreign backendRefs' share of their rule (see ``shares``).
+Weights follow ``routers.planning.weights.place``: backendRefs we do not own keep their share
+of the rule and the canary gets its weight/total of all of it.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
-from routers.errors import LimitExceededError, PlanError, UnsupportedError
+from routers.errors import LimitExceededError, PlanError, UnsupportedError, WeightFitError
 from routers.model import Cleanup, Desired, HeaderRoute, ManagedRoute, TrafficState
 from routers.planning import weights
 from routers.planning.ownership import SPLIT, OwnerLedger
@@ -48,7 +51,7 @@ from routers_gatewayapi.rules import (
     rule_entries,
     rule_matches,
 )
-from routers_gatewayapi.shares import BesideForeign, beside_foreign
+from routers_gatewayapi.shares import MAX_WEIGHT
 
 __all__ = [
     "DesiredRule",
@@ -221,6 +224,8 @@ class RoutePlanner:
         }
         self.weighted = [i for i, b in self.backends.items() if b.weighted]
         self.notes: list[Note] = []
+        self.kept = weights.foreign_record(self.ledger.view.data(weights.FOREIGN))
+        """Per rule, the weights of backendRefs we do not own before we rescaled them."""
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -292,20 +297,18 @@ class RoutePlanner:
         ours = [*current.stable, *current.canary, *(j for js in current.added.values() for j in js)]
         foreign = [(j, _weight_of(refs[j])) for j in current.foreign]
         if split is not None:
-            placed = self._beside_foreign(
+            placed = self._placed(
                 i, split, sum(_weight_of(refs[j]) for j in ours), foreign, report=report
             )
-            if placed is not None:
-                split = placed.split
-                wanted = dict(split.additional)
-                # Before any removal below shifts the indices.
-                for j, w in foreign:
-                    if w > 0 and placed.foreign_scale != 1:
-                        new = placed.foreign_scale * w
-                        assert new.denominator == 1
-                        self._guarded_set(
-                            b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", int(new)
-                        )
+            if report:
+                keys = {self._backend_key(refs, j): w for j, w in foreign}
+                weights.remember(self.kept, self._location(i), keys, placed)
+            split = placed.split
+            wanted = dict(split.additional)
+            # Before any removal below shifts the indices.
+            for (j, w), new in zip(foreign, placed.foreign, strict=True):
+                if new != w:
+                    self._guarded_set(b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", new)
         freed = 0
         for j in sorted(
             (j for s, js in current.added.items() if s not in wanted for j in js), reverse=True
@@ -322,6 +325,8 @@ class RoutePlanner:
         elif restore:
             stable_w = _weight_of(refs[s]) + _weight_of(refs[c]) + freed or 1
             canary_w = 0
+            if report:
+                stable_w = self._unscale(b, refs_path, refs, current.foreign, i, stable_w)
         elif freed and _weight_of(refs[s]) + _weight_of(refs[c]) == 0:
             # Removing our experiment refs would leave an all-zero list (Envoy NACKs it).
             stable_w, canary_w = freed, 0
@@ -358,7 +363,45 @@ class RoutePlanner:
                 )
             b.add(f"{refs_path}/-", self._new_backend(i, service, w))
 
-    def _beside_foreign(
+    def _location(self, i: int) -> str:
+        """A rule's key in the ledger: its name, else its content (indices shift)."""
+        rule = self.rules[i] if isinstance(self.rules[i], Mapping) else {}
+        if rule.get("name"):
+            return f"name:{rule['name']}"
+        # Its matches, not its content: the weights we write change the content.
+        text = json.dumps(rule.get("matches") or [], sort_keys=True, separators=(",", ":"))
+        return f"matches:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+    def _backend_key(self, refs: Sequence[Any], j: int) -> str:
+        return backend_key(refs[j], self.target.namespace) or f"#{j}"
+
+    def _unscale(
+        self,
+        b: PatchBuilder,
+        refs_path: str,
+        refs: Sequence[Any],
+        foreign: list[int],
+        i: int,
+        stable: int,
+    ) -> int:
+        """Cleanup gives the backendRefs we rescaled their weights back (and stable the sum
+        that keeps every share), when nobody changed them since; returns stable's weight."""
+        before = self.kept.pop(self._location(i), None)
+        if not before:
+            return stable
+        keys = [self._backend_key(refs, j) for j in foreign]
+        if sorted(keys) != sorted(before):
+            return stable
+        back = weights.unscale(
+            [before[k] for k in keys], [_weight_of(refs[j]) for j in foreign], stable
+        )
+        if back is None:
+            return stable
+        for j, k in zip(foreign, keys, strict=True):
+            self._guarded_set(b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", before[k])
+        return back
+
+    def _placed(
         self,
         i: int,
         split: weights.Split,
@@ -366,36 +409,41 @@ class RoutePlanner:
         foreign: Sequence[tuple[int, int]],
         *,
         report: bool,
-    ) -> BesideForeign | None:
-        """Our split in the sum that keeps the foreign backends' share (see shares.py)."""
-        try:
-            placed = beside_foreign(split, ours, [w for _, w in foreign])
-        except ValueError:
-            raise self._error(
-                f"{self._rule_label(i)}: the stable and canary backendRefs both weigh 0 next to "
-                "backendRefs canary-routers does not own, which take 100% of the rule; there is "
-                "no share left to split (give the stable backendRef a weight: the sum of ours "
-                "sets the share the split divides)"
-            ) from None
-        if placed is None or not report:
-            return placed
+    ) -> weights.Placement:
+        """Our split beside the backendRefs we do not own (``weights.place``: they keep their
+        share; the canary gets its share of all the rule's traffic)."""
         label = f"{self.target} {self._rule_label(i)}"
-        if placed.split.rounded:
-            self.notes.append(
-                Note(
-                    self.plugin,
-                    f"{label}: {placed.split.describe_rounding(split)}, keeping the share of the "
-                    "backendRefs it does not own exact (finer weights would exceed 1,000,000)",
-                    level="warning",
-                )
+        try:
+            placed = weights.place(
+                split,
+                ours,
+                [w for _, w in foreign],
+                scope=self.config.weight_scope,
+                max_weight=MAX_WEIGHT,
             )
-        if placed.foreign_scale != 1:
+        except WeightFitError as exc:
+            raise exc.located(
+                plugin=self.plugin, obj=str(self.target), where=self._rule_label(i)
+            ) from None
+        if not report or not placed.shares.foreign:
+            return placed
+        self.notes.append(
+            Note(
+                self.plugin,
+                f"{label}: {placed.describe(split)}"
+                + (" (finer weights would exceed 1,000,000)" if placed.rounded else ""),
+                level="warning" if placed.rounded else "info",
+            )
+        )
+        if any(new != w for (_, w), new in zip(foreign, placed.foreign, strict=True)):
             self.notes.append(
                 Note(
                     self.plugin,
-                    f"{label}: every backendRef canary-routers does not own is reweighted "
-                    f"x{placed.foreign_scale} (same share of the rule, same ratio among them) so "
-                    f"that canary {split.canary}/{split.total} is expressed exactly beside them",
+                    f"{label}: the backendRefs canary-routers does not own are reweighted "
+                    f"({', '.join(str(w) for _, w in foreign)} -> "
+                    f"{', '.join(str(w) for w in placed.foreign)}; same share of the rule, same "
+                    f"ratio among them) so that canary {split.canary}/{split.total} is expressed "
+                    "exactly beside them",
                 )
             )
         return placed
@@ -665,7 +713,12 @@ class RoutePlanner:
             "canary": f"{self.config.service_namespace}/{self.config.canary}",
         }
         self.ledger.view.write(
-            b, {**book.data(), SPLIT: ours if split is not None and self.weighted else None}
+            b,
+            {
+                **book.data(),
+                SPLIT: ours if split is not None and self.weighted else None,
+                weights.FOREIGN: (self.kept or None) if split is not None else None,
+            },
         )
         self._check_limits(b.doc)
         self._foreign_notes()
@@ -793,7 +846,12 @@ class RoutePlanner:
                         self.plugin,
                         f"{self.target} {self._rule_label(i)}: backendRef {ref.get('name')!r} "
                         f"is not ours and keeps its share of the rule (weight {_weight_of(ref)} "
-                        f"of {total}); the split divides the rest",
+                        f"of {total})"
+                        + (
+                            "; the split divides the rest (weightScope: ours)"
+                            if self.config.weight_scope == "ours"
+                            else "; the canary's share is of all the rule's traffic"
+                        ),
                     )
                 )
 

@@ -18,7 +18,7 @@ from routers.contract import (
 )
 from routers.errors import TargetNotFoundError, UnsupportedError
 from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig, TrafficState
-from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
+from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef, check_shapes
 from routers.planning.plan import Note, Plan
 from routers.planning.routes import ordered_routes
 from routers.simulate import Request, Routed
@@ -111,12 +111,16 @@ class Plugin:
     def parse_config(self, section: Mapping[str, Any], routing: RoutingConfig) -> Config:
         return config_mod.parse(section, routing)
 
-    def targets(self, config: Config, live: LiveObjects) -> Sequence[ObjectRef]:
-        return [t.ref for t in config.targets]
+    def targets(self, config: Config, live: LiveObjects) -> Sequence[ObjectRef | SelectorRef]:
+        return [*(t.ref for t in config.targets), *(s.ref for s in config.selectors)]
 
     def permissions(self, config: Config) -> Sequence[Permission]:
-        plurals = sorted({t.kind.plural for t in config.targets})
-        return [Permission(GROUP, plural, ("get", "patch")) for plural in plurals]
+        listed = {s.kind.plural for s in config.selectors}
+        plurals = sorted({t.kind.plural for t in config.targets} | listed)
+        return [
+            Permission(GROUP, p, ("get", "list", "patch") if p in listed else ("get", "patch"))
+            for p in plurals
+        ]
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -126,7 +130,10 @@ class Plugin:
         check_shapes(self.name, live, SHAPES)
         notes: list[Note] = []
         present = []
-        for t in config.targets:
+        unmatched: list[str] = []
+        targets = config.resolve(live, unmatched if isinstance(desired, Cleanup) else None)
+        notes.extend(Note(self.name, f"{m}: nothing to clean up there") for m in unmatched)
+        for t in targets:
             obj = live.get(t.ref)
             if obj is None:
                 if isinstance(desired, Cleanup):
@@ -185,9 +192,9 @@ class Plugin:
         headers: set[str] = set()
         mirrors: dict[str, float] = {}
         conditions = []
-        problems = []
+        problems: list[str] = []
         ready = True
-        for t in config.targets:
+        for t in config.resolve(live, problems):
             obj = live.get(t.ref)
             if obj is None:
                 problems.append(f"{t} does not exist")

@@ -93,9 +93,14 @@ def test_singular_route_implies_header_routes_and_list_entries_default_to_false(
     ("section", "path", "words"),
     [
         (
-            {"httpRouteSelector": {"matchLabels": {"a": "b"}}},
-            "httpRouteSelector",
-            "name each route",
+            {"httpRouteSelector": {"matchLabels": {"a": "b,c"}}},
+            "httpRouteSelector.matchLabels.a",
+            "not a valid label value",
+        ),
+        (
+            {"httpRouteSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
+            "httpRouteSelector.matchExpressions[0]",
+            "needs at least one value",
         ),
         ({"httpRoute": "a", "inProgressLabelKey": "x"}, "inProgressLabelKey", "never labels"),
         (

@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
 from routers.errors import ConfigError, Problem
-from routers.model import MAX_TOTAL, RoutingConfig
+from routers.model import MAX_TOTAL, RoutingConfig, WeightScope
 from routers.model._base import Model
-from routers.model._validators import LabelKey, is_dns_label
+from routers.model._validators import FreeName, LabelKey, is_dns_label, is_dns_subdomain
 from routers.planning.objects import ObjectRef
 
 __all__ = [
@@ -46,14 +46,19 @@ def _dns_label(value: str) -> str:
 
 
 def _ref_name(value: str) -> str:
-    """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`."""
+    """``name`` or ``name.namespace`` (Argo's form); checked here, split by :func:`split_name`.
+
+    The name may be as long as any object name (253; Argo's own e2e DestinationRule
+    ``istio-subset-split-in-stable-downscale-after-canary-abort-destrule`` has 66 characters),
+    the namespace is a DNS-1123 label (63)."""
     name, namespace = split_name(value)
-    for part in (name, namespace):
-        if part is not None and not is_dns_label(part):
-            raise ValueError(
-                f"{value!r} is not 'name' or 'name.namespace' (each a DNS-1123 label); "
-                "object names containing dots cannot be referenced in Argo's format"
-            )
+    # split_name leaves no dot in the name: a dotless DNS-1123 subdomain is a label of up to 253.
+    if not is_dns_subdomain(name) or (namespace is not None and not is_dns_label(namespace)):
+        raise ValueError(
+            f"{value!r} is not 'name' or 'name.namespace' (a name without dots, a "
+            "DNS-1123 label namespace); object names containing dots cannot be referenced "
+            "in Argo's format"
+        )
     return value
 
 
@@ -83,7 +88,7 @@ def split_name(value: str) -> tuple[str, str | None]:
 
 SubsetName = Annotated[str, Field(min_length=1), AfterValidator(_dns_label)]
 RefName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_ref_name)]
-RouteName = Annotated[str, Field(min_length=1, max_length=256)]
+RouteName = FreeName
 Port = Annotated[int, Field(ge=1, le=65535)]
 SniHost = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_sni_host)]
 
@@ -205,13 +210,17 @@ class IstioConfig:
     section: IstioSection
     path: str
     namespace: str
-    stable_service: str
-    canary_service: str
+    stable_service: str | None
+    """``None`` only in a subset-level split (a DestinationRule names the versions)."""
+    canary_service: str | None
     managed_order: tuple[str, ...]
     virtual_services: tuple[VirtualServiceTarget, ...]
     destination_rule: ObjectRef | None
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    weight_scope: WeightScope = "all"
+    names: tuple[str, str] = ("stable", "canary")
+    """How outcomes name stable and canary (``RoutingConfig.stable_name``/``canary_name``)."""
 
     @property
     def subset_mode(self) -> bool:
@@ -235,6 +244,27 @@ class IstioConfig:
         targets: list[VirtualServiceTarget] = []
         seen: dict[ObjectRef, str] = {}
         problems: list[Problem] = []
+        if section.destination_rule is None and (
+            routing.stable_service is None or routing.canary_service is None
+        ):
+            # Argo's rule: a host-level split needs both Services; a subset-level split takes
+            # its two versions from the DestinationRule's subsets instead.
+            missing = [
+                name
+                for name, value in (
+                    ("stableService", routing.stable_service),
+                    ("canaryService", routing.canary_service),
+                )
+                if value is None
+            ]
+            problems.append(
+                Problem(
+                    "destinationRule",
+                    f"missing, and so is {' and '.join(missing)}: a host-level split needs "
+                    "stableService and canaryService; a subset-level split needs "
+                    "destinationRule {name, stableSubsetName, canarySubsetName}",
+                )
+            )
         for vs, where in entries:
             ref = _ref(vs.name, "VirtualService", namespace)
             if ref in seen:
@@ -269,6 +299,8 @@ class IstioConfig:
             virtual_services=tuple(targets),
             destination_rule=dr,
             owner=routing.owner_key(),
+            weight_scope=routing.weight_scope,
+            names=(routing.stable_name, routing.canary_name),
         )
 
 

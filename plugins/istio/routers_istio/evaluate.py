@@ -211,8 +211,8 @@ def _subset_names(config: IstioConfig, objects: LiveObjects) -> dict[str, str]:
     for sub in ((rule or {}).get("spec") or {}).get("subsets") or []:
         if isinstance(sub, Mapping) and sub.get("name"):
             out[f"{short}/{sub['name']}"] = str(sub["name"])
-    out[f"{short}/{section.stable_subset_name}"] = config.stable_service
-    out[f"{short}/{section.canary_subset_name}"] = config.canary_service
+    out[f"{short}/{section.stable_subset_name}"] = config.names[0]
+    out[f"{short}/{section.canary_subset_name}"] = config.names[1]
     return out if short else {}
 
 

@@ -24,7 +24,13 @@ from routers.contract import (
     ObservedWeights,
     Permission,
 )
-from routers.errors import PlanError, RoutersError, TargetNotFoundError, UnsupportedError
+from routers.errors import (
+    PlanError,
+    RoutersError,
+    TargetNotFoundError,
+    UnsupportedError,
+    WeightFitError,
+)
 from routers.model import (
     Cleanup,
     Desired,
@@ -74,6 +80,8 @@ MIRROR_KEYS = ("mirror", "mirrorPercentage", "mirrors", "mirror_percent", "mirro
 class IstioPlugin:
     name = PLUGIN
     api_version = API_VERSION
+    services_optional = True
+    """A subset-level split (destinationRule) needs no stable/canary Service, as in Argo."""
     crds: tuple[str, ...] = (
         "virtualservices.networking.istio.io",
         "destinationrules.networking.istio.io",
@@ -148,6 +156,15 @@ class IstioPlugin:
                 hint="select an http route (virtualServices[].routes)",
             )
         notes: dict[str, Note] = {}
+        for vs in cfg.virtual_services:
+            obj = live.get(vs.ref)
+            if obj is not None and vs.config.routes and not _http(obj):
+                message = (
+                    f"{vs.path}.routes names {', '.join(vs.config.routes)}, but VirtualService "
+                    f"{vs.ref.namespace}/{vs.ref.name} has no http routes: only its tls/tcp "
+                    "routes are weighted (as Argo Rollouts does)"
+                )
+                notes[message] = Note(self.name, message)
         vs_ops: list[Patch | None] = []
         decreasing = False
         produced: dict[str, int] = {}
@@ -472,32 +489,25 @@ def _plan_vs(
             return [*rg, dpath(d, "destination")]
 
         if state is not None:
-            total = _total(cfg, state)
-            room = total - sum(d.weight for d in foreign)
-            if room < 1:
-                raise PlanError(
-                    f"{sel.label}: destinations we do not own take weight "
-                    f"{total - room} of {total}; nothing is left for stable and canary",
-                    plugin=PLUGIN,
-                    obj=t.describe(),
-                )
             requested = weights.split(state)
-            emitted = requested.scaled(room)
-            if emitted.rounded:
-                result.notes.append(
-                    Note(
-                        PLUGIN,
-                        f"{t.describe()} {sel.label}: {emitted.describe_rounding(requested)}",
-                    )
+            ours_now = sum(d.weight for d in dests if d.role != "foreign" and d not in foreign)
+            try:
+                placed = weights.place(
+                    requested,
+                    ours_now,
+                    [d.weight for d in foreign],
+                    scope=cfg.weight_scope,
+                    total=_total(cfg, state),
                 )
-            if foreign and room != total:
+            except WeightFitError as exc:
+                raise exc.located(plugin=PLUGIN, obj=t.describe(), where=sel.label) from None
+            emitted = placed.split
+            if placed.rounded or placed.shares.foreign:
                 result.notes.append(
-                    Note(
-                        PLUGIN,
-                        f"{t.describe()} {sel.label}: destinations we do not own keep weight "
-                        f"{total - room} of {total}; the split applies to the remaining {room}",
-                    )
+                    Note(PLUGIN, f"{t.describe()} {sel.label}: {placed.describe(requested)}")
                 )
+            for d, w in zip(foreign, placed.foreign, strict=True):
+                ed.set(dpath(d, "weight"), w, guards(d))
             ed.set(dpath(stable, "weight"), emitted.stable, guards(stable))
             ed.set(dpath(canary, "weight"), emitted.canary, guards(canary))
             appended: list[dict[str, Any]] = []
@@ -509,7 +519,7 @@ def _plan_vs(
                     continue
                 appended.append(_new_destination(cfg, t, route, stable, service, ctx, w))
                 added_after.add(service)
-            after = Fraction(emitted.canary, sum(emitted.weights) + sum(d.weight for d in foreign))
+            after = Fraction(emitted.canary, placed.total or 1)
             if n == 0:
                 result.canary_decreasing = after < before
         elif isinstance(desired, Cleanup):
@@ -935,8 +945,9 @@ def _observed(t: Target, sel: Selected, dests: list[Dest]) -> ObservedWeights:
     for d in dests:
         if d.role == "additional" and d.service:
             extra[d.service] = extra.get(d.service, 0) + d.weight
+    foreign = sum(d.weight for d in dests if d.role == "foreign")
     return ObservedWeights(
-        f"{t.describe()} {sel.label}", stable, canary, tuple(sorted(extra.items()))
+        f"{t.describe()} {sel.label}", stable, canary, tuple(sorted(extra.items())), foreign
     )
 
 

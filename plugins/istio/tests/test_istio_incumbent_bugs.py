@@ -45,7 +45,7 @@ def test_argo_3125_foreign_destination_survives() -> None:
     out = get(run(cfg, objs, state(weight=50)))
     entries = out["spec"]["http"][0]["route"]
     assert entries[2] == foreign  # untouched, weight included
-    assert weights_of(out["spec"]["http"][0]) == [45, 45, 10]
+    assert weights_of(out["spec"]["http"][0]) == [40, 50, 10]  # 50% of all traffic (issue 12)
     assert sum(weights_of(out["spec"]["http"][0])) == 100  # type: ignore[arg-type]
     # Cleanup returns our share to stable and still leaves the foreign destination alone.
     cleaned = get(run(cfg, live(out, dr(subsets=("stable", "canary", "team-b"))), CLEANUP))

@@ -32,6 +32,7 @@ from routers.errors import (
     PlanError,
     TargetNotFoundError,
     UnsupportedError,
+    WeightFitError,
 )
 from routers.model import Cleanup
 from routers.planning.objects import ObjectRef
@@ -250,7 +251,9 @@ def test_foreign_weight_leaving_no_room() -> None:
     objs = live(
         vs("app", route("primary", dest("svc", 0), dest("svc-canary", 0), dest("other", 100)))
     )
-    with pytest.raises(PlanError, match="do not own take weight 100 of 100"):
+    with pytest.raises(
+        WeightFitError, match=r"http\[primary\]: canary weight 10/100 asks .* keep 100%"
+    ):
         plan(cfg, objs, state(weight=10))
 
 
@@ -446,7 +449,7 @@ def test_ordering_of_destination_rule_and_virtual_service_patches() -> None:
 def test_rounding_note_and_relative_totals() -> None:
     cfg = config({"virtualService": {"name": "app"}})
     p = plan(cfg, live(simple_vs()), state(weight=1, total=3))
-    assert any("1/3 is expressed as 33/100" in n.message for n in p.notes)
+    assert any("1/3 is written as 33/100" in n.message for n in p.notes)
     exact = plan(
         config({"virtualService": {"name": "app"}, "weightTotal": "state"}),
         live(simple_vs()),
@@ -490,9 +493,9 @@ def test_additional_destination_lifecycle() -> None:
     current = run(cfg, current, state(weight=10))
     r = get(current)["spec"]["http"][0]
     # exp-new (ours) is gone; exp-old (pre-existing) stays as a foreign destination with its
-    # weight, and 90:10 is expressed in the remaining 95 (85.5:9.5, rounded by largest remainder).
+    # weight and its 5% share; the canary gets its 10% of all traffic, stable the rest.
     assert [d["destination"]["host"] for d in r["route"]] == ["svc", "svc-canary", "exp-old"]
-    assert weights_of(r) == [86, 9, 5]
+    assert weights_of(r) == [85, 10, 5]
 
 
 def test_cleanup_removes_ledger_and_dr_subsets_vs_first() -> None:

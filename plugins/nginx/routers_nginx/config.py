@@ -291,11 +291,12 @@ def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
         )
     if problems:
         raise ConfigError(problems)
+    stable_service, canary_service = routing.services()
     return Config(
         section=section,
         namespace=namespace,
-        stable_service=routing.stable_service,
-        canary_service=routing.canary_service,
+        stable_service=stable_service,
+        canary_service=canary_service,
         pairs=tuple(pairs),
         static=static,
         owner=routing.owner_key(),

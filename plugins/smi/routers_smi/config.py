@@ -1,9 +1,10 @@
 """The ``smi`` section: Argo Rollouts' ``trafficRouting.smi`` plus our switches.
 
-Argo names the TrafficSplit after the Rollout when ``trafficSplitName`` is absent. We never see a
-Rollout name, and guessing one (``<stable>-split``) would create a second TrafficSplit for the
-same root Service next to the one Argo made: meshes merge such splits unpredictably (Linkerd's
-adaptor makes both write one ServiceProfile). So the name is required.
+Argo names the TrafficSplit after the Rollout when ``trafficSplitName`` is absent, and so do we
+when the config is a Rollout (or names one: ``rollout.name``). Without a Rollout the name is
+required: guessing one (``<stable>-split``) would create a second TrafficSplit for the same root
+Service next to the one Argo made, and meshes merge such splits unpredictably (Linkerd's adaptor
+makes both write one ServiceProfile).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from routers.errors import ConfigError, Problem
-from routers.model import RoutingConfig
+from routers.model import RoutingConfig, WeightScope
 from routers.model._base import Model
 from routers.model._validators import ObjectName, ServiceName
 from routers.planning.objects import ObjectRef
@@ -93,6 +94,8 @@ class Config:
     managed_order: tuple[str, ...]
     owner: str = ""
     """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
+    weight_scope: WeightScope = "all"
+    """What weights are a share of beside backends others listed (``RoutingConfig``)."""
 
     @property
     def pinned(self) -> Version | None:
@@ -113,9 +116,10 @@ _GROUP_SUFFIX = "-routes"
 
 def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     body = SmiSection.parse(dict(section))
+    stable, canary = routing.services()
     problems: list[Problem] = []
-    root = body.root_service or routing.stable_service
-    if body.root_service == routing.canary_service:
+    root = body.root_service or stable
+    if body.root_service == canary:
         problems.append(
             Problem(
                 "rootService",
@@ -123,15 +127,16 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
                 "and must not be a backend that receives only canary traffic",
             )
         )
-    if body.traffic_split_name is None:
+    split_name = body.traffic_split_name or (routing.rollout.name if routing.rollout else "")
+    if not split_name:
         problems.append(
             Problem(
                 "trafficSplitName",
-                "required: Argo Rollouts defaults it to the Rollout's name, which canary-routers "
-                "does not know; give that name to take over the existing TrafficSplit",
+                "required without a Rollout: Argo Rollouts defaults it to the Rollout's name; "
+                "give that name (or the whole Rollout as the config) to take over the existing "
+                "TrafficSplit",
             )
         )
-    split_name = body.traffic_split_name or ""
     group_name = body.http_route_group_name or split_name + _GROUP_SUFFIX
     if body.http_route_group_name is None and len(group_name) > _MAX_NAME:
         problems.append(
@@ -146,11 +151,12 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     return Config(
         section=body,
         namespace=routing.namespace or "default",
-        stable=routing.stable_service,
-        canary=routing.canary_service,
+        stable=stable,
+        canary=canary,
         root=root,
         split_name=split_name,
         group_name=group_name,
         managed_order=tuple(r.name for r in routing.managed_routes),
         owner=routing.owner_key(),
+        weight_scope=routing.weight_scope,
     )

@@ -69,11 +69,12 @@ def observe_split(config: Config, live: LiveObjects, plugin: str) -> Observation
 
     observed: list[ObservedWeights] = []
     root = spec.get("service")
+    added = set(view.names("backends"))
     if not entries:
-        observed.append(_weights(where, config, weights))
+        observed.append(_weights(where, config, weights, added))
     elif foreign:
         groups = ", ".join(foreign)
-        observed.append(_weights(f"{where} (requests matching {groups})", config, weights))
+        observed.append(_weights(f"{where} (requests matching {groups})", config, weights, added))
         problems.append(
             f"{where}: requests matching none of HTTPRouteGroup(s) {groups} go to root Service "
             f"{root!r} directly, not through the weights"
@@ -107,12 +108,18 @@ def _ours(entry: Mapping[str, Any], ours: set[str]) -> bool:
     return entry.get("kind") == ROUTE_GROUP_KIND and entry.get("name") in ours
 
 
-def _weights(location: str, config: Config, weights: Mapping[str, Fraction]) -> ObservedWeights:
-    names = [config.stable, config.canary, *sorted(set(weights) - {config.stable, config.canary})]
-    ints = as_integers([weights.get(n, Fraction(0)) for n in names])
+def _weights(
+    location: str, config: Config, weights: Mapping[str, Fraction], added: set[str]
+) -> ObservedWeights:
+    """Stable, canary, the backends we added, and the summed weight of those others listed."""
+    ours = {config.stable, config.canary}
+    names = [config.stable, config.canary, *sorted((set(weights) & added) - ours)]
+    foreign = sum((w for n, w in weights.items() if n not in ours | added), Fraction(0))
+    ints = as_integers([*(weights.get(n, Fraction(0)) for n in names), foreign])
     return ObservedWeights(
         location,
         stable=ints[0],
         canary=ints[1],
-        additional=tuple(zip(names[2:], ints[2:], strict=True)),
+        additional=tuple(zip(names[2:], ints[2:-1], strict=True)),
+        foreign=ints[-1],
     )

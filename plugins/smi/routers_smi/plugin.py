@@ -232,7 +232,7 @@ class Plugin:
                 )
             stale = sorted(n for n in planner.added_matches if n != group_name)
             planner.matches(group_name)
-            planner.backends(wanted)
+            planner.backends(wanted, config.weight_scope)
             if planner.foreign_matches():
                 notes.append(
                     Note(

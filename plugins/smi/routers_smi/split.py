@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from routers.errors import LEGACY_HOLDER, OwnershipConflictError, PlanError
-from routers.model import Cleanup
+from routers.errors import LEGACY_HOLDER, OwnershipConflictError, PlanError, WeightFitError
+from routers.model import Cleanup, WeightScope
+from routers.planning import weights
 from routers.planning.objects import JSON, ObjectRef
 from routers.planning.ownership import (
     SPLIT,
@@ -31,7 +32,7 @@ from routers.planning.ownership import (
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Create, Note, Patch
 from routers_smi.config import ROUTE_GROUP_KIND, SPLIT_GROUP, Config
-from routers_smi.quantity import parse_weight
+from routers_smi.quantity import as_integers, parse_weight
 
 __all__ = [
     "Backend",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 Backend = tuple[str, int]
+
+_LOCATION = "backends"
+"""The one weighted list of a TrafficSplit, as a location in the ledger's ``foreign`` record."""
 
 
 def split_ledger(config: Config, obj: Mapping[str, Any]) -> OwnerLedger:
@@ -142,6 +146,7 @@ class SplitPlanner:
         self.view = split_ledger(self.config, self.obj)
         self.added_backends: set[str] = set(self.view.names("backends"))
         self.added_matches: set[str] = set(self.view.names("matches"))
+        self.kept = weights.foreign_record(self.view.data(weights.FOREIGN))
         spec = self.obj.get("spec")
         if not isinstance(spec, Mapping):
             raise self._error("has no spec")
@@ -222,30 +227,52 @@ class SplitPlanner:
         self.b.remove(pointer("spec", "backends", i))
         return weight
 
-    def backends(self, wanted: Sequence[Backend]) -> None:
-        for service, weight in wanted:
+    def backends(self, wanted: Sequence[Backend], scope: WeightScope = "all") -> None:
+        """Our backends at ``wanted`` (stable, canary, additional), placed beside the backends
+        others listed by the weight rule (``weights.place``): they keep their share of the
+        split, the canary gets its weight/total of all of it, stable the rest."""
+        for service, weight in self._place(wanted, scope):
             self.set_weight(service, weight)
         names = {s for s, _ in wanted}
         for service in sorted(self.added_backends - names):
             self.remove_backend(service)
-        self._note_foreign(names)
 
-    def _note_foreign(self, ours: set[str]) -> None:
-        for x in self._backends():
-            service = x.get("service")
-            weight = parse_weight(x.get("weight"))
-            if service in ours or weight == 0:
-                continue
-            shown = x.get("weight")
-            self.notes.append(
-                Note(
-                    self.plugin,
-                    f"TrafficSplit {self.ref.name}: backend {service!r} (not managed by "
-                    f"canary-routers) keeps weight {shown!r}; it takes its share before "
-                    "stable and canary split the rest",
-                    level="warning",
-                )
+    def _place(self, wanted: Sequence[Backend], scope: WeightScope) -> list[Backend]:
+        ours = {s for s, _ in wanted} | self.added_backends
+        entries = [(x.get("service"), parse_weight(x.get("weight"))) for x in self._backends()]
+        foreign = [(str(s), w) for s, w in entries if s not in ours and w]
+        if not foreign:
+            self.kept.pop(_LOCATION, None)
+            return list(wanted)
+        now = sum((w or Fraction(0) for s, w in entries if s in ours), Fraction(0))
+        ints = as_integers([now, *(w for _, w in foreign)])
+        split = weights.Split(
+            stable=wanted[0][1],
+            canary=wanted[1][1],
+            additional=tuple(wanted[2:]),
+            total=sum(w for _, w in wanted),
+        )
+        try:
+            placed = weights.place(split, ints[0], ints[1:], scope=scope)
+        except WeightFitError as exc:
+            raise exc.located(plugin=self.plugin, obj=str(self.ref)) from None
+        before = {service: w for (service, _), w in zip(foreign, ints[1:], strict=True)}
+        weights.remember(self.kept, _LOCATION, before, placed)
+        self.notes.append(
+            Note(
+                self.plugin,
+                f"TrafficSplit {self.ref.name}: {placed.describe(split)} (backends "
+                f"{', '.join(before)})",
+                level="warning" if placed.rounded else "info",
             )
+        )
+        out = placed.split
+        moved = [
+            (service, new)
+            for (service, old), new in zip(foreign, placed.foreign, strict=True)
+            if old != new
+        ]
+        return [(wanted[0][0], out.stable), (wanted[1][0], out.canary), *out.additional, *moved]
 
     def matches(self, group: str | None) -> None:
         """Reference exactly ``group`` among our entries (none when ``None``)."""
@@ -286,7 +313,7 @@ class SplitPlanner:
             if i is not None
             else Fraction(0)
         )
-        total = current + absorbed
+        total = self._unscale(current + absorbed)
         others = [parse_weight(x.get("weight")) or 0 for x in self._backends()]
         if total == 0 and not any(others):
             total = Fraction(1)  # an all-zero list sends traffic nowhere
@@ -294,6 +321,23 @@ class SplitPlanner:
             self.set_weight(stable, _as_int(total))
         if remove_added:
             self.added_backends.discard(stable)
+
+    def _unscale(self, stable: Fraction) -> Fraction:
+        """Give the backends others listed the weights they had before we rescaled them (when
+        nobody changed them since); returns stable's weight that keeps every share."""
+        before = self.kept.pop(_LOCATION, None)
+        current = {str(x.get("service")): parse_weight(x.get("weight")) for x in self._backends()}
+        if not before or stable.denominator != 1 or set(before) - set(current):
+            return stable
+        now = [current[k] for k in before]
+        if any(w is None or w.denominator != 1 for w in now):
+            return stable
+        back = weights.unscale(list(before.values()), [int(w or 0) for w in now], int(stable))
+        if back is None:
+            return stable
+        for service, weight in before.items():
+            self.set_weight(service, weight)
+        return Fraction(back)
 
     def claim(self) -> None:
         """Refuse a TrafficSplit that holds another owner's entries."""
@@ -307,6 +351,7 @@ class SplitPlanner:
         data = _ledger_data(
             self.config, sorted(self.added_backends), sorted(self.added_matches), weighted
         )
+        data[weights.FOREIGN] = self.kept or None
         self.view.write(self.b, data)
         if reason is None and isinstance(desired, Cleanup):
             reason = "cleanup: remove what canary-routers added" + (

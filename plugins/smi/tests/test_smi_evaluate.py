@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from routers_smi.evaluate import simulate_traffic_split
 
 from routers.planning.weights import parse_weight as quantity
 from routers.simulate import parse_request
+from routers.testing import route_scenario
 
 F = Fraction
 
@@ -105,3 +107,14 @@ def test_matching_split_beats_general_one_and_other_roots_are_ignored() -> None:
 def test_zero_and_invalid_weights() -> None:
     assert go([split("s", [("a", 0), ("b", 0)])], "GET /").status == 503
     assert go([split("s", [("a", "lots")])], "GET /").status == 500
+
+
+def test_a_foreign_backend_keeps_its_share_and_the_canary_gets_its_weight_of_all() -> None:
+    """The weight rule, routed: 30% of all requests on the canary beside checkout-legacy's 5/105."""
+    golden = Path(__file__).resolve().parent / "golden" / "foreign-backend-survives"
+    (routed,) = route_scenario(golden, {"weight": 30}, "GET /")
+    assert routed.outcome.shares == {
+        "checkout-stable": Fraction(137, 210),
+        "checkout-canary": Fraction(3, 10),
+        "checkout-legacy": Fraction(1, 21),
+    }

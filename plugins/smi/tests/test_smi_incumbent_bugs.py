@@ -68,13 +68,14 @@ def test_argo_smi_foreign_traffic_split_is_patched_not_refused() -> None:
 
 def test_argo_3125_foreign_backend_survives() -> None:
     """Argo rebuilds spec.backends wholesale (canary, additional, stable) and drops any other
-    backend, as its Istio router dropped other destinations (#3125)."""
+    backend, as its Istio router dropped other destinations (#3125). Here it keeps its entry and
+    its share (5/105), and the canary gets 40% of all requests (the weight rule)."""
     ts = traffic_split((STABLE, 90), ("payments-legacy", 5), (CANARY, 10))
     _, after = run(config(), live(ts), state(weight=40))
     assert split_of(after)["spec"]["backends"] == [
-        {"service": STABLE, "weight": 60},
+        {"service": STABLE, "weight": 58},
         {"service": "payments-legacy", "weight": 5},
-        {"service": CANARY, "weight": 40},
+        {"service": CANARY, "weight": 42},
     ]
     _, cleaned = run(config(), after, CLEANUP)
     assert weights_of(split_of(cleaned)) == {STABLE: 100, "payments-legacy": 5, CANARY: 0}

@@ -42,10 +42,17 @@ from smi_helpers import (
 
 from routers.contract import MirrorSupport
 from routers.engine import bind, plan_all, verify
-from routers.errors import ConfigError, PlanError, TargetNotFoundError, UnsupportedError
+from routers.errors import (
+    ConfigError,
+    PlanError,
+    TargetNotFoundError,
+    UnsupportedError,
+    WeightFitError,
+)
 from routers.model import HeaderRoute, RoutingConfig
 from routers.planning.objects import ObjectRef
 from routers.planning.ownership import LEDGER, is_created_by_us
+from routers.testing import rollout_document
 
 # -- config ----------------------------------------------------------------------------------
 
@@ -103,22 +110,29 @@ def test_config_defaults_and_long_api_version() -> None:
 
 
 def test_config_from_an_argo_rollout() -> None:
-    rollout = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {
-            "strategy": {
-                "canary": {
-                    "stableService": STABLE,
-                    "canaryService": CANARY,
-                    "trafficRouting": {"smi": {"rootService": "web", "trafficSplitName": "web"}},
-                }
-            }
+    rollout = rollout_document(
+        {
+            "stableService": STABLE,
+            "canaryService": CANARY,
+            "trafficRouting": {"smi": {"rootService": "web", "trafficSplitName": "web"}},
         },
-    }
+        namespace=NS,
+    )
     (binding,) = bind(RoutingConfig.from_document(rollout))
     assert (binding.config.root, binding.config.split_name) == ("web", "web")
+
+
+def test_traffic_split_name_defaults_to_the_rollout_name_as_in_argo() -> None:
+    """Issue 12: a whole Rollout supplies its own identity (Argo names the split after it)."""
+    rollout = rollout_document(
+        {"stableService": STABLE, "canaryService": CANARY, "trafficRouting": {"smi": {}}},
+        name="checkout",
+        namespace="shop",
+    )
+    (binding,) = bind(RoutingConfig.from_document(rollout))
+    assert binding.config.split_name == "checkout"
+    assert binding.config.split_ref().namespace == "shop"
+    assert binding.config.group_name == "checkout-routes"
 
 
 # -- versions --------------------------------------------------------------------------------
@@ -236,7 +250,7 @@ def test_edge_weights(weight: int, total: int) -> None:
 
 
 def test_every_weight_edit_is_guarded_by_its_service() -> None:
-    ts = traffic_split(("other", 1), (CANARY, 10), (STABLE, 90))
+    ts = traffic_split(("other", 5), (CANARY, 10), (STABLE, 85))
     p, _ = run(config(), live(ts), state(weight=40))
     (patch,) = patches(p)
     assert patch.ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "41"}
@@ -307,10 +321,33 @@ def test_additional_destination_cannot_be_stable_or_canary() -> None:
     assert exc.value.problems[0].path == "additionalDestinations[0].service"
 
 
-def test_foreign_backend_weight_is_noted() -> None:
+def test_foreign_backend_keeps_its_share_and_is_noted() -> None:
     ts = traffic_split((STABLE, 90), (CANARY, 10), ("legacy", 5))
-    p = plan(config(), live(ts), state(weight=20))
-    assert any("'legacy'" in n.message and n.level == "warning" for n in p.notes)
+    p, after = run(config(), live(ts), state(weight=20))
+    assert weights_of(split_of(after)) == {STABLE: 79, CANARY: 21, "legacy": 5}
+    obs = PLUGIN.observe(config(), after, SDK)
+    assert obs.weights[0].foreign == 5
+    assert verify(bind(routing()), [obs], state(weight=20), SDK).ok
+    assert not verify(bind(routing()), [obs], state(weight=21), SDK).ok
+    assert any(
+        "legacy" in n.message and "keep 4.762% of the traffic" in n.message for n in p.notes
+    ), [n.message for n in p.notes]
+
+
+def test_a_weight_that_cannot_fit_beside_a_foreign_backend_names_both_numbers() -> None:
+    ts = traffic_split((STABLE, 90), (CANARY, 10), ("legacy", 10))
+    with pytest.raises(WeightFitError) as info:
+        plan(config(), live(ts), state(weight=95))
+    assert "95" in str(info.value) and "9.091%" in str(info.value)
+    assert "TrafficSplit" in str(info.value)
+
+
+def test_cleanup_gives_a_rescaled_foreign_backend_its_weight_back() -> None:
+    ts = traffic_split((STABLE, 100), ("legacy", 5))
+    _, after = run(config(), live(ts), state(weight=30))
+    assert weights_of(split_of(after)) == {STABLE: 137, "legacy": 10, CANARY: 63}
+    _, cleaned = run(config(), after, CLEANUP)
+    assert weights_of(split_of(cleaned)) == {STABLE: 100, "legacy": 5}
 
 
 # -- header routes -------------------------------------------------------------------------------
@@ -574,7 +611,7 @@ def test_cleanup_removes_stale_route_groups_from_the_ledger() -> None:
 def test_observe_weights_and_quantities() -> None:
     obs = PLUGIN.observe(config(), live(traffic_split((STABLE, 90), (CANARY, 10), ("x", 5))), SDK)
     (w,) = obs.weights
-    assert (w.stable, w.canary, w.additional) == (90, 10, (("x", 5),))
+    assert (w.stable, w.canary, w.additional, w.foreign) == (90, 10, (), 5)
     assert not obs.problems
     q = PLUGIN.observe(config(), live(traffic_split((STABLE, "900m"), (CANARY, "100m"))), SDK)
     assert (q.weights[0].stable, q.weights[0].canary) == (9, 1)

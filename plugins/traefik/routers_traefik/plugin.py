@@ -4,7 +4,7 @@ Weights are written on the ``spec.weighted.services[]`` entries of the stable an
 (Argo's behaviour), each edit guarded by the entry's name; a canary entry, and entries for
 additional destinations, are added when missing (with the stable entry's port) and listed in the
 ledger, so cleanup removes exactly them. Entries for other services keep their share of the
-round robin (the shared ``beside_foreign`` rule). Mirror routes put the canary Service, with a
+round robin (the shared ``weights.place`` rule). Mirror routes put the canary Service, with a
 whole ``percent``, into ``spec.mirroring.mirrors[]`` of the configured mirroring TraefikService.
 
 What a TraefikService cannot express is refused: it matches no requests (its IngressRoute does),
@@ -31,7 +31,14 @@ from routers.contract import (
     ObservedWeights,
     Permission,
 )
-from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError, UnsupportedError
+from routers.errors import (
+    ConfigError,
+    PlanError,
+    Problem,
+    TargetNotFoundError,
+    UnsupportedError,
+    WeightFitError,
+)
 from routers.model import Cleanup, Desired, MirrorRoute, RoutingConfig, TrafficState
 from routers.planning import weights
 from routers.planning.objects import LiveObjects, ObjectRef, Required, Shape, check_shapes
@@ -124,6 +131,7 @@ class Plugin:
                         (name, sum(weight_of(entries.services[i]) for i in idx))
                         for name, idx in sorted(entries.added.items())
                     ),
+                    foreign=sum(weight_of(entries.services[i]) for i in entries.foreign),
                 )
             )
             missing = sorted(set(entries.ledger) - set(entries.added) - {config.canary})
@@ -342,13 +350,15 @@ def _plan_weighted(
     (s,) = entries.stable
     stable_entry = entries.services[s]
     added: list[str] = [config.canary] if config.canary in entries.ledger else []
+    kept = weights.foreign_record(view.data(weights.FOREIGN))
     if split is None:
-        _set_weight(b, s, ours_before or 1)
+        _set_weight(b, s, _unscale(entries, kept.get(_WRR), ours_before or 1, b))
         for c in entries.canary:
             _set_weight(b, c, 0)
         added = [n for n in added if n != config.canary]
+        kept = {}
     else:
-        split = _beside_foreign(config, entries, split, ours_before, b, notes)
+        split = _place(config, entries, split, ours_before, b, notes, kept)
         _set_weight(b, s, split.stable)
         if entries.canary:
             _set_weight(b, entries.canary[0], split.canary)
@@ -361,47 +371,81 @@ def _plan_weighted(
             if name not in entries.added:
                 b.add(f"{SERVICES}/-", _new_entry(config, stable_entry, name, w))
             added.append(name)
-    view.write(b, {"services": added, SPLIT: _split_of(config) if split is not None else None})
+    view.write(
+        b,
+        {
+            "services": added,
+            SPLIT: _split_of(config) if split is not None else None,
+            weights.FOREIGN: kept or None,
+        },
+    )
     return b.patch(ref, _reason(desired))
 
 
-def _beside_foreign(
+_WRR = "weighted"
+"""The one weighted list of a round robin, as a location in the ledger's ``foreign`` record."""
+
+
+def _foreign_key(entries: _Entries, i: int) -> str:
+    e = entries.services[i]
+    if isinstance(e, Mapping):
+        return f"{e.get('kind') or 'Service'}:{e.get('namespace') or ''}/{e.get('name')}"
+    return f"#{i}"
+
+
+def _unscale(
+    entries: _Entries, before: Mapping[str, int] | None, stable: int, b: PatchBuilder
+) -> int:
+    """Cleanup gives the entries we rescaled their weights back (and stable the weight that
+    keeps every share), when nobody changed them since; returns stable's weight."""
+    if not before:
+        return stable
+    keys = [_foreign_key(entries, i) for i in entries.foreign]
+    if sorted(keys) != sorted(before):
+        return stable
+    back = weights.unscale(
+        [before[k] for k in keys], [weight_of(entries.services[i]) for i in entries.foreign], stable
+    )
+    if back is None:
+        return stable
+    for i, k in zip(entries.foreign, keys, strict=True):
+        _set_weight(b, i, before[k])
+    return back
+
+
+def _place(
     config: Config,
     entries: _Entries,
     split: weights.Split,
     ours: int,
     b: PatchBuilder,
     notes: list[Note],
+    kept: dict[str, dict[str, int]],
 ) -> weights.Split:
-    """Our split in the sum that keeps the other services' share of the round robin."""
+    """Our split beside the services we do not own (``weights.place``: they keep their share of
+    the round robin, the canary gets its weight/total of all of it); ``kept`` records their
+    weights before a rescale, for cleanup."""
     foreign = [(i, weight_of(entries.services[i])) for i in entries.foreign]
     try:
-        placed = weights.beside_foreign(split, ours, [w for _, w in foreign], MAX_WEIGHT)
-    except ValueError:
-        raise PlanError(
-            "the stable and canary entries both weigh 0 next to services canary-routers does not "
-            "own, which take the whole round robin; give the stable entry a weight",
-            plugin=PLUGIN,
-            obj=str(config.weighted),
-        ) from None
-    if placed is None:
-        return split
-    for i, w in foreign:
-        new = placed.foreign_scale * w
-        if w > 0 and new != w:
-            _set_weight(b, i, int(new))
-    label = f"{config.weighted}"
-    if placed.split.rounded:
-        notes.append(
-            Note(PLUGIN, f"{label}: {placed.split.describe_rounding(split)}", level="warning")
+        placed = weights.place(
+            split,
+            ours,
+            [w for _, w in foreign],
+            scope=config.weight_scope,
+            max_weight=MAX_WEIGHT,
         )
-    if placed.foreign_scale != 1:
+    except WeightFitError as exc:
+        raise exc.located(plugin=PLUGIN, obj=str(config.weighted)) from None
+    weights.remember(kept, _WRR, {_foreign_key(entries, i): w for i, w in foreign}, placed)
+    for (i, w), new in zip(foreign, placed.foreign, strict=True):
+        if new != w:
+            _set_weight(b, i, new)
+    if placed.shares.foreign:
         notes.append(
             Note(
                 PLUGIN,
-                f"{label}: the services canary-routers does not own are reweighted "
-                f"x{placed.foreign_scale} (same share of the round robin) so that canary "
-                f"{split.canary}/{split.total} is expressed exactly beside them",
+                f"{config.weighted}: {placed.describe(split)}",
+                level="warning" if placed.rounded else "info",
             )
         )
     return placed.split

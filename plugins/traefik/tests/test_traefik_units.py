@@ -14,6 +14,7 @@ from routers.model import Cleanup, RoutingConfig, TrafficState
 from routers.planning.objects import LiveObjects
 from routers.planning.ownership import LEDGER
 from routers.registry import Registry
+from routers.testing import rollout_document
 
 CONFIG = {
     "stableService": "web-stable",
@@ -64,20 +65,15 @@ def after(result: Any, name: str) -> dict[str, Any]:
 
 
 def test_argo_rollout_config_is_accepted_and_the_mirror_name_follows_argo() -> None:
-    rollout = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "demo", "namespace": "shop"},
-        "spec": {
-            "strategy": {
-                "canary": {
-                    "stableService": "web-stable",
-                    "canaryService": "web-canary",
-                    "trafficRouting": {"traefik": {"weightedTraefikServiceName": "web"}},
-                }
-            }
+    rollout = rollout_document(
+        {
+            "stableService": "web-stable",
+            "canaryService": "web-canary",
+            "trafficRouting": {"traefik": {"weightedTraefikServiceName": "web"}},
         },
-    }
+        name="demo",
+        namespace="shop",
+    )
     (b,) = bind(RoutingConfig.from_document(rollout))
     assert (b.config.weighted.name, b.config.mirror.name) == ("web", "argo-mirror-web")
     (b,) = bind(routing(mirrorTraefikServiceName="front"))
@@ -163,11 +159,12 @@ def test_an_omitted_foreign_weight_counts_as_traefiks_default_of_one() -> None:
     legacy = {"name": "web-legacy", "port": 8080}  # weight omitted: 1 in Traefik
     out = after(plan([weighted({**STABLE, "weight": 3}, legacy)], {"weight": 50}), "web")
     services = out["spec"]["weighted"]["services"]
-    # ours (3) keep 3/4 of the round robin; legacy keeps 1/4, now written out as 2 of 8.
+    # legacy keeps its 1/4 (an omitted weight is Traefik's 1); the canary gets 50% of all the
+    # traffic (2 of 4) and stable the remaining 1/4.
     assert [(s["name"], s.get("weight")) for s in services] == [
-        ("web-stable", 3),
-        ("web-legacy", 2),
-        ("web-canary", 3),
+        ("web-stable", 1),
+        ("web-legacy", None),
+        ("web-canary", 2),
     ]
 
 
@@ -199,7 +196,7 @@ def test_an_omitted_foreign_weight_counts_as_traefiks_default_of_one() -> None:
             [weighted({**STABLE, "weight": 0}, {"name": "legacy", "weight": 4})],
             {"weight": 5},
             PlanError,
-            "both weigh 0",
+            "keep 100% of it: at most 0% fits",
         ),
         (
             [weighted(STABLE, CANARY)],
