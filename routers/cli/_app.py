@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable
@@ -230,9 +231,13 @@ def parse_duration(text: str) -> float:
     number of seconds; ValueError otherwise."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # "inf" would be no limit at all, "nan" none either
+            raise ValueError(f"{text!r} is not a duration (e.g. 30s, 2m, 1m30s)")
+        return seconds
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{text!r} is not a duration (e.g. 30s, 2m, 1m30s)")
