@@ -32,7 +32,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -463,7 +463,7 @@ def run_cli(case: Case, workdir: Path) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
-def check(case: Case, rc: int, out: str, err: str) -> None:
+def check(case: Case, rc: int, out: str, err: str, stats: Stats = STATS) -> None:
     assert rc in EXIT_CODES, (rc, err)
     assert "Traceback" not in err, err
     if rc != 0:
@@ -500,7 +500,7 @@ def check(case: Case, rc: int, out: str, err: str) -> None:
                 continue
             if key in old and old[key] == value:
                 continue  # not ours: it was there before
-            STATS.annotations_checked += 1
+            stats.annotations_checked += 1
             problem = _unsafe_value(str(key), value)
             assert problem is None, f"{ref}: emitted annotation {key}={value!r}: {problem}"
         if before is None or _ours(before):
@@ -510,7 +510,7 @@ def check(case: Case, rc: int, out: str, err: str) -> None:
         for marker in case.markers:
             if marker.doc != index:
                 continue
-            STATS.markers_checked += 1
+            stats.markers_checked += 1
             if _found(obj, marker.key, marker.value):
                 continue
             assert _in_owned_entry(before, marker.path, owned), (
@@ -538,33 +538,52 @@ def registry_with_thirdparty() -> Iterator[None]:
         sys.path.remove(str(THIRDPARTY))
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_fuzz_cli(scenario: Scenario, record_property: Any) -> None:
+def campaign(
+    name: str,
+    strategy: st.SearchStrategy[Any],
+    examples: int,
+    stats: Stats,
+    execute: Callable[[Any], tuple[int, Callable[[], None]]],
+) -> int:
+    """Run ``examples`` cases of one scenario, seeded by its name; return how many ran.
+
+    ``execute`` runs one case and returns its exit code and the oracle to call afterwards (so
+    the measured time is the product's, not the oracles')."""
     ran = 0
 
-    @seed(zlib.crc32(scenario.name.encode()) + SEED)
+    @seed(zlib.crc32(name.encode()) + SEED)
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
         print_blob=True,
     )
-    @given(cases(scenario))
-    def one(case: Case) -> None:
+    @given(strategy)
+    def one(case: Any) -> None:
         nonlocal ran
-        with tempfile.TemporaryDirectory(prefix="routers-fuzz-") as tmp:
-            started, cpu = time.perf_counter(), time.process_time()
-            rc, out, err = run_cli(case, Path(tmp))
-            STATS.seconds += time.perf_counter() - started
-            STATS.cpu_seconds += time.process_time() - cpu
+        started, cpu = time.perf_counter(), time.process_time()
+        code, oracle = execute(case)
+        stats.seconds += time.perf_counter() - started
+        stats.cpu_seconds += time.process_time() - cpu
         ran += 1
-        STATS.cases += 1
-        STATS.exit_codes[rc] += 1
-        check(case, rc, out, err)
+        stats.cases += 1
+        stats.exit_codes[code] += 1
+        oracle()
 
-    STATS.scenarios.add(scenario.name)
+    stats.scenarios.add(name)
     one()
+    return ran
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_fuzz_cli(scenario: Scenario, record_property: Any) -> None:
+    def execute(case: Case) -> tuple[int, Callable[[], None]]:
+        with tempfile.TemporaryDirectory(prefix="routers-fuzz-") as tmp:
+            rc, out, err = run_cli(case, Path(tmp))
+        return rc, lambda: check(case, rc, out, err)
+
+    ran = campaign(scenario.name, cases(scenario), EXAMPLES, STATS, execute)
     record_property("fuzz_cases", ran)
     assert ran >= min(EXAMPLES, 10), f"only {ran} cases ran"
 
