@@ -36,6 +36,7 @@ from routers.cluster import ApiStatus, ResourceInfo
 from routers.planning.objects import ObjectRef, SelectorRef, without_nulls
 from tests.corpus.argo_corpus import bridge_form, load_cases
 from tests.fuzz.test_fuzz_cli import (
+    MARK_KEY,
     Case,
     Marker,
     Stats,
@@ -255,3 +256,29 @@ def test_unmutated_rollouts_replay_as_the_corpus_expects() -> None:
         assert bool(refused) == scenario.refused, (scenario.name, refused)
         writes += len(kube.writes)
     assert writes > len(SCENARIOS)
+
+
+def _oracle_case() -> tuple[Scenario, ArgoCase, ObjectRef]:
+    scenario = next(s for s in SCENARIOS if not s.refused)
+    live = copy.deepcopy(scenario.live)
+    live[0][MARK_KEY] = "kept-0-0"
+    case = ArgoCase(scenario.rollout, scenario.calls, live, [Marker(0, (), MARK_KEY, "kept-0-0")])
+    return scenario, case, ObjectRef.of(live[0], scenario.namespace)
+
+
+def test_argo_oracles_flag_a_foreign_delete() -> None:
+    scenario, case, ref = _oracle_case()
+    kube = AnyKindKube(case.live)
+    check_cluster(scenario, case, kube)
+    del kube.objects[ref]
+    kube.deleted.append(ref)
+    with pytest.raises(AssertionError, match="which was there before"):
+        check_cluster(scenario, case, kube)
+
+
+def test_argo_oracles_flag_a_lost_foreign_field() -> None:
+    scenario, case, ref = _oracle_case()
+    kube = AnyKindKube(case.live)
+    del kube.objects[ref][MARK_KEY]
+    with pytest.raises(AssertionError, match="foreign field xFuzzKeep='kept-0-0' at  was lost"):
+        check_cluster(scenario, case, kube)
