@@ -877,8 +877,34 @@ class Walk:
                 f"{k} +{t - started:.2f}s" if t is not None else f"{k}: not seen"
                 for k, t in marks.items()
             ]
+            if marks["weight verified"] is None and marks["step done"] is not None:
+                parts[1] = f"weight verified: {self.verified_in_log(i, weight)}"
             out.append(f"step {i} setWeight {weight}: " + ", ".join(parts))
         return "; ".join(out)
+
+    def verified_in_log(self, index: int, weight: int) -> str:
+        """Why a finished step never showed ``weights.verified: true``, from Argo's log.
+
+        When VerifyWeight first answers NotVerified (Gateway API: the route's status is not yet
+        for its new generation), Argo persists ``verified: false``; a later reconcile whose
+        SetWeight changes nothing reuses the stored weights *object* for the new status
+        (controller.go ``newStatus.Canary.Weights = rollout.Status.Canary.Weights``), so setting
+        ``Verified`` there changes both sides of the status diff and ``true`` is never written,
+        while the step still completes on it (argo-rollouts v1.10.1)."""
+        needle = f'"Desired weight (stepIdx: {index}) {weight} '
+        where = f"namespace={self.ns} rollout={APP}"
+        lines = [
+            line
+            for line in self.argo.log.read_text(errors="replace").splitlines()
+            if needle in line and where in line
+        ]
+        waited = sum("not yet verified" in line for line in lines)
+        if any(needle + 'verified"' in line for line in lines):
+            return (
+                f"in Argo's log after {waited} NotVerified (the status kept verified=false: "
+                "Argo does not persist verified=true from a reconcile that changed no weight)"
+            )
+        return f"not seen, not in Argo's log either ({waited} NotVerified)"
 
     # -- driving the Rollout ---------------------------------------------------------------
 
