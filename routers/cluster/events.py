@@ -37,6 +37,7 @@ EVENT_MESSAGE_LIMIT = 1024
 """Characters of a message kept (the events.k8s.io API's limit for ``note``)."""
 
 _CACHE_ENTRIES = 4096  # client-go's maxLruCacheEntries
+_IDLE_SECONDS = 60.0  # the writing thread ends after this long without events
 
 
 class _Requester(Protocol):
@@ -176,7 +177,14 @@ class EventRecorder:
 
     def _run(self) -> None:
         while True:
-            pending = self._queue.get()
+            try:
+                pending = self._queue.get(timeout=_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:  # _put starts a new thread once this one is gone
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
             try:
                 self._write(pending)
             except ApiStatus as exc:

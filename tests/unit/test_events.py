@@ -181,3 +181,22 @@ def test_rbac_grants_the_event_writes(events: bool) -> None:
     (role,) = [m for m in rbac_manifests(config, events=events) if m["kind"] == "Role"]
     rule = {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "get", "patch"]}
     assert (rule in role["rules"]) is events
+
+
+def test_the_writing_thread_ends_when_idle_and_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from routers.cluster import events as module
+
+    monkeypatch.setattr(module, "_IDLE_SECONDS", 0.05)
+    fake = FakeEvents()
+    rec = recorder(fake)
+    rec.warning(ROLLOUT, "CanaryRoutersError", "boom")
+    assert rec.flush(10)
+    deadline = time.monotonic() + 10
+    while rec._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec._thread is None  # no thread waits forever for events
+    rec.warning(ROLLOUT, "CanaryRoutersError", "boom")
+    assert rec.flush(10)
+    assert only(fake)["count"] == 2
