@@ -529,7 +529,19 @@ def cleanup(
     metavar="NAMESPACE/NAME",
     help="Also bind the roles to this ServiceAccount (e.g. argo-rollouts/argo-rollouts).",
 )
-def rbac(config_path: str, namespace: str | None, name: str, service_account: str | None) -> None:
+@click.option(
+    "--events/--no-events",
+    default=True,
+    show_default=True,
+    help="create/get/patch on events: the Argo plugin's Warning Events on the Rollout.",
+)
+def rbac(
+    config_path: str,
+    namespace: str | None,
+    name: str,
+    service_account: str | None,
+    events: bool,
+) -> None:
     """Print the minimal Role (and CRD-reading ClusterRole) a config needs."""
     from routers.cluster import rbac_manifests
 
@@ -542,7 +554,9 @@ def rbac(config_path: str, namespace: str | None, name: str, service_account: st
                 f"{service_account!r} is not NAMESPACE/NAME", param_hint="--service-account"
             )
         subject = (sa_ns, sa_name)
-    manifests = rbac_manifests(config, name=name, namespace=namespace, service_account=subject)
+    manifests = rbac_manifests(
+        config, name=name, namespace=namespace, service_account=subject, events=events
+    )
     click.echo(dump_yaml(manifests), nl=False)
 
 
@@ -785,11 +799,12 @@ def argo_plugin(
 
     from routers.argo import ArgoPlugin, serve
     from routers.argo.server import EXIT_CALLS_LEFT, log_handler
+    from routers.cluster import EventRecorder
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
     kube = connect(kubeconfig, context, timeouts=_timeouts(ARGO_REQUEST_SECONDS))
-    handler = ArgoPlugin(plugin, kube)
+    handler = ArgoPlugin(plugin, kube, events=EventRecorder(kube.transport, plugin))
     code = serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
     if code == EXIT_CALLS_LEFT:
         # The interpreter would join the call threads still running at exit: end without them.

@@ -2,7 +2,8 @@
 
 * :class:`Router` -- the controller-facing API (threads welcome);
 * :func:`reconcile` -- read, plan, apply with guards, retry conflicts, revert partial applies;
-* :func:`rbac_manifests` -- the minimal Role a config needs.
+* :func:`rbac_manifests` -- the minimal Role a config needs;
+* :class:`EventRecorder` -- best-effort Kubernetes Events on the objects we act for.
 """
 
 from routers.cluster._apply import Applied, Outcome, execute, gather_facts, reader, reconcile
@@ -14,6 +15,7 @@ from routers.cluster._transport import (
     Timeouts,
     Transport,
 )
+from routers.cluster.events import EventRecorder, InvolvedObject
 from routers.cluster.rbac import rbac_manifests
 from routers.cluster.router import Router
 
@@ -22,6 +24,8 @@ __all__ = [
     "FIELD_MANAGER",
     "ApiStatus",
     "Applied",
+    "EventRecorder",
+    "InvolvedObject",
     "Kube",
     "Outcome",
     "RequestRecord",
