@@ -10,7 +10,8 @@ mutated the way ``test_fuzz_cli`` mutates files, and its steps are replayed as A
 foreign marker fields planted). Asserted for every case:
 
 - a call either succeeds or raises :class:`CallError` (what the bridge sends to Argo), never
-  another exception; its message is one line (Argo records it as an event);
+  another exception; its message is one line, and so is every Warning Event the plugin asks to
+  record on the Rollout (whose name and namespace are valid);
 - a refused call writes nothing;
 - the same oracles as the CLI campaign on the objects afterwards: no foreign field lost, no
   foreign object deleted, every annotation value we emitted in the safe sets.
@@ -32,7 +33,8 @@ import pytest
 from hypothesis import strategies as st
 
 from routers.argo import ArgoPlugin, CallError
-from routers.cluster import ApiStatus, ResourceInfo
+from routers.cluster import ApiStatus, InvolvedObject, ResourceInfo
+from routers.model._validators import is_dns_label, is_dns_subdomain
 from routers.planning.objects import ObjectRef, SelectorRef, without_nulls
 from tests.corpus.argo_corpus import bridge_form, load_cases
 from tests.fuzz.test_fuzz_cli import (
@@ -99,6 +101,16 @@ class AnyKindKube(FakeKube):
 
     def list_selected(self, selector: SelectorRef) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for r, o in sorted(self.objects.items()) if selector.matches(r, o)]
+
+
+class Warnings:
+    """The plugin's EventRecorder, caller side: the Warning Events it asked for."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[InvolvedObject, str, str]] = []
+
+    def warning(self, involved: InvolvedObject, reason: str, message: str) -> None:
+        self.warnings.append((involved, reason, message))
 
 
 # -- scenarios ----------------------------------------------------------------------------------
@@ -196,7 +208,8 @@ def argo_cases(draw: st.DrawFn, scenario: Scenario) -> ArgoCase:
 def run_calls(scenario: Scenario, case: ArgoCase) -> tuple[AnyKindKube, int]:
     """Replay the calls; return the cluster afterwards and how many calls were refused."""
     kube = AnyKindKube(case.live)
-    plugin = ArgoPlugin(scenario.plugin, kube)  # type: ignore[arg-type]
+    events = Warnings()
+    plugin = ArgoPlugin(scenario.plugin, kube, events=events)  # type: ignore[arg-type]
     refused = 0
     for call in case.calls if isinstance(case.calls, list) else [case.calls]:
         method, args = [*call, None, None][:2] if isinstance(call, list) else (call, None)
@@ -210,6 +223,9 @@ def run_calls(scenario: Scenario, case: ArgoCase) -> tuple[AnyKindKube, int]:
             assert kube.writes[writes:] == [], f"{method} was refused after writing: {text}"
         except Exception as exc:  # the assertion: only CallError reaches the bridge
             raise AssertionError(f"{method} raised {exc!r} instead of a CallError") from exc
+    for involved, _, message in events.warnings:
+        assert "\n" not in message and "\r" not in message, f"a multi-line event: {message!r}"
+        assert is_dns_subdomain(involved.name) and is_dns_label(involved.namespace), involved
     return kube, refused
 
 
