@@ -2,9 +2,11 @@
 
 Edits are explicit JSON-patch ops on the live dict (never a rebuilt spec), in an order that keeps
 every index valid: weights first (they never change the rule count), then removal/replacement of
-our rules at their original indices, then insertion of ours at the front (a tie in specificity
-goes to the first rule of a route, and a managed route should win its ties), in managed-route
-order, so an earlier route also wins its ties with a later one (see ``_first_route_wins``).
+our rules at their original indices, then insertion of ours as one block, in managed-route order,
+so an earlier route also wins its ties with a later one (see ``_first_route_wins``). A tie in
+specificity goes to the first rule of a route, so the block stands at the front unless a user's
+rule ties one of ours and owns the requests they share; then it stands after that rule (see
+``_window``).
 Weights follow ``routers.planning.weights.place``: backendRefs we do not own keep their share
 of the rule and the canary gets its weight/total of all of it.
 """
@@ -226,6 +228,8 @@ class RoutePlanner:
         self.notes: list[Note] = []
         self.kept = weights.foreign_record(self.ledger.view.data(weights.FOREIGN))
         """Per rule, the weights of backendRefs we do not own before we rescaled them."""
+        self.window: tuple[int, int | None] = (0, None)
+        """Where our block of managed rules may stand, counted in the other rules (``_window``)."""
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -632,6 +636,97 @@ class RoutePlanner:
                 )
         return combo
 
+    def _window(
+        self, routes: Sequence[ManagedRoute], pairs: Mapping[int, list[list[Pair]]]
+    ) -> tuple[int, int | None]:
+        """How many of the route's other rules may precede our block of managed rules: at least
+        (first) and at most (second, None: no bound).
+
+        A managed match ``m`` derived from source match ``sm`` must take exactly the requests
+        ``sm`` wins today. Its extra conditions raise its precedence (specs §2.8), so it can tie
+        or outrank another rule's match ``o`` that wins some of those requests today (``o``
+        outranks ``sm``, or ties it and stands first): a one-header rule derived from a catch-all
+        rule ties the user's one-header rule on the same path. A tie goes to the first rule of
+        the route, so the block stands after every such ``o``, and before every rule that ties
+        ``m`` without owning the shared requests (the source rule itself when ``m`` adds nothing
+        to its rank). Refused (UnsupportedError) when ``m`` outranks such an ``o`` (no match can
+        leave its requests out) or when no place satisfies both bounds. Rules of other routes
+        on the same parent tie-break by age and name, which no placement here can change; regex
+        paths make the order implementation-specific and are left to ``steals_from``.
+        """
+        kind: Literal["http", "grpc"] = "grpc" if self.kind.matches == "grpc" else "http"
+        ours = set(self.managed.values())
+        lo, hi = 0, None
+        why_lo = why_hi = ""
+        for n, route in enumerate(routes):
+            for i in self.weighted:
+                for sm, m in pairs[i][n]:
+                    for j, rule in enumerate(self.rules):
+                        if j in ours or not isinstance(rule, Mapping):
+                            continue
+                        slot = j - sum(1 for k in ours if k < j)
+                        for o in rule_matches(self.kind, rule) or [{}]:
+                            # Requests of a weighted rule that this route also shadows are
+                            # this route's through that rule's own managed match.
+                            derived = j in self.weighted and any(
+                                json_equal(s, o) for s, _ in pairs[j][n]
+                            )
+                            if derived and not (j == i and json_equal(o, sm)):
+                                continue
+                            if j != i and self._acts_alike(route, i, rule):
+                                continue
+                            try:
+                                if intersect(kind, o, m) is None or outranks(kind, o, m):
+                                    continue
+                                tie = not outranks(kind, m, o)
+                                owns = j != i and (
+                                    outranks(kind, o, sm) or (j < i and not outranks(kind, sm, o))
+                                )
+                            except Unexpressible:
+                                continue
+                            label = f"{self._rule_label(j)} (match {dict(o)})"
+                            if owns and not tie:
+                                raise self._unsupported(
+                                    route,
+                                    f"its rule derived from {self._rule_label(i)} would outrank "
+                                    f"{label} on the requests matching both, which that rule "
+                                    "routes today; no match can leave them out (match on fewer "
+                                    "conditions, or add the route's conditions to that rule)",
+                                )
+                            if owns and slot + 1 > lo:
+                                lo, why_lo = (
+                                    slot + 1,
+                                    f"after {label}, which it ties ({route.name!r})",
+                                )
+                            elif not owns and tie and (hi is None or slot < hi):
+                                hi, why_hi = slot, f"before {label}, which it ties ({route.name!r})"
+        if hi is not None and lo > hi:
+            raise UnsupportedError(
+                self.plugin,
+                "managedRoutes",
+                f"{self.target}: the managed rules must stand {why_lo} and {why_hi}; a tie goes "
+                "to the first rule, so no order of the route's rules keeps both",
+            )
+        return lo, hi
+
+    def _acts_alike(self, route: ManagedRoute, i: int, rule: Mapping[str, Any]) -> bool:
+        """``rule`` does with a request what ``route``'s rule derived from source rule ``i``
+        does: all to the canary with the source's filters (a user's canary-only rule, plugin
+        #217), so which of the two wins does not matter."""
+        if not isinstance(route, HeaderRoute):
+            return False
+        refs = [r for r in rule.get("backendRefs") or [] if _weight_of(r) > 0]
+        canary = self._canary_ref(i)
+        return (
+            json_equal(rule.get("filters") or [], self.rules[i].get("filters") or [])
+            and len(refs) == 1
+            and backend_is(
+                refs[0], self.config.canary, self.config.service_namespace, self.target.namespace
+            )
+            and refs[0].get("port", canary.get("port")) == canary.get("port")
+            and json_equal(refs[0].get("filters") or [], canary.get("filters") or [])
+        )
+
     def _bodies(
         self, route: ManagedRoute, i: int, pairs: Sequence[Pair], split: weights.Split
     ) -> list[JSON]:
@@ -669,6 +764,7 @@ class RoutePlanner:
         split = weights.split(state)
         routes = ordered_routes(state, self.config.managed_order)
         pairs = {i: self._first_route_wins(routes, i) for i in self.weighted}
+        self.window = self._window(routes, pairs)
         out: list[DesiredRule] = []
         for n, route in enumerate(routes):
             kind: ManagedKind = "header" if isinstance(route, HeaderRoute) else "mirror"
@@ -775,12 +871,19 @@ class RoutePlanner:
         b.test(path + "/name" if b.get(path + "/name", None) else path)
 
     def _place(self, b: PatchBuilder, wanted: Sequence[DesiredRule]) -> None:
+        """Our rules as one block in ``self.window``: kept where they stand when that is inside
+        it (another owner's block may precede ours), else moved to its first place."""
         live = [(rid, idx) for rid, idx in self.managed.items()]
         current = [normalized(self.kind, self.rules[idx]) for _, idx in live]
         target = [normalized(self.kind, d.body) for d in wanted]
-        if json_equal(current, target):
+        lo, hi = self.window
+        at = live[0][1] if live else lo
+        placed = [idx for _, idx in live] == list(range(at, at + len(live)))
+        if not (placed and lo <= at and (hi is None or at <= hi)):
+            at = lo
+        elif json_equal(current, target):
             return
-        if [rid for rid, _ in live] == [d.id for d in wanted]:
+        elif [rid for rid, _ in live] == [d.id for d in wanted]:
             for (_, idx), d, have, want in zip(live, wanted, current, target, strict=True):
                 if not json_equal(have, want):
                     self._guard_rule(b, idx)
@@ -790,7 +893,7 @@ class RoutePlanner:
             self._guard_rule(b, idx)
             b.remove(pointer("spec", "rules", idx))
         for k, d in enumerate(wanted):
-            b.add(pointer("spec", "rules", k), d.body)
+            b.add(pointer("spec", "rules", at + k), d.body)
 
     def _check_limits(self, doc: Mapping[str, Any]) -> None:
         rules = (doc.get("spec") or {}).get("rules") or []
