@@ -14,8 +14,6 @@ of the rule and the canary gets its weight/total of all of it.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -301,12 +299,12 @@ class RoutePlanner:
         ours = [*current.stable, *current.canary, *(j for js in current.added.values() for j in js)]
         foreign = [(j, _weight_of(refs[j])) for j in current.foreign]
         if split is not None:
-            placed = self._placed(
-                i, split, sum(_weight_of(refs[j]) for j in ours), foreign, report=report
-            )
+            held = sum(_weight_of(refs[j]) for j in ours)
+            placed = self._placed(i, split, held, foreign, report=report)
             if report:
-                keys = {self._backend_key(refs, j): w for j, w in foreign}
-                weights.remember(self.kept, self._location(i), keys, placed)
+                keys = self._foreign_keys(refs, [j for j, _ in foreign])
+                before = dict(zip(keys, (w for _, w in foreign), strict=True))
+                weights.remember(self.kept, self._location(i), before, placed, ours=held)
             split = placed.split
             wanted = dict(split.additional)
             # Before any removal below shifts the indices.
@@ -368,16 +366,14 @@ class RoutePlanner:
             b.add(f"{refs_path}/-", self._new_backend(i, service, w))
 
     def _location(self, i: int) -> str:
-        """A rule's key in the ledger: its name, else its content (indices shift)."""
+        """A rule's key in the ledger: its name, else its matches (the weights change)."""
         rule = self.rules[i] if isinstance(self.rules[i], Mapping) else {}
-        if rule.get("name"):
-            return f"name:{rule['name']}"
-        # Its matches, not its content: the weights we write change the content.
-        text = json.dumps(rule.get("matches") or [], sort_keys=True, separators=(",", ":"))
-        return f"matches:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        return weights.location(rule.get("name"), rule.get("matches") or [])
 
-    def _backend_key(self, refs: Sequence[Any], j: int) -> str:
-        return backend_key(refs[j], self.target.namespace) or f"#{j}"
+    def _foreign_keys(self, refs: Sequence[Any], foreign: Sequence[int]) -> list[str]:
+        return weights.unique_keys(
+            [backend_key(refs[j], self.target.namespace) or f"#{j}" for j in foreign]
+        )
 
     def _unscale(
         self,
@@ -390,18 +386,13 @@ class RoutePlanner:
     ) -> int:
         """Cleanup gives the backendRefs we rescaled their weights back (and stable the sum
         that keeps every share), when nobody changed them since; returns stable's weight."""
-        before = self.kept.pop(self._location(i), None)
-        if not before:
+        keys = dict(zip(self._foreign_keys(refs, foreign), foreign, strict=True))
+        now = {k: _weight_of(refs[j]) for k, j in keys.items()}
+        got = weights.give_back(self.kept, self._location(i), now, stable)
+        if got is None:
             return stable
-        keys = [self._backend_key(refs, j) for j in foreign]
-        if sorted(keys) != sorted(before):
-            return stable
-        back = weights.unscale(
-            [before[k] for k in keys], [_weight_of(refs[j]) for j in foreign], stable
-        )
-        if back is None:
-            return stable
-        for j, k in zip(foreign, keys, strict=True):
+        before, back = got
+        for k, j in keys.items():
             self._guarded_set(b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", before[k])
         return back
 
