@@ -344,7 +344,7 @@ def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Rou
             out.append(
                 Routed(
                     f"{kind}s on {parent}",
-                    _home_names(outcome, config.service_namespace),
+                    _home_names(outcome, config.namespace),
                     managed_routes=managed,
                 )
             )

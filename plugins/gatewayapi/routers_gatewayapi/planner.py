@@ -107,15 +107,13 @@ def classify(
     """Sort one rule's backendRefs into stable / canary / additional we added / foreign."""
     out = Backends()
     for j, ref in enumerate(rule.get("backendRefs") or []):
-        if backend_is(ref, config.stable, config.service_namespace, target.namespace):
+        if backend_is(ref, config.stable, config.namespace, target.namespace):
             out.stable.append(j)
-        elif backend_is(ref, config.canary, config.service_namespace, target.namespace):
+        elif backend_is(ref, config.canary, config.namespace, target.namespace):
             out.canary.append(j)
         else:
             svc = ref.get("name") if isinstance(ref, Mapping) else None
-            if svc in added and backend_is(
-                ref, str(svc), config.service_namespace, target.namespace
-            ):
+            if svc in added and backend_is(ref, str(svc), config.namespace, target.namespace):
                 out.added.setdefault(str(svc), []).append(j)
             else:
                 out.foreign.append(j)
@@ -168,9 +166,7 @@ def read_route_ledger(
     for rule in rules:
         if isinstance(rule, Mapping) and classify(config, target, rule, ()).weighted:
             for ref in rule.get("backendRefs") or []:
-                if backend_is(
-                    ref, str(ref.get("name")), config.service_namespace, target.namespace
-                ):
+                if backend_is(ref, str(ref.get("name")), config.namespace, target.namespace):
                     carried.add(str(ref.get("name")))
 
     def adopt(key: str, name: str) -> bool:
@@ -178,7 +174,7 @@ def read_route_ledger(
             idx = found.get(name)
             if idx is None:
                 return name.split(".", 1)[0] in named
-            return _sends_to(rules[idx], config.canary, config.service_namespace, target.namespace)
+            return _sends_to(rules[idx], config.canary, config.namespace, target.namespace)
         if key == "backends":
             return name in extra or name in carried
         return False
@@ -273,8 +269,8 @@ class RoutePlanner:
 
     def _new_backend(self, i: int, service: str, weight: int) -> JSON:
         ref: JSON = {"group": "", "kind": "Service", "name": service}
-        if self.config.service_namespace != self.target.namespace:
-            ref["namespace"] = self.config.service_namespace
+        if self.config.namespace != self.target.namespace:
+            ref["namespace"] = self.config.namespace
         ref["port"] = self._port(i)
         ref["weight"] = weight
         return ref
@@ -353,9 +349,7 @@ class RoutePlanner:
             owned_by_user = [
                 j
                 for j in current.foreign
-                if backend_is(
-                    refs[j], service, self.config.service_namespace, self.target.namespace
-                )
+                if backend_is(refs[j], service, self.config.namespace, self.target.namespace)
             ]
             if owned_by_user:
                 raise self._error(
@@ -712,7 +706,7 @@ class RoutePlanner:
             json_equal(rule.get("filters") or [], self.rules[i].get("filters") or [])
             and len(refs) == 1
             and backend_is(
-                refs[0], self.config.canary, self.config.service_namespace, self.target.namespace
+                refs[0], self.config.canary, self.config.namespace, self.target.namespace
             )
             and refs[0].get("port", canary.get("port")) == canary.get("port")
             and json_equal(refs[0].get("filters") or [], canary.get("filters") or [])
@@ -777,7 +771,7 @@ class RoutePlanner:
             if not self.weighted:
                 raise self._error(
                     f"no rule references both Service {self.config.stable!r} and Service "
-                    f"{self.config.canary!r} (namespace {self.config.service_namespace}); "
+                    f"{self.config.canary!r} (namespace {self.config.namespace}); "
                     "add both backendRefs to the rules that should be split"
                 )
             split: weights.Split | None = weights.split(desired)
@@ -796,8 +790,8 @@ class RoutePlanner:
             {d.id: LedgerRule(d.kind, fingerprint(self.kind, d.body)) for d in wanted}, tuple(added)
         )
         ours = {
-            "stable": f"{self.config.service_namespace}/{self.config.stable}",
-            "canary": f"{self.config.service_namespace}/{self.config.canary}",
+            "stable": f"{self.config.namespace}/{self.config.stable}",
+            "canary": f"{self.config.namespace}/{self.config.canary}",
         }
         self.ledger.view.write(
             b,
