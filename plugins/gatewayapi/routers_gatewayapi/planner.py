@@ -635,9 +635,11 @@ class RoutePlanner:
         the route, so the block stands after every such ``o``, and before every rule that ties
         ``m`` without owning the shared requests (the source rule itself when ``m`` adds nothing
         to its rank). Refused (UnsupportedError) when ``m`` outranks such an ``o`` (no match can
-        leave its requests out) or when no place satisfies both bounds. Rules of other routes
-        on the same parent tie-break by age and name, which no placement here can change; regex
-        paths make the order implementation-specific and are left to ``steals_from``.
+        leave its requests out) or when no place satisfies both bounds. Only the user's rules
+        count: another owner's managed rules are derived like ours (treating them as owners
+        would make two owners' blocks chase each other). Rules of other routes on the same
+        parent tie-break by age and name, which no placement here can change; regex paths make
+        the order implementation-specific and are left to ``steals_from``.
         """
         kind: Literal["http", "grpc"] = "grpc" if self.kind.matches == "grpc" else "http"
         ours = set(self.managed.values())
@@ -646,8 +648,9 @@ class RoutePlanner:
         for n, route in enumerate(routes):
             for i in self.weighted:
                 for sm, m in pairs[i][n]:
-                    for j, rule in enumerate(self.rules):
-                        if j in ours or not isinstance(rule, Mapping):
+                    for j in self.unmanaged:
+                        rule = self.rules[j]
+                        if not isinstance(rule, Mapping):
                             continue
                         slot = j - sum(1 for k in ours if k < j)
                         for o in rule_matches(self.kind, rule) or [{}]:
