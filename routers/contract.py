@@ -77,6 +77,10 @@ class MatchLimits:
     method_match: bool = False
     max_matches_per_route: int | None = None
     max_headers_per_match: int | None = None
+    unmatchable_headers: frozenset[str] = frozenset()
+    """Header names (lower-case) the target silently ignores in a match (Istio: ``uri``,
+    ``scheme``, ``method``, ``authority``): a route on one would match every request, so it is
+    refused before planning."""
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -86,6 +90,7 @@ class MatchLimits:
             "methodMatch": self.method_match,
             "maxMatchesPerRoute": self.max_matches_per_route,
             "maxHeadersPerMatch": self.max_headers_per_match,
+            "unmatchableHeaders": sorted(self.unmatchable_headers),
         }
 
 

@@ -222,6 +222,13 @@ def _check_matches(
         for h in match.headers:
             if h.kind not in caps.header_match:
                 refuse(instruction, f"{where}: header {h.kind} matches are not supported")
+            if h.name.lower() in caps.unmatchable_headers:
+                refuse(
+                    instruction,
+                    f"{where}: header {h.name!r} cannot be matched here (the data plane ignores "
+                    f"match conditions on {', '.join(sorted(caps.unmatchable_headers))}, so the "
+                    "route would take every request)",
+                )
         if match.path is not None and match.path.kind not in caps.path_match:
             refuse(instruction, f"{where}: path {match.path.kind} matches are not supported")
         if match.method is not None and not caps.method_match:

@@ -142,6 +142,8 @@ def _conditions(limits: MatchLimits) -> str:
         text += f"; at most {limits.max_matches_per_route} match(es) per route"
     if limits.max_headers_per_match is not None:
         text += f", {limits.max_headers_per_match} header(s) per match"
+    if limits.unmatchable_headers:
+        text += f"; headers never matched: {', '.join(sorted(limits.unmatchable_headers))}"
     return text
 
 

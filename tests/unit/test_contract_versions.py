@@ -162,6 +162,7 @@ def test_capabilities_wire_form_nests_one_limits_shape_per_route_kind() -> None:
         "methodMatch": True,
         "maxMatchesPerRoute": None,
         "maxHeadersPerMatch": None,
+        "unmatchableHeaders": [],
     }
     assert data["mirrorLimits"] == data["headerLimits"]
     assert data["maxRoutes"] == 3

@@ -30,10 +30,18 @@ from routers.simulate import Outcome, Request, Routed, add_shares, fraction_of, 
 from routers.simulate.equivalence import path_probes
 from routers_istio.config import GROUP, IstioConfig
 
-__all__ = ["destination_label", "evaluate", "sample_requests", "simulate_virtual_service"]
+__all__ = [
+    "IGNORED_HEADER_KEYS",
+    "destination_label",
+    "evaluate",
+    "sample_requests",
+    "simulate_virtual_service",
+]
 
 JSON = Mapping[str, Any]
-_IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})
+IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})
+"""Header keys Istio ignores in ``HTTPMatchRequest.headers`` (its API docs): a condition on one
+matches every request. The plugin's capabilities refuse routes on them from this one set."""
 
 
 def destination_label(destination: JSON, namespace: str | None) -> str:
@@ -72,7 +80,7 @@ def _match(m: JSON, req: Request) -> bool:
     if "authority" in m and not _string_match(m["authority"], req.first_header("host")):
         return False
     for name, sm in (m.get("headers") or {}).items():
-        if str(name).lower() in _IGNORED_HEADER_KEYS:
+        if str(name).lower() in IGNORED_HEADER_KEYS:
             continue
         if not _string_match(sm, req.header(str(name))):
             return False

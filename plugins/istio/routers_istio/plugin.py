@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -108,7 +108,7 @@ class IstioPlugin:
             notes.append("only tls/tcp routes are selected: no header or mirror routes")
         return Capabilities(
             header_routes=http,
-            header_limits=ANY_MATCH,
+            header_limits=replace(ANY_MATCH, unmatchable_headers=evaluate.IGNORED_HEADER_KEYS),
             mirror=MirrorSupport.FRACTION if http else MirrorSupport.NONE,
             max_total=max_total,
             notes=tuple(notes),
