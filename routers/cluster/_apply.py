@@ -24,7 +24,7 @@ from routers.engine import Binding, bind, crd_facts, gather, plan_all
 from routers.errors import ApplyError, ConflictError, ForbiddenError, RoutersError
 from routers.model import Desired, RoutingConfig
 from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef
-from routers.planning.patch import inverse_ops
+from routers.planning.patch import inverse_ops, wire_ops
 from routers.planning.plan import Create, Operation, Patch, Plan
 from routers.registry import Registry
 
@@ -185,9 +185,6 @@ def _strip(obj: Mapping[str, Any]) -> JSON:
     return out
 
 
-_RV_GUARD_PATH = "/metadata/resourceVersion"
-
-
 def _do(
     kube: Kube, op: Operation, live: LiveObjects, dry_run: bool, relaxed: bool = False
 ) -> Applied:
@@ -195,12 +192,10 @@ def _do(
     if isinstance(op, Create):
         return Applied(op, None, kube.create(op.ref, op.body, dry_run=dry_run))
     if isinstance(op, Patch):
-        ops = op.ops
-        if relaxed:
-            # Under a writer that changes the object faster than we can read-plan-write (Argo CD
-            # self-heal, a mutating webhook), the resourceVersion test never passes. The identity
-            # and value guards of each edit still hold, so the edit cannot land in the wrong place.
-            ops = tuple(o for o in ops if not (o["op"] == "test" and o["path"] == _RV_GUARD_PATH))
+        # Relaxed: under a writer that changes the object faster than we can read-plan-write
+        # (Argo CD self-heal, a mutating webhook), the resourceVersion test never passes; the
+        # identity and value guards of each edit still keep it in its place.
+        ops = wire_ops(op.ops, relaxed=relaxed)
         return Applied(op, before, kube.json_patch(op.ref, ops, dry_run=dry_run))
     kube.delete(op.ref, uid=op.uid, resource_version=op.resource_version, dry_run=dry_run)
     return Applied(op, before, None)

@@ -8,6 +8,10 @@ explicitly against a working copy; the builder
 * inserts ``test`` guards inline, so each edit is checked against exactly what we read
   (RFC 6902 applies ops in order, and the working copy mirrors the server's doc at that point);
 * prefixes a ``test`` on ``/metadata/resourceVersion``, the optimistic-concurrency token.
+
+What goes on the wire is decided here too (:func:`wire_ops`): while the resourceVersion guard is
+sent, it pins the whole object and every other guard is implied, so only it is sent; when the
+cluster layer relaxes it (a hot foreign writer), the identity and value guards are sent instead.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import jsonpatch
 from routers.planning.objects import JSON, ObjectRef, resource_version
 from routers.planning.plan import Patch
 
-__all__ = ["PatchBuilder", "apply_ops", "escape", "json_equal", "pointer"]
+__all__ = ["RV_GUARD", "PatchBuilder", "apply_ops", "escape", "json_equal", "pointer", "wire_ops"]
 
 _MISSING: Any = object()
+
+RV_GUARD = "/metadata/resourceVersion"
+"""Path of the optimistic-concurrency guard every patch of a read object starts with."""
 
 
 def escape(token: str | int) -> str:
@@ -69,7 +76,7 @@ class PatchBuilder:
         self._edits = 0
         rv = resource_version(live) if guard_resource_version else None
         if rv is not None:
-            self._ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": rv})
+            self._ops.append({"op": "test", "path": RV_GUARD, "value": rv})
 
     # -- reading the working copy ---------------------------------------------------------
 
@@ -192,6 +199,27 @@ class PatchBuilder:
     def patch(self, ref: ObjectRef, reason: str) -> Patch | None:
         ops = self.ops()
         return Patch(ref, ops, reason) if ops else None
+
+
+def _is_rv_guard(op: Mapping[str, Any]) -> bool:
+    return op["op"] == "test" and op["path"] == RV_GUARD
+
+
+def wire_ops(ops: Sequence[JSON], *, relaxed: bool = False) -> tuple[JSON, ...]:
+    """The ops to send for a planned patch: every guard that can still fail, and no other.
+
+    A ``test`` of the resourceVersion passes only on the exact object the plan was made from,
+    where every identity and value guard passes too: sending them costs bytes and server work
+    and protects nothing. ``relaxed`` drops the resourceVersion guard instead (a foreign writer
+    changes unrelated fields faster than we can read and write), and then the identity and value
+    guards are what keeps each edit in its place. A patch without a resourceVersion guard (an
+    object that had none) keeps all of its guards.
+    """
+    if relaxed:
+        return tuple(op for op in ops if not _is_rv_guard(op))
+    if not any(_is_rv_guard(op) for op in ops):
+        return tuple(ops)
+    return tuple(op for op in ops if op["op"] != "test" or _is_rv_guard(op))
 
 
 def apply_ops(doc: Mapping[str, Any], ops: Sequence[JSON]) -> JSON:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import jsonpatch
 import pytest
 
 from routers.planning.objects import ObjectRef
-from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer
+from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer, wire_ops
 
 LIVE = {
     "apiVersion": "v1",
@@ -114,3 +115,39 @@ def test_inverse_ops_restore_and_guard_only_what_we_wrote() -> None:
     touched = apply_ops(after, [{"op": "replace", "path": "/spec/list/1/w", "value": 5}])
     with pytest.raises(jsonpatch.JsonPatchTestFailed):
         apply_ops(touched, inverse)
+
+
+def _weights_patch() -> tuple[dict[str, object], ...]:
+    b = PatchBuilder(LIVE)
+    b.test("/spec/list/1/name")
+    b.replace("/spec/list/1/w", 5)
+    return b.ops()
+
+
+def test_wire_ops_strict_sends_the_resource_version_guard_and_the_edits_only() -> None:
+    ops = _weights_patch()
+    sent = wire_ops(ops)
+    assert sent == (ops[0], ops[2])
+    assert apply_ops(LIVE, sent) == apply_ops(LIVE, ops)
+    # The one guard left still refuses any other version of the object.
+    moved = {**LIVE, "metadata": {**LIVE["metadata"], "resourceVersion": "8"}}  # type: ignore[dict-item]
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        apply_ops(moved, sent)
+
+
+def test_wire_ops_relaxed_keeps_identity_guards_and_drops_only_the_resource_version() -> None:
+    ops = _weights_patch()
+    sent = wire_ops(ops, relaxed=True)
+    assert sent == ops[1:]
+    # Someone reordered the list: the identity guard catches it, whatever the resourceVersion.
+    reordered = {**LIVE, "spec": {"list": [{"name": "b", "w": 2}, {"name": "a", "w": 1}]}}
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        apply_ops(reordered, sent)
+
+
+def test_wire_ops_keeps_every_guard_without_a_resource_version() -> None:
+    b = PatchBuilder({"spec": LIVE["spec"]})
+    b.test("/spec/list/1/name")
+    b.replace("/spec/list/1/w", 5)
+    assert wire_ops(b.ops()) == b.ops()
+    assert wire_ops(b.ops(), relaxed=True) == b.ops()
