@@ -1,6 +1,7 @@
 """Cluster layer: the only code that talks to the API server (through the official client).
 
 * :class:`Router` -- the controller-facing API (threads welcome);
+* :class:`WatchCache` -- list+watch cache shared by many Routers: no GET in a steady state;
 * :func:`reconcile` -- read, plan, apply with guards, retry conflicts, revert partial applies;
 * :func:`rbac_manifests` -- the minimal Role a config needs.
 """
@@ -8,6 +9,7 @@
 from routers.cluster._apply import Applied, Outcome, execute, gather_facts, reader, reconcile
 from routers.cluster._kube import FIELD_MANAGER, Kube, ResourceInfo
 from routers.cluster._transport import ApiStatus, RequestRecord, Transport
+from routers.cluster._watch import CacheStats, WatchCache
 from routers.cluster.rbac import rbac_manifests
 from routers.cluster.router import Router
 
@@ -15,12 +17,14 @@ __all__ = [
     "FIELD_MANAGER",
     "ApiStatus",
     "Applied",
+    "CacheStats",
     "Kube",
     "Outcome",
     "RequestRecord",
     "ResourceInfo",
     "Router",
     "Transport",
+    "WatchCache",
     "execute",
     "gather_facts",
     "rbac_manifests",

@@ -25,6 +25,7 @@ __all__ = ["ApiStatus", "RequestRecord", "Transport"]
 @dataclass(frozen=True)
 class RequestRecord:
     method: str
+    """The HTTP method, or ``WATCH`` for a watch stream (a GET whose response is a stream)."""
     path: str
     status: int
     request_bytes: int
@@ -105,8 +106,9 @@ class Transport:
         self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str
     ) -> Any:
         # The client serialises the body itself (json.dumps); a JSON patch must stay a list, or
-        # the client silently switches the content type to strategic merge.
-        sent = 0 if body is None else len(json.dumps(body).encode())
+        # the client silently switches the content type to strategic merge. Its size is only
+        # worth a second serialisation when a hook counts it.
+        sent = 0 if body is None or not self._hooks else len(json.dumps(body).encode())
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method_, url, header_params, serialized, _ = self.api_client.param_serialize(
             method,
@@ -137,6 +139,43 @@ class Transport:
         if not 200 <= status <= 299:
             raise _status_error(status, text)
         return json.loads(text) if text else None
+
+    def open_stream(
+        self, path: str, *, query: Sequence[tuple[str, str]] = (), read_timeout: float
+    ) -> Any:
+        """A GET whose body is read as a stream (a watch): the unread urllib3 response, which
+        the caller must close. ``read_timeout`` bounds each wait for the next bytes."""
+        headers = {"Accept": "application/json"}
+        method_, url, header_params, _, _ = self.api_client.param_serialize(
+            "GET",
+            path,
+            query_params=list(query),
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api_client.call_api(
+                method_, url, header_params, None, _request_timeout=(self.timeout, read_timeout)
+            )
+        except ApiException as exc:
+            body = exc.body if isinstance(exc.body, str) else (exc.body or b"").decode()
+            self._record(RequestRecord("WATCH", path, int(exc.status or 0), 0, len(body)))
+            raise _status_error(int(exc.status or 0), body) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._record(RequestRecord("WATCH", path, 0, 0, 0))
+            reason = getattr(exc, "reason", None) or exc
+            host = self.api_client.configuration.host
+            raise ApiStatus(
+                0, "Unreachable", f"cannot reach the API server at {host}: {reason}"
+            ) from None
+        raw = resp.response
+        status = int(resp.status)
+        self._record(RequestRecord("WATCH", path, status, 0, 0))
+        if not 200 <= status <= 299:
+            text = (raw.data or b"").decode("utf-8", "replace")
+            raw.release_conn()
+            raise _status_error(status, text)
+        return raw
 
     def _record(self, rec: RequestRecord) -> None:
         with self._lock:

@@ -9,14 +9,17 @@ The verbs transform the router's in-memory state, which a restarted process does
 controller should store its desired state durably (e.g. in its resource's status) and call
 ``apply_state`` with it on every reconcile.
 
-Pass ``live=`` (e.g. objects from an informer cache) to skip the reads; a stale cache costs one
-conflict and a fresh read, never a lost write.
+Give many Routers one :class:`WatchCache` (``Router(config, cache=cache)``) and they read from
+memory kept current by list+watch: a steady state sends no request at all, a write's response is
+seen by the next step and by ``verify`` at once. Or pass ``live=`` (objects from your own
+informer) per call. Either way a stale object costs one conflict and a fresh read, never a lost
+write.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes import config as kube_config
@@ -25,6 +28,7 @@ from kubernetes.client import ApiClient
 from routers.cluster._apply import Outcome, gather_facts, lister, reader, reconcile
 from routers.cluster._kube import Kube
 from routers.cluster._transport import Transport
+from routers.cluster._watch import WatchCache
 from routers.contract import ClusterFacts, Observation
 from routers.engine import (
     Binding,
@@ -64,13 +68,18 @@ class Router:
         kube: Kube | None = None,
         registry: Registry | None = None,
         state: TrafficState | None = None,
+        cache: WatchCache | None = None,
     ) -> None:
         if kube is None:
-            if api_client is None:
-                raise TypeError("Router needs an api_client or a kube")
-            kube = Kube(Transport(api_client))
+            if cache is not None:
+                kube = cache.kube
+            elif api_client is None:
+                raise TypeError("Router needs an api_client, a kube or a cache")
+            else:
+                kube = Kube(Transport(api_client))
         self.config = config
         self.kube = kube
+        self.cache = cache
         self._bindings: list[Binding] = bind(config, registry)
         self._lock = threading.RLock()
         self._facts: ClusterFacts | None = None
@@ -94,10 +103,23 @@ class Router:
             return self._state
 
     def facts(self, *, refresh: bool = False) -> ClusterFacts:
+        """Served versions and CRD facts, read once (Routers sharing a cache share them)."""
         with self._lock:
             if self._facts is None or refresh:
-                self._facts = gather_facts(self.kube, self._bindings)
+                cache = self.cache
+                if cache is None:
+                    self._facts = gather_facts(self.kube, self._bindings)
+                else:
+                    key = ("facts", *sorted({n for b in self._bindings for n in b.plugin.crds}))
+                    if refresh:
+                        cache.forget_shared(key)
+                    facts = cache.shared(key, lambda: gather_facts(self.kube, self._bindings))
+                    assert isinstance(facts, ClusterFacts)
+                    self._facts = facts
             return self._facts
+
+    def _reader(self, *, fresh: bool = False) -> Callable[[ObjectRef], JSON | None]:
+        return reader(self.kube, self.cache, fresh=fresh)
 
     # -- declarative ----------------------------------------------------------------------------
 
@@ -117,6 +139,7 @@ class Router:
                 live=live,
                 facts=self.facts(),
                 dry_run=dry_run,
+                cache=self.cache,
             )
             if not dry_run:
                 self._state = state
@@ -138,6 +161,7 @@ class Router:
                 live=live,
                 facts=self.facts(),
                 dry_run=dry_run,
+                cache=self.cache,
             )
             if not dry_run:
                 self._state = TrafficState(total=self._state.total)
@@ -174,9 +198,14 @@ class Router:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def read(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> LiveObjects:
-        """The targets as they are now (objects in ``live`` are not read again)."""
-        return gather(self._bindings, reader(self.kube), live, list_objects=lister(self.kube))
+    def read(
+        self, *, live: Mapping[ObjectRef, JSON | None] | None = None, fresh: bool = False
+    ) -> LiveObjects:
+        """The targets as they are now (objects in ``live`` are not read again); ``fresh``
+        reads from the server even with a cache (after a conflict)."""
+        return gather(
+            self._bindings, self._reader(fresh=fresh), live, list_objects=lister(self.kube)
+        )
 
     def plan(
         self, desired: Desired, *, live: Mapping[ObjectRef, JSON | None] | None = None

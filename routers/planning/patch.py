@@ -202,7 +202,7 @@ class PatchBuilder:
 
 
 def _is_rv_guard(op: Mapping[str, Any]) -> bool:
-    return op["op"] == "test" and op["path"] == RV_GUARD
+    return bool(op["op"] == "test" and op["path"] == RV_GUARD)
 
 
 def wire_ops(ops: Sequence[JSON], *, relaxed: bool = False) -> tuple[JSON, ...]:
