@@ -447,7 +447,18 @@ def cleanup(
     metavar="NAMESPACE/NAME",
     help="Also bind the roles to this ServiceAccount (e.g. argo-rollouts/argo-rollouts).",
 )
-def rbac(config_path: str, namespace: str | None, name: str, service_account: str | None) -> None:
+@click.option(
+    "--watch-cache",
+    is_flag=True,
+    help="Also list and watch what is read (for a controller using routers.cluster.WatchCache).",
+)
+def rbac(
+    config_path: str,
+    namespace: str | None,
+    name: str,
+    service_account: str | None,
+    watch_cache: bool,
+) -> None:
     """Print the minimal Role (and CRD-reading ClusterRole) a config needs."""
     from routers.cluster import rbac_manifests
 
@@ -460,7 +471,9 @@ def rbac(config_path: str, namespace: str | None, name: str, service_account: st
                 f"{service_account!r} is not NAMESPACE/NAME", param_hint="--service-account"
             )
         subject = (sa_ns, sa_name)
-    manifests = rbac_manifests(config, name=name, namespace=namespace, service_account=subject)
+    manifests = rbac_manifests(
+        config, name=name, namespace=namespace, service_account=subject, watch=watch_cache
+    )
     click.echo(dump_yaml(manifests), nl=False)
 
 

@@ -288,8 +288,9 @@ class _Informer:
                 delay = self._backoff(exc, delay)
 
     def _backoff(self, exc: ApiStatus, delay: float) -> float:
-        if exc.code in (401, 403, 404):
-            return max(delay, 60.0)  # RBAC or a missing CRD: a slow retry is enough
+        if exc.code in (401, 403, 404) and not self.synced.is_set():
+            return max(delay, 60.0)  # no RBAC or no CRD yet: a slow retry is enough
+        # A 403 after we could list is a restarted server whose RBAC cache is not warm yet.
         # Unreachable, 5xx, 429: back off, then resume from self.rv (or list again).
         return min(max(delay * 2, 0.2), self.cache.max_backoff)
 

@@ -19,12 +19,14 @@ def rbac_manifests(
     name: str = "canary-routers",
     namespace: str | None = None,
     service_account: tuple[str, str] | None = None,
+    watch: bool = False,
 ) -> list[dict[str, Any]]:
     """A namespaced Role with the plugins' permissions, and a ClusterRole that may read the CRDs
     whose facts the plugins use (optional: without it, plugins fall back to their config).
 
     With ``service_account`` (namespace, name), e.g. Argo Rollouts' controller running our
-    plugin, a RoleBinding and a ClusterRoleBinding grant both to it.
+    plugin, a RoleBinding and a ClusterRoleBinding grant both to it. With ``watch``, every
+    resource that may be read may also be listed and watched (a :class:`WatchCache` does).
     """
     bindings = bind(config, registry)
     verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -33,6 +35,10 @@ def rbac_manifests(
         for perm in b.plugin.permissions(b.config):
             verbs[(perm.group, perm.resource)].update(perm.verbs)
         crds.update(b.plugin.crds)
+    if watch:
+        for granted in verbs.values():
+            if "get" in granted:
+                granted.update(("list", "watch"))
     rules = [
         {"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
         for (group, resource), v in sorted(verbs.items())

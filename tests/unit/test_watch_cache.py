@@ -547,3 +547,19 @@ def test_stale_cache_costs_one_conflict_and_loses_nothing(
     assert json.loads(data["weights.json"])["web-canary"] == 40
     assert router.verify(TrafficState(weight=40)).ok
     assert len(kube_of(cache).gets) == 1, "the fresh read refreshed the cache"
+
+
+def test_rbac_for_a_watch_cache_adds_list_and_watch_where_get_is_granted(
+    registry: Registry,
+) -> None:
+    from routers.cluster import rbac_manifests
+
+    (plain,) = [m for m in rbac_manifests(routing(), registry=registry) if m["kind"] == "Role"]
+    (watching,) = [
+        m for m in rbac_manifests(routing(), registry=registry, watch=True) if m["kind"] == "Role"
+    ]
+    for before, after in zip(plain["rules"], watching["rules"], strict=True):
+        assert set(after["verbs"]) - set(before["verbs"]) == (
+            {"list", "watch"} if "get" in before["verbs"] else set()
+        )
+    assert any("watch" in r["verbs"] for r in watching["rules"])
