@@ -62,7 +62,7 @@ def eventually(what: str, pred: Callable[[], Any], timeout: float = 60.0) -> Any
 def kube_for(
     cp: ControlPlane, user: str = USER, records: list[RequestRecord] | None = None
 ) -> Kube:
-    client = kube_config.new_client_from_config(config_file=str(cp.kubeconfig_for(user)))
+    client = kube_config.new_client_from_config(config_file=str(cp.kubeconfig_for(user)))  # type: ignore[no-untyped-call]
     return Kube(Transport(client, on_request=records.append if records is not None else None))
 
 

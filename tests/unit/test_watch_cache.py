@@ -281,7 +281,7 @@ def test_paginated_list_restarts_when_its_continue_token_expires(server: FakeSer
             raise ApiStatus(410, "Expired", "continue token expired")
         return real_list(info, ns, limit=limit, cont=cont)
 
-    server.list = flaky  # type: ignore[method-assign]
+    server.list = flaky  # type: ignore[method-assign,assignment]
     c = WatchCache(FakeKube(server), source=server, max_backoff=0.01)
     try:
         assert c.get(ref("cm-6")) is not None
