@@ -668,6 +668,8 @@ class RoutePlanner:
             return []
         split = weights.split(state)
         routes = ordered_routes(state, self.config.managed_order)
+        if not routes:
+            return []  # a weight-only step: no match translation to do
         pairs = {i: self._first_route_wins(routes, i) for i in self.weighted}
         out: list[DesiredRule] = []
         for n, route in enumerate(routes):

@@ -76,7 +76,11 @@ class CanarySpec:
 
 
 def derive(config: Config, pair: Pair, stable: Mapping[str, Any]) -> CanarySpec:
-    """The stable Service's rules and paths, repointed at the canary Service."""
+    """The stable Service's rules and paths, repointed at the canary Service.
+
+    Only the containers on the way to each changed name are new; the rest is shared with
+    ``stable`` (read-only, as every plan input; the patch builder copies what it emits), so a
+    300-path Ingress is not deep-copied twice per plan and per verify."""
     rules: list[JSON] = []
     for rule in _rules(stable):
         if not isinstance(rule, Mapping):
@@ -84,13 +88,11 @@ def derive(config: Config, pair: Pair, stable: Mapping[str, Any]) -> CanarySpec:
         kept = []
         for path in _paths(rule):
             if _is_stable(path, config.stable_service):
-                new = copy.deepcopy(dict(path))
-                new["backend"]["service"]["name"] = config.canary_service
-                kept.append(new)
+                backend = path["backend"]
+                service = {**backend["service"], "name": config.canary_service}
+                kept.append({**path, "backend": {**backend, "service": service}})
         if kept:
-            new_rule = copy.deepcopy(dict(rule))
-            new_rule["http"]["paths"] = kept
-            rules.append(new_rule)
+            rules.append({**rule, "http": {**rule["http"], "paths": kept}})
     if not rules:
         raise PlanError(
             f"no rule routes to the stable Service {config.stable_service!r}; the canary Ingress "
