@@ -84,11 +84,19 @@ class Source(Protocol):
 class _ApiStream:
     """A watch through the official client's :class:`Watch` (raw dicts, no model decoding)."""
 
-    def __init__(self, transport: Transport, path: str, rv: str, timeout: int) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        path: str,
+        rv: str,
+        timeout: int,
+        received: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self._transport = transport
         self._path = path
         self._rv = rv
         self._timeout = timeout
+        self._received = received
         self._watch = Watch()  # type: ignore[no-untyped-call]
         self._resp: Any = None
         self._stopped = False
@@ -107,12 +115,20 @@ class _ApiStream:
         ]
         # The server ends the watch after timeoutSeconds; a read waiting longer than that
         # (plus slack for a busy server) means the connection is dead, not quiet.
-        self._resp = self._transport.open_stream(
+        resp = self._resp = self._transport.open_stream(
             self._path, query=query, read_timeout=kw["timeout_seconds"] + 30.0
         )
         if self.stopped():  # stop() ran while we connected
-            _shutdown(self._resp)
-        return self._resp
+            _shutdown(resp)
+        chunks = resp.stream
+
+        def counted(*a: Any, **k: Any) -> Iterator[bytes]:
+            for chunk in chunks(*a, **k):
+                self._received(len(chunk))
+                yield chunk
+
+        resp.stream = counted  # what the watch costs in bytes (CacheStats.watch_bytes)
+        return resp
 
     def __iter__(self) -> Iterator[JSON]:
         try:
@@ -142,8 +158,11 @@ def _shutdown(resp: Any) -> None:
 
 
 class _ApiSource:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self, transport: Transport, received: Callable[[int], None] = lambda n: None
+    ) -> None:
         self.transport = transport
+        self.received = received
 
     def list(
         self, info: ResourceInfo, namespace: str | None, *, limit: int, cont: str | None
@@ -155,7 +174,8 @@ class _ApiSource:
     def watch(
         self, info: ResourceInfo, namespace: str | None, *, resource_version: str, timeout: int
     ) -> EventStream:
-        return _ApiStream(self.transport, info.path(namespace), resource_version, timeout)
+        path = info.path(namespace)
+        return _ApiStream(self.transport, path, resource_version, timeout, self.received)
 
 
 # -- storage ---------------------------------------------------------------------------------
@@ -174,7 +194,7 @@ def _encode(obj: JSON) -> bytes:
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, check_circular=False).encode()
 
 
 def _rv_of(obj: Mapping[str, Any]) -> str:
@@ -223,6 +243,8 @@ class CacheStats:
     skipped: int
     """Events and write responses ignored because the cache already held a newer version."""
     errors: int
+    watch_bytes: int
+    """Bytes received on watch streams (events and bookmarks)."""
     last_error: str | None
 
 
@@ -396,10 +418,10 @@ class WatchCache:
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self._watch_client: ApiClient | None = None
-        if source is None:
-            source = _ApiSource(self._watch_transport())
-        self._source = source
         self._lock = threading.RLock()
+        if source is None:
+            source = _ApiSource(self._watch_transport(), self._received)
+        self._source = source
         self._stopping = threading.Event()
         self._informers: dict[tuple[str, str, str, str | None], _Informer] = {}
         self._routes: dict[tuple[str, str, str | None, str | None], _Informer] = {}
@@ -418,6 +440,7 @@ class WatchCache:
                 "evictions",
                 "skipped",
                 "errors",
+                "watch_bytes",
             ),
             0,
         )
@@ -618,6 +641,10 @@ class WatchCache:
         if inf.failure is not None and not inf.synced.is_set():
             return None  # cannot list (RBAC): read from the server; the informer keeps trying
         return inf
+
+    def _received(self, n: int) -> None:
+        with self._lock:
+            self._counts["watch_bytes"] += n
 
     def _note_error(self, message: str) -> None:
         log.warning("watch cache: %s", message)
