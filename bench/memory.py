@@ -216,18 +216,10 @@ def run(plugins: list[str], count: int = 1000) -> dict[str, Any]:
         spec = SPECS[plugin]
         kinds = ["typical"] + (["api"] if spec.api[0].label != spec.typical.label else [])
         for which in kinds:
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.memory", plugin, str(count), which],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            if proc.returncode != 0:
-                rows.append({"plugin": plugin, "error": proc.stderr.strip()[-500:]})
+            row = _child(plugin, str(count), which)
+            if "error" in row:
+                rows.append({"plugin": plugin, **row})
                 continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
             peak = row["peakWhilePlanningKiB"] or row["processPeakKiB"]
             row["planningDeltaKiB"] = peak - row["rssWithObjectsKiB"]
             row["objectsDeltaKiB"] = row["rssWithObjectsKiB"] - row["rssAfterImportsKiB"]

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster import ControlPlane
+from tests.conftest import eventually as wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -79,16 +80,6 @@ def cp(control_plane: Callable[..., ControlPlane]) -> ControlPlane:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def wait_for(what: str, pred: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def ok(status: int, body: Any, *codes: int) -> Any:

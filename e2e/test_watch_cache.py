@@ -32,7 +32,7 @@ from routers.cluster._watch import EventStream, Source
 from routers.model import RoutingConfig, TrafficState
 from routers.planning.objects import JSON, ObjectRef
 from routers.registry import Registry
-from tests.conftest import configmap_registry
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -40,23 +40,13 @@ USER = "routers"
 
 
 @pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    yield from configmap_registry()
+def registry(configmap_plugins: Registry) -> Registry:
+    return configmap_plugins
 
 
 @pytest.fixture(scope="module")
 def cp(control_plane: Callable[..., ControlPlane]) -> ControlPlane:
     return control_plane(())
-
-
-def eventually(what: str, pred: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def kube_for(

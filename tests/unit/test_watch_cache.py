@@ -8,8 +8,7 @@ import copy
 import json
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from routers.cluster import ApiStatus, Kube, ResourceInfo, Router, WatchCache, r
 from routers.model import RoutingConfig, TrafficState
 from routers.planning.objects import JSON, ObjectRef
 from routers.registry import Registry
-from tests.conftest import configmap_registry
+from tests.conftest import configmap_registry, eventually
 
 CONFIGMAPS = ResourceInfo("", "v1", "configmaps", True)
 NS = "shop"
@@ -26,16 +25,6 @@ NS = "shop"
 
 def ref(name: str, ns: str = NS) -> ObjectRef:
     return ObjectRef("", "ConfigMap", ns, name, "v1")
-
-
-def eventually(what: str, pred: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 _END = object()
@@ -200,6 +189,14 @@ def cache(server: FakeServer) -> Iterator[WatchCache]:
         c.stop()
 
 
+@pytest.fixture
+def watching(cache: WatchCache, server: FakeServer) -> WatchCache:
+    """The cache after a first read: listed, and its watch open."""
+    assert cache.get(ref("web")) is not None
+    eventually("the watch", lambda: server.streams)
+    return cache
+
+
 def kube_of(cache: WatchCache) -> FakeKube:
     assert isinstance(cache.kube, FakeKube)
     return cache.kube
@@ -294,40 +291,34 @@ def test_paginated_list_restarts_when_its_continue_token_expires(server: FakeSer
 # -- watching ---------------------------------------------------------------------------------
 
 
-def test_watch_events_update_and_delete(cache: WatchCache, server: FakeServer) -> None:
-    assert cache.get(ref("web")) is not None
-    eventually("the watch", lambda: server.streams)
+def test_watch_events_update_and_delete(watching: WatchCache, server: FakeServer) -> None:
     assert server.stream.rv == str(server.rv)  # watching from the list's resourceVersion
     server.put("web", {"weights.json": "changed"})
     eventually(
-        "MODIFIED", lambda: (cache.get(ref("web")) or {})["data"] == {"weights.json": "changed"}
+        "MODIFIED", lambda: (watching.get(ref("web")) or {})["data"] == {"weights.json": "changed"}
     )
     server.put("new", {"a": "b"})
-    eventually("ADDED", lambda: cache.get(ref("new")) is not None)
+    eventually("ADDED", lambda: watching.get(ref("new")) is not None)
     server.delete("web")
-    eventually("DELETED", lambda: cache.get(ref("web")) is None)
-    assert kube_of(cache).gets == []
+    eventually("DELETED", lambda: watching.get(ref("web")) is None)
+    assert kube_of(watching).gets == []
 
 
 def test_broken_stream_resumes_from_the_last_resource_version_without_a_list(
-    cache: WatchCache, server: FakeServer
+    watching: WatchCache, server: FakeServer
 ) -> None:
-    cache.get(ref("web"))
-    eventually("the watch", lambda: server.streams)
     latest = server.put("web", {"x": "1"})["metadata"]["resourceVersion"]
-    eventually("the event", lambda: rv_in_cache(cache, "web") == latest)
+    eventually("the event", lambda: rv_in_cache(watching, "web") == latest)
     server.stream.push(ApiStatus(0, "Unreachable", "connection reset"))
     eventually("a second watch", lambda: len(server.streams) == 2)
     assert server.stream.rv == latest
     assert server.lists == [(NS, None)], "a resumable watch must not relist"
-    eventually("resume counted", lambda: cache.stats().resumes == 1)
+    eventually("resume counted", lambda: watching.stats().resumes == 1)
 
 
-def test_bookmarks_move_the_resume_point(cache: WatchCache, server: FakeServer) -> None:
-    cache.get(ref("web"))
-    eventually("the watch", lambda: server.streams)
+def test_bookmarks_move_the_resume_point(watching: WatchCache, server: FakeServer) -> None:
     server.stream.push({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "5000"}}})
-    eventually("bookmark", lambda: cache.stats().bookmarks == 1)
+    eventually("bookmark", lambda: watching.stats().bookmarks == 1)
     server.stream.stop()  # the server's timeoutSeconds ended the watch normally
     eventually("a second watch", lambda: len(server.streams) == 2)
     assert server.stream.rv == "5000"
@@ -360,41 +351,38 @@ def test_410_gone_relists_and_converges(cache: WatchCache, server: FakeServer, h
 
 
 def test_a_write_response_is_seen_at_once_and_never_replaced_by_an_older_event(
-    cache: WatchCache, server: FakeServer
+    watching: WatchCache, server: FakeServer
 ) -> None:
-    cache.get(ref("web"))
-    eventually("the watch", lambda: server.streams)
     older = server.put("web", {"v": "older"}, notify=False)
     ours = server.put("web", {"v": "ours"}, notify=False)
-    assert cache.record(ours)
-    assert (cache.get(ref("web")) or {})["data"] == {"v": "ours"}
+    assert watching.record(ours)
+    assert (watching.get(ref("web")) or {})["data"] == {"v": "ours"}
     # The watch delivers the two events late, in order: neither may move the object back.
     server.stream.push({"type": "MODIFIED", "object": older})
     server.stream.push({"type": "MODIFIED", "object": ours})
-    eventually("both events", lambda: cache.stats().skipped == 2)
-    assert (cache.get(ref("web")) or {})["data"] == {"v": "ours"}
-    assert not cache.record(older), "an older write response is refused too"
+    eventually("both events", lambda: watching.stats().skipped == 2)
+    assert (watching.get(ref("web")) or {})["data"] == {"v": "ours"}
+    assert not watching.record(older), "an older write response is refused too"
     newer = server.put("web", {"v": "newer"})
     eventually(
-        "a newer event", lambda: rv_in_cache(cache, "web") == newer["metadata"]["resourceVersion"]
+        "a newer event",
+        lambda: rv_in_cache(watching, "web") == newer["metadata"]["resourceVersion"],
     )
 
 
 def test_a_deleted_object_is_not_resurrected_by_a_late_event(
-    cache: WatchCache, server: FakeServer
+    watching: WatchCache, server: FakeServer
 ) -> None:
-    cache.get(ref("web"))
-    eventually("the watch", lambda: server.streams)
     stale = server.put("web", {"v": "before delete"}, notify=False)
     server.delete("web", notify=False)
-    cache.record_deleted(ref("web"), str(server.rv))
-    assert cache.get(ref("web")) is None
+    watching.record_deleted(ref("web"), str(server.rv))
+    assert watching.get(ref("web")) is None
     server.stream.push({"type": "MODIFIED", "object": stale})
-    eventually("the late event", lambda: cache.stats().skipped == 1)
-    assert cache.get(ref("web")) is None
+    eventually("the late event", lambda: watching.stats().skipped == 1)
+    assert watching.get(ref("web")) is None
     again = server.put("web", {"v": "re-created"})  # a newer version is a re-creation
     eventually(
-        "re-created", lambda: rv_in_cache(cache, "web") == again["metadata"]["resourceVersion"]
+        "re-created", lambda: rv_in_cache(watching, "web") == again["metadata"]["resourceVersion"]
     )
 
 
@@ -523,30 +511,28 @@ def test_router_steps_read_nothing_and_verify_sees_its_own_write(
 
 
 def test_stale_cache_costs_one_conflict_and_loses_nothing(
-    cache: WatchCache, server: FakeServer, registry: Registry
+    watching: WatchCache, server: FakeServer, registry: Registry
 ) -> None:
-    router = Router(routing(), cache=cache, registry=registry)
-    assert cache.get(ref("web")) is not None
-    eventually("the watch", lambda: server.streams)
+    router = Router(routing(), cache=watching, registry=registry)
     # A foreign write the watch has not delivered yet: the cache is stale.
     foreign = copy.deepcopy(server.objects[(NS, "web")]["data"])
     foreign["foreign"] = "kept"
     server.put("web", foreign, notify=False)
     out = reconcile(
-        cache.kube,
+        watching.kube,
         routing(),
         TrafficState(weight=40),
         registry=registry,
-        cache=cache,
+        cache=watching,
         sleep=lambda _: None,
     )
     assert out.attempts == 2, "one conflict, then a fresh read"
-    assert [r.name for r in kube_of(cache).gets] == ["web"]
+    assert [r.name for r in kube_of(watching).gets] == ["web"]
     data = server.objects[(NS, "web")]["data"]
     assert data["foreign"] == "kept"
     assert json.loads(data["weights.json"])["web-canary"] == 40
     assert router.verify(TrafficState(weight=40)).ok
-    assert len(kube_of(cache).gets) == 1, "the fresh read refreshed the cache"
+    assert len(kube_of(watching).gets) == 1, "the fresh read refreshed the cache"
 
 
 def test_rbac_for_a_watch_cache_adds_list_and_watch_where_get_is_granted(
