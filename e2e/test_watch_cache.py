@@ -111,23 +111,26 @@ def verbs(cp: ControlPlane, since: int, user: str = USER, **filters: Any) -> lis
 # -- steady state -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("all_namespaces", [False, True], ids=["per-namespace", "cluster-wide"])
 def test_many_routers_on_one_cache_send_no_get_in_a_steady_state(
-    cp: ControlPlane, registry: Registry
+    cp: ControlPlane, registry: Registry, all_namespaces: bool
 ) -> None:
-    """Six rollouts in two namespaces, one cache: after the first list of each namespace, every
-    step is exactly one PATCH per rollout, every verify and every no-op reconcile is free."""
+    """Six rollouts in two namespaces, one cache: after the first list (of each namespace, or
+    of the whole cluster), every step is exactly one PATCH per rollout, every verify and every
+    no-op reconcile is free."""
     namespaces = [cp.new_namespace("wc-steady"), cp.new_namespace("wc-steady")]
     rollouts = [(ns, f"weights-{i}") for ns in namespaces for i in range(3)]
     for ns, name in rollouts:
         seed(cp, ns, name)
     records: list[RequestRecord] = []
-    with WatchCache(kube_for(cp, records=records)) as cache:
+    with WatchCache(kube_for(cp, records=records), all_namespaces=all_namespaces) as cache:
         routers = [
             Router(routing(ns, name), cache=cache, registry=registry) for ns, name in rollouts
         ]
-        for r in routers:  # warm-up: discovery, facts, the first list of each namespace
+        for r in routers:  # warm-up: discovery, facts, the first list(s)
             r.apply_state(TrafficState(weight=0))
-        assert cache.stats().informers == 2
+        lists = 1 if all_namespaces else 2
+        assert (cache.stats().informers, cache.stats().lists) == (lists, lists)
         mark = cp.audit_mark()
         records.clear()
         weights = list(range(10, 101, 10))
@@ -144,7 +147,7 @@ def test_many_routers_on_one_cache_send_no_get_in_a_steady_state(
         assert {r.method for r in records} == {"PATCH"}
         stats = cache.stats()
         assert stats.gets == 0
-        assert stats.lists == 2
+        assert stats.lists == lists
     for ns, name in rollouts:
         obj = server_object(cp, ns, name)
         assert canary(obj) == 100

@@ -168,13 +168,13 @@ class _ApiSource:
         self, info: ResourceInfo, namespace: str | None, *, limit: int, cont: str | None
     ) -> JSON:
         query = [("limit", str(limit))] + ([("continue", cont)] if cont else [])
-        page: JSON = self.transport.request("GET", info.path(namespace), query=query) or {}
+        page: JSON = self.transport.request("GET", info.collection(namespace), query=query) or {}
         return page
 
     def watch(
         self, info: ResourceInfo, namespace: str | None, *, resource_version: str, timeout: int
     ) -> EventStream:
-        path = info.path(namespace)
+        path = info.collection(namespace)
         return _ApiStream(self.transport, path, resource_version, timeout, self.received)
 
 

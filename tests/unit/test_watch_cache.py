@@ -288,6 +288,17 @@ def test_paginated_list_restarts_when_its_continue_token_expires(server: FakeSer
         c.stop()
 
 
+def test_list_and_watch_paths_of_one_namespace_and_of_all() -> None:
+    assert CONFIGMAPS.collection(NS) == f"/api/v1/namespaces/{NS}/configmaps"
+    assert CONFIGMAPS.collection(None) == "/api/v1/configmaps"
+    routes = ResourceInfo("gateway.networking.k8s.io", "v1", "httproutes", True)
+    assert (
+        routes.collection("a/b") == "/apis/gateway.networking.k8s.io/v1/namespaces/a%2Fb/httproutes"
+    )
+    classes = ResourceInfo("gateway.networking.k8s.io", "v1", "gatewayclasses", False)
+    assert classes.collection("ignored") == "/apis/gateway.networking.k8s.io/v1/gatewayclasses"
+
+
 # -- watching ---------------------------------------------------------------------------------
 
 
