@@ -53,6 +53,15 @@ def _split(path: str) -> list[str]:
 
 def json_equal(a: Any, b: Any) -> bool:
     """Equality that keeps JSON types apart (``True != 1``, ``1 != 1.5``; ``1 == 1.0``)."""
+    ta, tb = type(a), type(b)
+    # Exact-type fast paths for what decoded JSON is made of (no ABC checks: no-op detection
+    # compares whole rule lists on every step).
+    if ta is str or tb is str:
+        return ta is tb and a == b
+    if ta is dict and tb is dict:
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if ta is list and tb is list:
+        return len(a) == len(b) and all(map(json_equal, a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -178,10 +187,55 @@ class PatchBuilder:
         self._own_path(op["path"])
         if "from" in op:
             self._own_path(op["from"])
-        jsonpatch.JsonPatch([op]).apply(self._doc, in_place=True)
+        if not self._apply_simple(op):
+            jsonpatch.JsonPatch([op]).apply(self._doc, in_place=True)
         self._ops.append(op)
         if op["op"] != "test":
             self._edits += 1
+
+    def _apply_simple(self, op: JSON) -> bool:
+        """Apply a replace/add/remove whose parent exists, as RFC 6902 does (the builder's own
+        ops, every step); False leaves anything else to ``jsonpatch`` (and its errors)."""
+        kind = op["op"]
+        if kind not in ("replace", "add", "remove"):
+            return False
+        tokens = _split(op["path"])
+        if not tokens:
+            return False
+        parent: Any = self._doc
+        for token in tokens[:-1]:
+            if type(parent) is dict and token in parent:
+                parent = parent[token]
+            elif type(parent) is list and token.isdigit() and int(token) < len(parent):
+                parent = parent[int(token)]
+            else:
+                return False
+        last = tokens[-1]
+        if type(parent) is dict:
+            if kind == "add" or (last in parent):
+                if kind == "remove":
+                    del parent[last]
+                else:
+                    parent[last] = op["value"]
+                return True
+            return False
+        if type(parent) is list:
+            if kind == "add" and last == "-":
+                parent.append(op["value"])
+                return True
+            if not (last.isdigit() and (last == "0" or not last.startswith("0"))):
+                return False
+            index = int(last)
+            if kind == "add" and index <= len(parent):
+                parent.insert(index, op["value"])
+                return True
+            if index < len(parent):
+                if kind == "remove":
+                    del parent[index]
+                else:
+                    parent[index] = op["value"]
+                return True
+        return False
 
     # -- result -----------------------------------------------------------------------------
 

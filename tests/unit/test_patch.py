@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import copy
+
 import jsonpatch
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routers.planning.objects import ObjectRef
 from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer, wire_ops
@@ -151,3 +155,52 @@ def test_wire_ops_keeps_every_guard_without_a_resource_version() -> None:
     b.replace("/spec/list/1/w", 5)
     assert wire_ops(b.ops()) == b.ops()
     assert wire_ops(b.ops(), relaxed=True) == b.ops()
+
+
+def _paths(doc: object, prefix: str = "") -> list[str]:
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, prefix + "/" + escape(k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, f"{prefix}/{i}")
+    return out
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text("ab/~", max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text("ab/~", max_size=2), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(st.text("ab/~", max_size=2), _json, max_size=4), data=st.data())
+def test_the_builders_working_copy_is_what_rfc_6902_makes_of_its_ops(
+    doc: dict[str, object], data: st.DataObject
+) -> None:
+    """The builder applies its own ops natively (fast path); jsonpatch must agree, every time."""
+    before = copy.deepcopy(doc)
+    b = PatchBuilder(doc)
+    for _ in range(data.draw(st.integers(1, 6))):
+        paths = _paths(b.doc)
+        if not paths:
+            b.set("/new", data.draw(_json))
+            continue
+        path = data.draw(st.sampled_from(paths))
+        parent = b.get(path.rsplit("/", 1)[0]) if path.count("/") > 1 else b.doc
+        action = data.draw(st.sampled_from(["replace", "remove", "add", "set"]))
+        if action == "replace":
+            b.replace(path, data.draw(_json))
+        elif action == "remove":
+            b.remove(path)
+        elif action == "add" and isinstance(parent, list):
+            b.add(path, data.draw(_json))  # insert before an existing element
+        else:
+            b.set(path + "/x" if isinstance(b.get(path), dict) else path, data.draw(_json))
+    assert doc == before, "the live object must never change"
+    assert json_equal(apply_ops(doc, b.ops()), b.doc)

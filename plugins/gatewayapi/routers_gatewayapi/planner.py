@@ -810,7 +810,8 @@ class RoutePlanner:
         for i, rule in enumerate(rules):
             label = f"rules[{i}]" + (f" ({rule.get('name')})" if rule.get("name") else "")
             if self.kind.matches != "none":
-                matches = rule_matches(self.kind, rule)
+                # Counted on the rule as stored: defaulting adds a path, never a condition.
+                matches = rule.get("matches") or ([{}] if self.kind.matches == "http" else [])
                 total += len(matches)
                 if len(matches) > MAX_MATCHES_PER_RULE:
                     raise fail(
