@@ -17,6 +17,7 @@ cluster layer relaxes it (a hot foreign writer), the identity and value guards a
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,21 +54,38 @@ def _split(path: str) -> list[str]:
 
 def json_equal(a: Any, b: Any) -> bool:
     """Equality that keeps JSON types apart (``True != 1``, ``1 != 1.5``; ``1 == 1.0``)."""
+    if type(a) in (dict, list) and type(a) is type(b):
+        # Equal under Python's == (which conflates True and 1) and serialised alike (which
+        # does not) is JSON-equal: two C-speed passes instead of a Python walk of big trees
+        # (300 Ingress paths on every no-op step). Anything else takes the exact walk.
+        try:
+            if a == b and _dumps(a) == _dumps(b):
+                return True
+        except (TypeError, ValueError):
+            pass
+    return _json_equal(a, b)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, check_circular=False, separators=(",", ":"))
+
+
+def _json_equal(a: Any, b: Any) -> bool:
     ta, tb = type(a), type(b)
     # Exact-type fast paths for what decoded JSON is made of (no ABC checks: no-op detection
     # compares whole rule lists on every step).
     if ta is str or tb is str:
         return ta is tb and a == b
     if ta is dict and tb is dict:
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     if ta is list and tb is list:
-        return len(a) == len(b) and all(map(json_equal, a, b))
+        return len(a) == len(b) and all(map(_json_equal, a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     return type(a) is type(b) and a == b

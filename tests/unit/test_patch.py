@@ -91,6 +91,13 @@ def test_trailing_guards_are_dropped() -> None:
         ({"a": [1]}, {"a": [1]}, True),
         ("1", 1, False),
         (None, None, True),
+        # Containers (the C-speed path must agree with the exact walk):
+        ({"a": [True]}, {"a": [1]}, False),  # Python's == says equal
+        ([{"w": 1}], [{"w": 1.0}], True),  # serialised differently, JSON-equal
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True),  # key order
+        ([[1, 2]], [(1, 2)], True),  # a tuple from code against a decoded list
+        ({"a": [0]}, {"a": [False]}, False),
+        ({"a": {"b": "x"}}, {"a": {"b": "y"}}, False),
     ],
 )
 def test_json_equal(a: object, b: object, eq: bool) -> None:
