@@ -300,6 +300,7 @@ def reconcile(
     sleep: Callable[[float], None] = time.sleep,
     jitter: Callable[[], float] = random.random,
     cache: WatchCache | None = None,
+    read: Callable[[ObjectRef], JSON | None] | None = None,
 ) -> Outcome:
     """Make the cluster express ``desired``. Writes nothing when it already does.
 
@@ -310,14 +311,20 @@ def reconcile(
     With a ``cache``, the first attempt reads from it (no request when it holds the targets);
     a conflict means it was stale, so later attempts read from the server. Every write response
     goes into the cache, so the next step and ``verify`` see it without waiting for the watch.
+    ``read`` replaces the first attempt's reader (the Router's, which reuses parsed objects).
     """
     bindings = list(bindings) if bindings is not None else bind(config, registry)
     facts = facts or gather_facts(kube, bindings)
     known = live
     last: _Retry | None = None
     for attempt in range(1, max_attempts + 1):
-        read = reader(kube, cache, fresh=last is not None)
-        snapshot = gather(bindings, read, known, list_objects=lister(kube))
+        first = read if read is not None and last is None else None
+        snapshot = gather(
+            bindings,
+            first or reader(kube, cache, fresh=last is not None),
+            known,
+            list_objects=lister(kube),
+        )
         plans = plan_all(bindings, snapshot, desired, facts, routing=config)
         if all(p.empty for p in plans):
             return Outcome(tuple(plans), (), attempt, dry_run, snapshot)

@@ -517,6 +517,17 @@ class WatchCache:
         obj: JSON = json.loads(data)
         return obj
 
+    def version(self, ref: ObjectRef) -> str | None:
+        """The resourceVersion held for ``ref`` (``None``: not held, or its kind not synced):
+        lets a caller that kept a parsed copy of that version skip parsing it again."""
+        inf = self._find(ref)
+        if inf is None or not inf.synced.is_set():
+            return None
+        key = (ref.namespace if inf.info.namespaced else None, ref.name)
+        with self._lock:
+            entry = inf.objects.get(key)
+            return entry.rv if entry is not None else None
+
     def fresh(self, ref: ObjectRef) -> JSON | None:
         """Read from the server (a GET) and keep what it answered."""
         with self._lock:

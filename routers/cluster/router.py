@@ -52,7 +52,7 @@ from routers.model import (
     SetWeight,
     TrafficState,
 )
-from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.objects import JSON, LiveObjects, ObjectRef, resource_version
 from routers.planning.plan import Plan
 from routers.registry import Registry
 
@@ -84,6 +84,9 @@ class Router:
         self._lock = threading.RLock()
         self._facts: ClusterFacts | None = None
         self._state = state or TrafficState(total=config.max_traffic_weight or 100)
+        self._seen: dict[ObjectRef, JSON] = {}
+        """With a cache: the parsed targets as this Router last read or wrote them (read-only,
+        like every object a plan is made from)."""
 
     @classmethod
     def from_kubeconfig(
@@ -119,7 +122,34 @@ class Router:
             return self._facts
 
     def _reader(self, *, fresh: bool = False) -> Callable[[ObjectRef], JSON | None]:
-        return reader(self.kube, self.cache, fresh=fresh)
+        read = reader(self.kube, self.cache, fresh=fresh)
+        cache = self.cache
+        if cache is None:
+            return read
+        seen = self._seen
+
+        def remembering(ref: ObjectRef) -> JSON | None:
+            # The parsed copy of the version the cache holds, when this Router has it (its own
+            # last write's response, or its last read): steady steps parse nothing.
+            known = seen.get(ref)
+            if not fresh and known is not None and cache.version(ref) == resource_version(known):
+                return known
+            obj = read(ref)
+            if obj is None:
+                seen.pop(ref, None)
+            else:
+                seen[ref] = obj
+            return obj
+
+        return remembering
+
+    def _remember(self, outcome: Outcome) -> None:
+        if self.cache is not None and not outcome.dry_run:
+            for ref, obj in outcome.result.items():
+                if obj is None:
+                    self._seen.pop(ref, None)
+                else:
+                    self._seen[ref] = obj
 
     # -- declarative ----------------------------------------------------------------------------
 
@@ -140,7 +170,9 @@ class Router:
                 facts=self.facts(),
                 dry_run=dry_run,
                 cache=self.cache,
+                read=self._reader(),
             )
+            self._remember(outcome)
             if not dry_run:
                 self._state = state
             return outcome
@@ -162,7 +194,9 @@ class Router:
                 facts=self.facts(),
                 dry_run=dry_run,
                 cache=self.cache,
+                read=self._reader(),
             )
+            self._remember(outcome)
             if not dry_run:
                 self._state = TrafficState(total=self._state.total)
             return outcome

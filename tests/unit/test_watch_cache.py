@@ -521,6 +521,35 @@ def test_router_steps_read_nothing_and_verify_sees_its_own_write(
         assert [t["path"] for t in tests] == ["/metadata/resourceVersion"]
 
 
+def test_a_router_parses_an_object_once_per_version(
+    watching: WatchCache, server: FakeServer, registry: Registry
+) -> None:
+    router = Router(routing(), cache=watching, registry=registry)
+    router.apply_state(TrafficState(weight=10))
+    parsed: list[ObjectRef] = []
+    get = watching.get
+
+    def counting(r: ObjectRef) -> JSON | None:
+        parsed.append(r)
+        return get(r)
+
+    watching.get = counting  # type: ignore[method-assign]
+    for w in (20, 30):  # its own writes: the parsed responses are reused
+        router.apply_state(TrafficState(weight=w))
+        assert router.verify(TrafficState(weight=w)).ok
+    assert parsed == []
+    # Someone else's write arrives through the watch: that version is parsed, once.
+    foreign = server.put("web", {**server.objects[(NS, "web")]["data"], "foreign": "1"})
+    eventually("the event", lambda: watching.version(ref("web")) == rv_of(foreign))
+    assert router.apply_state(TrafficState(weight=30)).writes == 0
+    assert router.verify(TrafficState(weight=30)).ok
+    assert parsed == [ref("web")]
+
+
+def rv_of(obj: JSON) -> str:
+    return str(obj["metadata"]["resourceVersion"])
+
+
 def test_stale_cache_costs_one_conflict_and_loses_nothing(
     watching: WatchCache, server: FakeServer, registry: Registry
 ) -> None:
