@@ -227,11 +227,14 @@ def operator(mod: ModuleType, cp: ControlPlane, ns: str) -> Iterator[None]:
         thread.join(60)
         assert not thread.is_alive(), "the operator did not stop"
         assert not failures, failures
-        wait_for(
-            "the operator's threads to end",
-            lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
-            timeout=10,
-        )
+
+        def left() -> list[str]:
+            return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+
+        try:
+            wait_for("the operator's threads to end", lambda: not left(), timeout=10)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {left()}") from None
 
 
 # -- tests -----------------------------------------------------------------------------------

@@ -239,6 +239,7 @@ class Controller:
         self._client: ApiClient | None = None
         self._kube: Kube | None = None
         self._cache: WatchCache | None = None
+        self._closed = False
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -248,7 +249,9 @@ class Controller:
             if self._kube is None:
                 self._client = ApiClient(client_configuration(self.options))
                 self._kube = Kube(Transport(self._client))
-                self._cache = WatchCache(self._kube) if self.options.cache else None
+                # A handler still running after close() reads from the server: no new watches.
+                caching = self.options.cache and not self._closed
+                self._cache = WatchCache(self._kube) if caching else None
             return self._kube
 
     @property
@@ -262,6 +265,7 @@ class Controller:
 
     def close(self) -> None:
         with self._guard:
+            self._closed = True
             self._releases.clear()
             if self._cache is not None:
                 self._cache.stop()  # ends every watch and joins its thread

@@ -1,6 +1,6 @@
 """Entry point for ``kopf run examples/kopf-operator/main.py`` (knobs from the environment).
 
-    KUBECONFIG=~/.kube/config kopf run --standalone --namespace shop examples/kopf-operator/main.py
+KUBECONFIG=~/.kube/config kopf run --standalone --namespace shop examples/kopf-operator/main.py
 """
 
 import sys
