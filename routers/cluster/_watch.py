@@ -23,6 +23,7 @@ transport's, watches a server-side ``timeoutSeconds`` and a client read timeout 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import random
@@ -278,6 +279,12 @@ class _Informer:
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.settled.set()  # a reader still waiting for the first list stops waiting
+
+    def _loop(self) -> None:
         cache = self.cache
         delay = 0.0
         while not cache._stopping.is_set():
@@ -384,8 +391,7 @@ class _Informer:
                     break
         finally:
             self.stream = None
-            if cache._stopping.is_set():
-                stream.stop()
+            stream.stop()  # closes the connection also when an event raised (410 Gone)
         return delivered or time.monotonic() - started > 1.0
 
 
@@ -450,8 +456,6 @@ class WatchCache:
     def _watch_transport(self) -> Transport:
         """Watches get their own connection pool: each holds a connection for minutes, which
         must not starve the writes. Requests are reported to the main transport's hooks."""
-        import copy
-
         main = self.kube.transport
         cfg = copy.deepcopy(main.api_client.configuration)
         cfg.connection_pool_maxsize = 1024  # connections kept, not opened: one per watch
