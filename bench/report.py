@@ -142,14 +142,20 @@ def evaluate(results: dict[str, Any]) -> list[Verdict]:
         if row["driver"] not in THROUGHPUT_MODES:
             continue
         ratio = row["vsBaseline"]
+        unfinished = row.get("unfinishedRollouts") or 0
         ok = ratio is not None and ratio >= THROUGHPUT_FACTOR and not row["errors"]
+        ok = ok and not unfinished
         out.append(
             Verdict(
                 ">=2x the GET+PUT throughput",
                 f"{row['plugin']} N={row['rollouts']} ({row['driver']})",
                 f"{row['stepsPerSecond']} steps/s, {ratio}x",
                 ok,
-                "" if ok else f"{ratio}x ({row['errors']} errors)",
+                ""
+                if ok
+                else f"{ratio}x ({row['errors']} errors"
+                + (f", {unfinished} rollouts unfinished" if unfinished else "")
+                + ")",
             )
         )
     for row in (results.get("latency") or {}).get("rows", []):
@@ -309,8 +315,9 @@ def render(results: dict[str, Any]) -> str:
     tp = (results.get("throughput") or {}).get("rows", [])
     if tp:
         lines += [
-            "**Throughput** (N rollouts x 10 steps, concurrent; the median round by steps/s; "
-            "ratio = ours / GET+PUT; failed steps are not counted as steps)",
+            "**Throughput** (N rollouts x 10 steps, concurrent, on each plugin's typical object; "
+            "the median round by steps/s; ratio = ours / GET+PUT; failed steps are not counted "
+            "as steps; CPU is per step, by process)",
             "",
         ]
         lines += _table(
