@@ -67,7 +67,15 @@ class FakeServer:
 
     # -- changing the "cluster" -----------------------------------------------------------
 
-    def put(self, name: str, data: dict[str, str], ns: str = NS, *, notify: bool = True) -> JSON:
+    def put(
+        self,
+        name: str,
+        data: dict[str, str],
+        ns: str = NS,
+        *,
+        notify: bool = True,
+        annotations: dict[str, str] | None = None,
+    ) -> JSON:
         with self.lock:
             self.rv += 1
             kind = "MODIFIED" if (ns, name) in self.objects else "ADDED"
@@ -80,6 +88,7 @@ class FakeServer:
                     "resourceVersion": str(self.rv),
                     "uid": f"uid-{name}",
                     "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}],
+                    **({"annotations": annotations} if annotations else {}),
                 },
                 "data": data,
             }
@@ -169,7 +178,10 @@ class FakeKube(Kube):
             after = jsonpatch.JsonPatch(list(ops)).apply(copy.deepcopy(current))
         except jsonpatch.JsonPatchTestFailed:
             raise ApiStatus(422, "Invalid", "the test operation failed") from None
-        return self.server.put(ref.name, after["data"], ref.namespace or "default")
+        annotations = after["metadata"].get("annotations")
+        return self.server.put(
+            ref.name, after["data"], ref.namespace or "default", annotations=annotations
+        )
 
 
 @pytest.fixture
@@ -539,7 +551,12 @@ def test_a_router_parses_an_object_once_per_version(
         assert router.verify(TrafficState(weight=w)).ok
     assert parsed == []
     # Someone else's write arrives through the watch: that version is parsed, once.
-    foreign = server.put("web", {**server.objects[(NS, "web")]["data"], "foreign": "1"})
+    current = server.objects[(NS, "web")]
+    foreign = server.put(
+        "web",
+        {**current["data"], "foreign": "1"},
+        annotations=current["metadata"].get("annotations"),
+    )
     eventually("the event", lambda: watching.version(ref("web")) == rv_of(foreign))
     assert router.apply_state(TrafficState(weight=30)).writes == 0
     assert router.verify(TrafficState(weight=30)).ok
