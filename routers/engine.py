@@ -247,7 +247,8 @@ def gather(
 
     ``known`` objects (an informer cache, our last write responses) are not read again; a
     ``None`` value says the object is known not to exist. Selector targets are listed with
-    ``list_objects`` every time (a cache cannot prove it holds every match).
+    ``list_objects`` every time (``known`` cannot prove it holds every match; a lister backed by
+    a watch cache that holds the whole kind can, and answers from memory).
     """
     live: dict[ObjectRef, JSON] = {r: o for r, o in (known or {}).items() if o is not None}
     absent: set[ObjectRef] = {r for r, o in (known or {}).items() if o is None}

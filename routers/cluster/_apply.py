@@ -134,10 +134,19 @@ def reader(
     return read
 
 
-def lister(kube: Kube) -> Callable[[SelectorRef], list[JSON]]:
+def lister(
+    kube: Kube, cache: WatchCache | None = None, *, fresh: bool = False
+) -> Callable[[SelectorRef], list[JSON]]:
+    """Selector lists for ``gather``: from ``cache`` when there is one (it holds every object of
+    the kind in the namespace; ``fresh``: one LIST, and the cache keeps the answer), else one
+    LIST; API errors become :class:`ApplyError`."""
+    select = kube.list_selected
+    if cache is not None:
+        select = cache.select_fresh if fresh else cache.select
+
     def list_objects(selector: SelectorRef) -> list[JSON]:
         try:
-            return kube.list_selected(selector)
+            return select(selector)
         except ApiStatus as exc:
             ref = ObjectRef(selector.group, selector.kind, selector.namespace, "", selector.version)
             raise _api_error(exc, "list", ref, _resource_name(kube, ref)) from None
@@ -323,7 +332,7 @@ def reconcile(
             bindings,
             first or reader(kube, cache, fresh=last is not None),
             known,
-            list_objects=lister(kube),
+            list_objects=lister(kube, cache, fresh=last is not None),
         )
         plans = plan_all(bindings, snapshot, desired, facts, routing=config)
         if all(p.empty for p in plans):

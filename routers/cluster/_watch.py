@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import urllib3
@@ -42,7 +43,7 @@ from kubernetes.watch import Watch
 
 from routers.cluster._kube import Kube, ResourceInfo
 from routers.cluster._transport import ApiStatus, Transport
-from routers.planning.objects import JSON, ObjectRef
+from routers.planning.objects import JSON, ObjectRef, SelectorRef
 
 __all__ = ["CacheStats", "EventStream", "Source", "WatchCache"]
 
@@ -56,6 +57,7 @@ GONE_KEPT = 4096
 
 Key = tuple[str | None, str]
 """(namespace, name) of an object within one informer."""
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 class EventStream(Protocol):
@@ -202,18 +204,25 @@ def _rv_of(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels")
+    return labels if isinstance(labels, dict) else _NO_LABELS
+
+
 def _key_of(obj: Mapping[str, Any]) -> Key:
     meta = obj.get("metadata") or {}
     return meta.get("namespace") or None, str(meta.get("name") or "")
 
 
 class _Entry:
-    __slots__ = ("data", "rv")
+    __slots__ = ("data", "labels", "rv")
 
     def __init__(self, rv: str, data: bytes | None) -> None:
         self.rv = rv
         self.data = data
         """Compact JSON; ``None`` when dropped to stay within ``max_bytes``."""
+        self.labels: Mapping[str, str] = _NO_LABELS
+        """Kept with or without the body: label selectors are answered without parsing."""
 
 
 @dataclass(frozen=True)
@@ -238,8 +247,8 @@ class CacheStats:
     bookmarks: int
     hits: int
     gets: int
-    """Reads the cache could not answer and sent to the server (not synced, forbidden, evicted,
-    or a fresh read after a conflict)."""
+    """Reads (GETs, and selector LISTs) the cache could not answer and sent to the server (not
+    synced, forbidden, evicted, or a fresh read after a conflict)."""
     evictions: int
     skipped: int
     """Events and write responses ignored because the cache already held a newer version."""
@@ -544,6 +553,53 @@ class WatchCache:
     def reader(self) -> Callable[[ObjectRef], JSON | None]:
         return self.get
 
+    def select(self, selector: SelectorRef) -> list[JSON]:
+        """Every object of the selector's kind in its namespace whose labels match (fresh
+        dicts, by name), from the informer that holds all of them: a LIST with a
+        ``labelSelector`` answered from memory. Reads the cache cannot answer (not synced,
+        forbidden) go to the server, as with ``get``.
+
+        As fresh as the watch: a route labelled a moment ago may be missed by this step and is
+        seen by the next, as it would be by a LIST sent a moment earlier.
+        """
+        ref = ObjectRef(selector.group, selector.kind, selector.namespace, "", selector.version)
+        inf = self._informer(ref)
+        if inf is not None and not inf.synced.is_set():
+            inf.settled.wait(self.sync_timeout)
+        if inf is None or not inf.synced.is_set():
+            return self.select_fresh(selector)
+        ns = selector.namespace if inf.info.namespaced else None
+        match = selector.selector.matches
+        with self._lock:
+            found = [
+                (key[1], entry.data)
+                for key, entry in inf.objects.items()
+                if key[0] == ns and match(entry.labels)
+            ]
+            self._counts["hits"] += 1
+            for name, data in found:
+                if data is not None:
+                    self._lru.move_to_end((inf, (ns, name)))
+        out: list[JSON] = []
+        for name, data in sorted(found, key=lambda f: f[0]):
+            if data is not None:
+                out.append(json.loads(data))
+                continue
+            # Its body was dropped to stay within max_bytes: read it (it may have changed).
+            obj = self.fresh(ObjectRef(ref.group, ref.kind, ref.namespace, name, ref.version))
+            if obj is not None and match(_labels_of(obj)):
+                out.append(obj)
+        return out
+
+    def select_fresh(self, selector: SelectorRef) -> list[JSON]:
+        """One LIST from the server (after a conflict); the cache keeps what it answered."""
+        with self._lock:
+            self._counts["gets"] += 1
+        objs = self.kube.list_selected(selector)
+        for obj in objs:
+            self.record(obj)
+        return objs
+
     def prefetch(self, refs: Iterable[ObjectRef]) -> None:
         """Start the informers these refs need and wait until they have listed (warm-up)."""
         informers = [inf for ref in refs if (inf := self._informer(ref)) is not None]
@@ -716,6 +772,8 @@ class WatchCache:
         if entry is None:
             entry = inf.objects[key] = _Entry(rv, None)
         entry.rv = rv
+        labels = _labels_of(obj)
+        entry.labels = dict(labels) if labels else _NO_LABELS
         self._set_body(inf, key, entry, data, admit=demand or warm)
         return True
 

@@ -237,9 +237,8 @@ class Router:
     ) -> LiveObjects:
         """The targets as they are now (objects in ``live`` are not read again); ``fresh``
         reads from the server even with a cache (after a conflict)."""
-        return gather(
-            self._bindings, self._reader(fresh=fresh), live, list_objects=lister(self.kube)
-        )
+        list_objects = lister(self.kube, self.cache, fresh=fresh)
+        return gather(self._bindings, self._reader(fresh=fresh), live, list_objects=list_objects)
 
     def plan(
         self, desired: Desired, *, live: Mapping[ObjectRef, JSON | None] | None = None

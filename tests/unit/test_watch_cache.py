@@ -15,7 +15,8 @@ import pytest
 
 from routers.cluster import ApiStatus, Kube, ResourceInfo, Router, WatchCache, reconcile
 from routers.model import RoutingConfig, TrafficState
-from routers.planning.objects import JSON, ObjectRef
+from routers.model.selectors import LabelSelector
+from routers.planning.objects import JSON, ObjectRef, SelectorRef
 from routers.registry import Registry
 from tests.conftest import configmap_registry, eventually
 
@@ -31,8 +32,10 @@ _END = object()
 
 
 class FakeStream:
-    def __init__(self, rv: str) -> None:
+    def __init__(self, rv: str, namespace: str | None = None) -> None:
         self.rv = rv
+        self.namespace = namespace
+        """What the watch is for: events of other namespaces are not sent to it."""
         self.q: queue.Queue[Any] = queue.Queue()
         self.stopped = False
 
@@ -75,6 +78,7 @@ class FakeServer:
         *,
         notify: bool = True,
         annotations: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> JSON:
         with self.lock:
             self.rv += 1
@@ -89,6 +93,7 @@ class FakeServer:
                     "uid": f"uid-{name}",
                     "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}],
                     **({"annotations": annotations} if annotations else {}),
+                    **({"labels": labels} if labels else {}),
                 },
                 "data": data,
             }
@@ -107,8 +112,9 @@ class FakeServer:
                 self.broadcast({"type": "DELETED", "object": gone})
 
     def broadcast(self, event: Any) -> None:
+        ns = event["object"]["metadata"].get("namespace")
         for s in self.streams:
-            if not s.stopped:
+            if not s.stopped and s.namespace in (None, ns):
                 s.push(event)
 
     @property
@@ -142,7 +148,7 @@ class FakeServer:
         self, info: ResourceInfo, namespace: str | None, *, resource_version: str, timeout: int
     ) -> FakeStream:
         assert timeout > 0
-        s = FakeStream(resource_version)
+        s = FakeStream(resource_version, namespace)
         self.streams.append(s)
         return s
 
@@ -154,6 +160,7 @@ class FakeKube(Kube):
         super().__init__(transport=None)  # type: ignore[arg-type]
         self.server = server
         self.gets: list[ObjectRef] = []
+        self.lists: list[SelectorRef] = []
         self.patches: list[list[JSON]] = []
 
     def served_groups(self, *, refresh: bool = False) -> dict[str, tuple[str, ...]]:
@@ -168,6 +175,15 @@ class FakeKube(Kube):
         self.gets.append(ref)
         obj = self.server.objects.get((ref.namespace or "default", ref.name))
         return copy.deepcopy(obj) if obj is not None else None
+
+    def list_selected(self, selector: SelectorRef) -> list[JSON]:
+        self.lists.append(selector)
+        return [
+            copy.deepcopy(o)
+            for (ns, _), o in sorted(self.server.objects.items())
+            if ns == selector.namespace
+            and selector.selector.matches(o["metadata"].get("labels") or {})
+        ]
 
     def json_patch(self, ref: ObjectRef, ops: Any, *, dry_run: bool = False) -> JSON:
         import jsonpatch
@@ -368,6 +384,90 @@ def test_410_gone_relists_and_converges(cache: WatchCache, server: FakeServer, h
     assert stats.relists == 1
     assert kube_of(cache).gets == []
     eventually("a watch from the relist", lambda: server.stream.rv == str(server.rv))
+
+
+# -- label selectors ---------------------------------------------------------------------------
+
+
+def selector(**labels: str) -> SelectorRef:
+    return SelectorRef("", "ConfigMap", NS, LabelSelector(match_labels=labels), "v1")
+
+
+def test_label_selectors_are_answered_from_the_informer(
+    watching: WatchCache, server: FakeServer
+) -> None:
+    server.put("a", {}, labels={"app": "web"})
+    server.put("b", {}, labels={"app": "web", "tier": "edge"})
+    server.put("c", {}, labels={"app": "api"})
+    server.put("d", {}, ns="elsewhere", labels={"app": "web"})
+    eventually("the events", lambda: watching.stats().events == 3)
+    names = [o["metadata"]["name"] for o in watching.select(selector(app="web"))]
+    assert names == ["a", "b"]
+    assert [o["metadata"]["name"] for o in watching.select(selector(tier="edge"))] == ["b"]
+    server.put("c", {}, labels={"app": "web"})  # relabelled: now it matches
+    eventually("the relabel", lambda: len(watching.select(selector(app="web"))) == 3)
+    assert (kube_of(watching).gets, kube_of(watching).lists) == ([], [])
+
+
+def test_label_selectors_list_from_the_server_when_the_kind_cannot_be_watched(
+    server: FakeServer,
+) -> None:
+    server.list_errors = [ApiStatus(403, "Forbidden", "cannot list configmaps")]
+    server.put("a", {}, labels={"app": "web"})
+    c = WatchCache(FakeKube(server), source=server, max_backoff=0.01)
+    try:
+        assert [o["metadata"]["name"] for o in c.select(selector(app="web"))] == ["a"]
+        assert len(kube_of(c).lists) == 1
+    finally:
+        c.stop()
+
+
+def names(objs: list[JSON]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs]
+
+
+def test_label_selectors_see_deletions_and_only_their_namespace(server: FakeServer) -> None:
+    server.put("a", {}, labels={"app": "web"})
+    server.put("a", {}, ns="elsewhere", labels={"app": "web"})
+    wide = WatchCache(FakeKube(server), source=server, all_namespaces=True, max_backoff=0.01)
+    try:
+        assert names(wide.select(selector(app="web"))) == ["a"]
+        other = SelectorRef("", "ConfigMap", "elsewhere", LabelSelector(), "v1")
+        assert [o["metadata"]["namespace"] for o in wide.select(other)] == ["elsewhere"]
+        eventually("the watch", lambda: server.streams)
+        server.delete("a")
+        eventually("the deletion", lambda: wide.select(selector(app="web")) == [])
+        assert server.lists == [(None, None)]
+        assert kube_of(wide).lists == []
+    finally:
+        wide.stop()
+
+
+def test_label_selectors_read_evicted_bodies_and_check_their_labels_again(
+    server: FakeServer,
+) -> None:
+    server.put("a", {}, labels={"app": "web"})
+    server.put("b", {}, labels={"app": "web"})
+    c = WatchCache(FakeKube(server), source=server, max_bytes=0, max_backoff=0.01)
+    try:
+        assert names(c.select(selector(app="web"))) == ["a", "b"]
+        assert [r.name for r in kube_of(c).gets] == ["a", "b"], "no body kept: one GET each"
+        server.put("b", {}, labels={"app": "api"}, notify=False)  # relabelled, event not here
+        assert names(c.select(selector(app="web"))) == ["a"]
+    finally:
+        c.stop()
+
+
+def test_a_fresh_selector_list_goes_to_the_server_and_is_kept(
+    watching: WatchCache, server: FakeServer
+) -> None:
+    server.put("a", {"v": "1"}, labels={"app": "web"}, notify=False)  # the watch lags
+    assert watching.select(selector(app="web")) == []
+    assert names(watching.select_fresh(selector(app="web"))) == ["a"]
+    assert kube_of(watching).lists == [selector(app="web")]
+    assert names(watching.select(selector(app="web"))) == ["a"]  # kept: no second LIST
+    assert len(kube_of(watching).lists) == 1
+    assert watching.stats().gets == 1
 
 
 # -- write responses ---------------------------------------------------------------------------
