@@ -13,10 +13,13 @@
 #
 # The LAST line on stdout is the path of the binary. Everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
-#      ROUTERS_ARGO_BUILD_TIMEOUT (seconds, default 1800: a cold build downloads the modules).
+#      ROUTERS_E2E_BUILD_TIMEOUT (seconds one go command may take: a cold build downloads the
+#      modules), ROUTERS_E2E_LOCK_TIMEOUT (seconds to wait for a concurrent build), as in
+#      ../scripts/_limits.sh.
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../scripts/_limits.sh"
 cd "$here"
 
 command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && export PATH="/usr/local/go/bin:$PATH"; }
@@ -30,7 +33,6 @@ case "$target" in
 esac
 cache_root=${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/argo-$target
 mkdir -p "$cache_root"
-build_timeout=${ROUTERS_ARGO_BUILD_TIMEOUT:-1800}
 
 BUILD_FLAGS=(-trimpath -p 2 -pgo=off)
 LDFLAGS="-s -w"
@@ -56,7 +58,7 @@ if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && [[ -x "$final/bin/$bin" ]]; then
 fi
 
 exec 9>"$cache_root/.build.lock"
-flock -w "$build_timeout" 9 || { echo "argo-$target: another build held the lock for ${build_timeout}s" >&2; exit 1; }
+lock_fd 9 "$cache_root/.build.lock"
 if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && [[ -x "$final/bin/$bin" ]]; then
   echo "argo-$target: cache hit $final (built concurrently)" >&2
   echo "$final/bin/$bin"
@@ -69,11 +71,11 @@ chmod 755 "$tmp"
 mkdir -p "$tmp/bin"
 echo "argo-$target: cache miss, building into $final ($(go version))" >&2
 start=$(date +%s)
-timeout --kill-after=30 "$build_timeout" \
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go build $bin" \
   go build "${BUILD_FLAGS[@]}" -ldflags "$LDFLAGS" -o "$tmp/bin/$bin" "$pkg" >&2
-[[ $target != bridge ]] || "$tmp/bin/$bin" --version >&2
+[[ $target != bridge ]] || limit 30 "$bin --version" "$tmp/bin/$bin" --version >&2
 cat > "$tmp/build-info.txt" <<INFO
-$target: $([[ $target != bridge ]] || "$tmp/bin/$bin" --version)
+$target: $([[ $target != bridge ]] || limit 30 "$bin --version" "$tmp/bin/$bin" --version)
 $(go version)
 build flags: CGO_ENABLED=$CGO_ENABLED ${BUILD_FLAGS[*]} -ldflags "$LDFLAGS"
 built: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - start ))s

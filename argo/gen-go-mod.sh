@@ -10,6 +10,7 @@
 set -euo pipefail
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 cd "$(dirname "$0")"
+source ../scripts/_limits.sh
 
 cur=$(go mod edit -json | python3 -c 'import json,sys
 d=json.load(sys.stdin)
@@ -17,7 +18,7 @@ print(next((r["Version"] for r in d.get("Require") or [] if r["Path"]=="github.c
 ARGO_VERSION=${1:-$cur}
 [[ -n $ARGO_VERSION ]] || { echo "usage: $0 ARGO_VERSION" >&2; exit 2; }
 
-gomod=$(timeout 600 go mod download -json "github.com/argoproj/argo-rollouts@${ARGO_VERSION}" | python3 -c 'import json,sys
+gomod=$(limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod download" go mod download -json "github.com/argoproj/argo-rollouts@${ARGO_VERSION}" | python3 -c 'import json,sys
 d=json.load(sys.stdin)
 if d.get("Error"): sys.exit(d["Error"])
 print(d["GoMod"])')
@@ -32,6 +33,6 @@ for r in json.load(sys.stdin).get("Replace") or []:
     if r["Old"]["Path"].startswith("k8s.io/") and r["New"].get("Version"):
         print("-replace=%s=%s@%s" % (r["Old"]["Path"], r["New"]["Path"], r["New"]["Version"]))')
 go mod edit "${args[@]}"
-timeout 900 go get "github.com/argoproj/argo-rollouts@${ARGO_VERSION}"
-timeout 900 go mod tidy
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go get" go get "github.com/argoproj/argo-rollouts@${ARGO_VERSION}"
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod tidy" go mod tidy
 echo "go.mod pinned to argo-rollouts ${ARGO_VERSION} (${#args[@]} k8s.io replaces)" >&2

@@ -102,7 +102,7 @@ def cache_child(plugin: str, count: int) -> dict[str, Any]:
     import gc
     import threading
 
-    from routers.cluster import Kube, ResourceInfo, WatchCache
+    from routers.cluster import DEFAULT_TIMEOUTS, Kube, ResourceInfo, WatchCache
     from routers.planning.objects import ObjectRef
 
     class _Kube(Kube):
@@ -130,7 +130,9 @@ def cache_child(plugin: str, count: int) -> dict[str, Any]:
         def watch(self, info: Any, namespace: Any, *, resource_version: str, timeout: int) -> Any:
             return _Stream()
 
-    cache = WatchCache(_Kube(), all_namespaces=True, source=_Source())
+    cache = WatchCache(
+        _Kube(), all_namespaces=True, source=_Source(), timeouts=DEFAULT_TIMEOUTS
+    )  # no transport here: the limits are given
     cache.prefetch(ObjectRef.of(o) for o in _rollout_objects(plugin, 0))
     object_bytes = sum(
         len(json.dumps(o, separators=(",", ":"))) for o in _rollout_objects(plugin, 0)

@@ -68,11 +68,11 @@ def measure(
     latencies: list[list[float]] = [[] for _ in range(n)]
     errors: list[str] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(n + 1)
+    barrier = threading.Barrier(n + 1, timeout=JOIN_TIMEOUT)
     halt = threading.Event()
 
     def rollout(i: int) -> None:
-        barrier.wait()
+        barrier.wait(JOIN_TIMEOUT)
         for state in steps:
             if halt.is_set():
                 return
@@ -92,7 +92,7 @@ def measure(
     pids = {"client": None, **cp.pids()}
     cpu0 = {name: machine.cpu_seconds(pid) for name, pid in pids.items()}
     watch0 = cache.stats() if cache is not None else None
-    barrier.wait()
+    barrier.wait(JOIN_TIMEOUT)
     start = time.perf_counter()
     deadline = start + JOIN_TIMEOUT
     for t in threads:

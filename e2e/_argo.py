@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
-from e2e.cluster import _run_script
+from e2e.cluster import BinariesUnavailable, LineReader, _run_script, memoised_build
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SH = ROOT / "argo" / "build.sh"
@@ -29,10 +27,17 @@ class DriverError(RuntimeError):
     pass
 
 
+_built: dict[str, Path | BinariesUnavailable] = {}
+
+
 def build(target: str = "bridge") -> Path:
-    """Path of the bridge (or the driver), built by argo/build.sh on a cache miss; raises
-    :class:`BinariesUnavailable` when it cannot be built."""
-    return Path(_run_script(BUILD_SH, [target], what=f"argo/build.sh {target}"))
+    """Path of the bridge (or the driver), built by argo/build.sh on a cache miss (memoised per
+    process); raises :class:`BinariesUnavailable` when it cannot be built."""
+    return memoised_build(
+        _built,
+        target,
+        lambda: Path(_run_script(BUILD_SH, [target], what=f"argo/build.sh {target}")),
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -105,9 +110,7 @@ class Driver:
             stderr=self._log_file,
             env={**os.environ, **(env or {})},
         )
-        self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._lines = LineReader(self.proc)
         self._next_id = 0
         self.latencies: dict[str, list[int]] = {}
         """Milliseconds per call, by method, as the driver measured them around Argo's client."""
@@ -116,24 +119,19 @@ class Driver:
             raise DriverError(f"driver did not get ready: {first}")
         self.pid = int(first["pid"])
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self._answers.put(json.loads(line))
-            except ValueError:
-                self._answers.put({"error": f"driver wrote {line!r}"})
-        self._answers.put(None)
-
     def _next(self, timeout: float) -> dict[str, Any]:
         try:
-            answer = self._answers.get(timeout=timeout)
-        except queue.Empty:
+            line = self._lines.get(timeout)
+        except TimeoutError:
             raise DriverError(
                 f"no answer from the driver within {timeout}s; log {self.log}"
             ) from None
-        if answer is None:
+        if line is None:
             raise DriverError(f"the driver exited ({self.proc.poll()}); log:\n{self.tail()}")
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError:
+            return {"error": f"driver wrote {line!r}"}
         return answer
 
     def tail(self, n: int = 60) -> str:

@@ -3,35 +3,75 @@
 The API server refuses loopback addresses in EndpointSlices, so the backends Traefik routes to
 live on 198.18.0.0/15 (the benchmarking range, never routed) inside a namespace this test
 creates and always deletes. Everything here needs root (CAP_NET_ADMIN).
+
+The /24 is one no interface on the machine uses yet: two runs (or a run and the leftovers of a
+killed one) sharing a subnet would route one run's traffic into the other's namespace, where
+nobody answers. The host processes die with the test process (PR_SET_PDEATHSIG) and, as a last
+resort, after ``MAX_SECONDS``; ``alive()`` and ``describe()`` say which one stopped answering.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.cluster import _pdeathsig
+
 SERVER = Path(__file__).with_name("_traffic_server.py")
 PORT = 8080
+# Last-resort lifetime of a host process (they die with the test process anyway): longer than
+# any CI run (90 min), so a slow run never outlives its backends.
+MAX_SECONDS = 3 * 3600
+IP_TIMEOUT = 30.0  # one `ip` command (netlink; milliseconds normally)
 
 
 class HostsUnavailable(RuntimeError):
     """No root / no iproute2: the traffic test cannot run here."""
 
 
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
-    if proc.returncode != 0:
+def _ip(*args: str, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(
+            ["ip", *args], capture_output=True, text=True, check=False, timeout=IP_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"ip {' '.join(args)} did not finish within {IP_TIMEOUT:g}s") from None
+    if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
 
 
-def _wait_http(name: str, addr: str, timeout: float = 20.0) -> None:
+def _free_subnet(prefix: str) -> str:
+    """A ``<prefix>.N`` (a /24) in which no interface of the machine has an address yet."""
+    pattern = rf"\b{re.escape(prefix)}\.(\d+)\.\d+/"
+    used = {int(m) for m in re.findall(pattern, _ip("-o", "-4", "addr", "show"))}
+    free = [n for n in range(1, 251) if n not in used]
+    if not free:
+        raise RuntimeError(f"every {prefix}.N.0/24 (N=1..250) is in use: leftover test netns?")
+    return f"{prefix}.{free[secrets.randbelow(len(free))]}"
+
+
+def _state(pid: int) -> str:
+    """'running', or what /proc says otherwise (a SIGSTOPped host accepts and never answers)."""
+    try:
+        code = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+    return {"T": "STOPPED", "t": "STOPPED (traced)", "Z": "EXITED (zombie)"}.get(code, "running")
+
+
+def _wait_http(
+    name: str, addr: str, timeout: float = 20.0, describe: Callable[[], str] = lambda: ""
+) -> None:
     """Until http://addr:PORT/ answers with ``name``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -42,7 +82,10 @@ def _wait_http(name: str, addr: str, timeout: float = 20.0) -> None:
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"test host {name} at {addr}:{PORT} did not answer")
+            raise RuntimeError(
+                f"test host {name} at {addr}:{PORT} did not answer within {timeout:g}s "
+                f"({describe()})"
+            )
         time.sleep(0.1)
 
 
@@ -63,16 +106,32 @@ def _unlink(netns: str, veth: str, procs: list[subprocess.Popen[bytes]]) -> None
             p.kill()
         p.wait(timeout=10)
     procs.clear()
-    for cmd in (("link", "del", f"{veth}h"), ("netns", "del", netns)):
-        subprocess.run(["ip", *cmd], capture_output=True, check=False, timeout=30)
+    if veth:
+        _ip("link", "del", f"{veth}h", check=False)
+    _ip("netns", "del", netns, check=False)
 
 
 def _serve(netns: str, listen: str, name: str, *extra: str) -> subprocess.Popen[bytes]:
-    """The test server inside ``netns`` (it stops by itself after its --max-seconds)."""
+    """The test server inside ``netns``: it dies with the test process and, at the latest,
+    after ``MAX_SECONDS``."""
     return subprocess.Popen(
-        ["ip", "netns", "exec", netns, sys.executable, str(SERVER), listen, name, *extra],
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            str(SERVER),
+            listen,
+            name,
+            "--max-seconds",
+            str(MAX_SECONDS),
+            *extra,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # `ip netns exec` execs the server in place, so the signal carries over.
+        preexec_fn=_pdeathsig,  # noqa: PLW1509 - die with the test process
     )
 
 
@@ -87,10 +146,10 @@ class NetnsHosts:
     _veth: str = ""
 
     def start(self) -> NetnsHosts:
-        subnet = f"198.18.{secrets.randbelow(250) + 1}"
         self._veth = f"crt{secrets.token_hex(3)}"
         try:
             _link(self.netns, self._veth)
+            subnet = _free_subnet("198.18")
             _ip("addr", "add", f"{subnet}.1/24", "dev", f"{self._veth}h")
             _ip("link", "set", f"{self._veth}h", "up")
             _ip("-n", self.netns, "link", "set", f"{self._veth}n", "up")
@@ -98,11 +157,9 @@ class NetnsHosts:
                 addr = f"{subnet}.{i}"
                 _ip("-n", self.netns, "addr", "add", f"{addr}/24", "dev", f"{self._veth}n")
                 self.addresses[name] = addr
-                self.procs.append(
-                    _serve(self.netns, f"{addr}:{PORT}", name, "--max-seconds", "900")
-                )
+                self.procs.append(_serve(self.netns, f"{addr}:{PORT}", name))
             for name, addr in self.addresses.items():
-                _wait_http(name, addr)
+                _wait_http(name, addr, describe=self.describe)
         except BaseException:
             self.stop()
             raise
@@ -113,6 +170,21 @@ class NetnsHosts:
         url = f"http://{self.addresses[name]}:{PORT}/__seen?path={path}"
         with urllib.request.urlopen(url, timeout=5) as r:
             return int(r.read().decode())
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return dict(zip(self.addresses, self.procs, strict=False))[name]
+
+    def alive(self) -> dict[str, int | None]:
+        """Host name -> None while its process runs, else its exit code."""
+        return {name: p.poll() for name, p in zip(self.addresses, self.procs, strict=False)}
+
+    def describe(self) -> str:
+        """One line for failure messages: each host's address and what its process is doing."""
+        parts = []
+        for name, code in self.alive().items():
+            state = f"EXITED with {code}" if code is not None else _state(self.process(name).pid)
+            parts.append(f"{name} {self.addresses[name]}:{PORT} {state}")
+        return f"test hosts in netns {self.netns}: " + ", ".join(parts)
 
     def stop(self) -> None:
         _unlink(self.netns, self._veth, self.procs)
@@ -146,28 +218,17 @@ class PodNetwork:
         self._veth = f"crp{secrets.token_hex(3)}"
         try:
             _link(self.netns, self._veth)
-            for _attempt in range(20):  # another run may hold a subnet: pick again
-                octet = secrets.randbelow(250) + 1
-                try:
-                    _ip("addr", "add", f"198.19.{octet}.1/30", "dev", f"{self._veth}h")
-                except RuntimeError:
-                    continue
-                self.gateway = f"198.19.{octet}.1"
-                self.cidr = f"198.19.{octet}.128/25"
-                break
-            else:
-                raise RuntimeError("no free 198.19.x.0/24 subnet for the pod network")
+            octet = _free_subnet("198.19").rsplit(".", 1)[1]
+            _ip("addr", "add", f"198.19.{octet}.1/30", "dev", f"{self._veth}h")
+            self.gateway = f"198.19.{octet}.1"
+            self.cidr = f"198.19.{octet}.128/25"
             _ip("link", "set", f"{self._veth}h", "up")
             _ip("-n", self.netns, "addr", "add", f"198.19.{octet}.2/30", "dev", f"{self._veth}n")
             _ip("-n", self.netns, "link", "set", f"{self._veth}n", "up")
             _ip("-n", self.netns, "route", "add", "local", self.cidr, "dev", "lo")
             _ip("route", "add", self.cidr, "via", f"198.19.{octet}.2")
             self._route = True
-            self.procs.append(
-                _serve(
-                    self.netns, f"0.0.0.0:{PORT}", "-", "--echo-address", "--max-seconds", "1800"
-                )
-            )
+            self.procs.append(_serve(self.netns, f"0.0.0.0:{PORT}", "-", "--echo-address"))
             probe = f"198.19.{octet}.200"
             _wait_http(probe, probe)
         except BaseException:
@@ -177,9 +238,7 @@ class PodNetwork:
 
     def stop(self) -> None:
         if self._route:
-            subprocess.run(
-                ["ip", "route", "del", self.cidr], capture_output=True, check=False, timeout=30
-            )
+            _ip("route", "del", self.cidr, check=False)
             self._route = False
         _unlink(self.netns, self._veth, self.procs)
 

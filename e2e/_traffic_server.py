@@ -7,7 +7,8 @@ reached: one process stands in for every pod of a pod CIDR the network namespace
 included), so a test can count what a proxy mirrored to it.
 
 Runs inside the test's network namespace (``ip netns exec``). Stdlib only; stops by itself
-after ``--max-seconds`` so a crashed test can never leave it serving.
+after ``--max-seconds`` so a crashed test can never leave it serving. An idle keep-alive
+connection is closed after ``IDLE_TIMEOUT`` (its thread ends) instead of being held forever.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+IDLE_TIMEOUT = 60.0  # seconds a connection may stay silent (the proxy's idle timeout is 30 s)
 
 
 def main() -> None:
@@ -32,7 +35,7 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = 120  # socket timeout: an idle keep-alive client cannot hold a thread forever
+        timeout = IDLE_TIMEOUT  # socket timeout of every connection (StreamRequestHandler)
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

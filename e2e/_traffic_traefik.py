@@ -4,6 +4,11 @@ Traefik listens on loopback only: one entry point for traffic, one for ``/ping``
 (``/api/rawdata`` helps when a route does not show up). Providers: ``kubernetesGateway``,
 ``kubernetesCRD`` (IngressRoute, TraefikService) and ``kubernetesIngressNGINX``, all limited to
 the test's namespace and reading the API server through a kubeconfig.
+
+Traefik's defaults wait for a backend's answer forever (``responseHeaderTimeout: 0``) and for a
+dial 30 s. Here both are short and explicit (:data:`FORWARDING_TIMEOUTS`), so a backend that
+stopped answering shows up as a 504/502 the test counts and retries, never as a request that
+hangs until the client gives up.
 """
 
 from __future__ import annotations
@@ -13,27 +18,27 @@ import json
 import os
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from e2e.cluster import BinariesUnavailable, _pdeathsig, _run_script, _tail, free_port
+from e2e.cluster import _pdeathsig, _tail, ensure_built, free_port
 
 BUILD_SH = Path(__file__).resolve().parent / "traefik" / "build.sh"
 
+# Traefik -> test host: a veth to a netns on this machine answers in milliseconds.
+FORWARDING_TIMEOUTS = {"dialTimeout": "3s", "responseHeaderTimeout": "5s", "idleConnTimeout": "30s"}
+# client -> Traefik (the test's requests): no connection may hang on either side.
+RESPONDING_TIMEOUTS = {"readTimeout": "30s", "writeTimeout": "30s", "idleTimeout": "30s"}
+
 
 def ensure_traefik() -> Path:
-    """The Traefik binary (built on a cache miss: minutes; cached: well under a second)."""
-    override = os.environ.get("ROUTERS_E2E_TRAEFIK")
-    path = (
-        Path(override)
-        if override
-        else Path(_run_script(BUILD_SH, what="traefik build.sh")) / "traefik"
+    """The Traefik binary (built on a cache miss: minutes; cached: well under a second), or
+    the one ``ROUTERS_E2E_TRAEFIK`` names; once per process (``e2e.cluster.ensure_built``)."""
+    override = Path(os.environ.get("ROUTERS_E2E_TRAEFIK") or "traefik")
+    bin_dir = str(override.parent) if override.is_absolute() else ""
+    return ensure_built(BUILD_SH, (override.name,), what="traefik build.sh", bin_dir=bin_dir) / (
+        override.name
     )
-    if not os.access(path, os.X_OK):
-        raise BinariesUnavailable(f"{path} is not an executable")
-    return path
 
 
 class Traefik:
@@ -53,9 +58,16 @@ class Traefik:
     def static_config(self) -> dict[str, Any]:
         return {
             "entryPoints": {
-                "web": {"address": f"127.0.0.1:{self.port}"},
-                "traefik": {"address": f"127.0.0.1:{self.admin_port}"},
+                "web": {
+                    "address": f"127.0.0.1:{self.port}",
+                    "transport": {"respondingTimeouts": RESPONDING_TIMEOUTS},
+                },
+                "traefik": {
+                    "address": f"127.0.0.1:{self.admin_port}",
+                    "transport": {"respondingTimeouts": RESPONDING_TIMEOUTS},
+                },
             },
+            "serversTransport": {"forwardingTimeouts": FORWARDING_TIMEOUTS},
             "ping": {"entryPoint": "traefik"},
             "api": {"insecure": True},
             "log": {"level": "INFO", "filePath": str(self.log)},
@@ -118,27 +130,6 @@ class Traefik:
             return 0, str(exc)
         finally:
             conn.close()
-
-    def send(
-        self, host: str, n: int, headers: Mapping[str, str] | None = None, path: str = "/"
-    ) -> Counter[str]:
-        """``n`` requests on one keep-alive connection; counts answers by ``X-Backend``."""
-        counts: Counter[str] = Counter()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            for _ in range(n):
-                try:
-                    conn.request("GET", path, headers={"Host": host, **(headers or {})})
-                    r = conn.getresponse()
-                    r.read()
-                    counts[r.getheader("X-Backend") or f"HTTP {r.status}"] += 1
-                except (OSError, http.client.HTTPException):
-                    counts["error"] += 1
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        finally:
-            conn.close()
-        return counts
 
     def rawdata(self) -> dict[str, Any]:
         status, body = self.get(self.admin_port, "/api/rawdata")

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from e2e._argo import build as build_argo
-from e2e.cluster import HERE, BinariesUnavailable, ControlPlane, _run_script, free_port
+from e2e.cluster import HERE, ControlPlane, ensure_built, free_port
 from e2e.workers import LocalProcess, WorkloadError, wait_for
 
 ARGO_BUILD_SH = HERE / "argo-controller" / "build.sh"
@@ -47,10 +47,8 @@ ARGO_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def ensure_argo_controller() -> Path:
     """The rollouts-controller binary (built on a cache miss)."""
-    path = Path(_run_script(ARGO_BUILD_SH, what="argo-controller build.sh")) / "rollouts-controller"
-    if not os.access(path, os.X_OK):
-        raise BinariesUnavailable(f"{path} is not an executable")
-    return path
+    controller = "rollouts-controller"
+    return ensure_built(ARGO_BUILD_SH, (controller,), what="argo-controller build.sh") / controller
 
 
 def ensure_bridge() -> Path:

@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -35,14 +36,15 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr, Generic
 
 import yaml
 
@@ -100,45 +102,247 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def _run_script(
-    script: Path, args: Iterable[str] = (), what: str = "", timeout: float = 3600.0
-) -> str:
-    """Run a build/fetch script; return the last stdout line (a directory).
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ControlPlaneError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ControlPlaneError(f"{name}={raw!r} must be > 0")
+    return value
 
-    ``timeout`` bounds the whole script (a cold build of the biggest binaries takes minutes)."""
+
+# How long a build script (control plane, kwok, Argo, Traefik) may take as a whole: the CI's own
+# limit. A cold build takes 4-7 min on a quiet 2-core machine and over 30 min at load average 21;
+# this is the backstop, each go command inside the scripts has its own limit
+# (ROUTERS_E2E_BUILD_TIMEOUT, scripts/_limits.sh).
+SCRIPT_TIMEOUT_ENV = "ROUTERS_E2E_SCRIPT_TIMEOUT"
+SCRIPT_TIMEOUT = 5400.0
+
+
+class CommandTimeout(ControlPlaneError):
+    """A subprocess did not finish within its limit (it and its children were killed)."""
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``, from /proc.
+
+    ``setpgid`` moves a process to another group but never out of its session, so this finds
+    what a process-group kill misses: e.g. a build script's ``limit``, whose timeout(1) leads a
+    process group of its own."""
+    out: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # state ppid pgrp session ...
+        if len(fields) > 3 and fields[0] != "Z" and int(fields[3]) == sid:
+            out.append(int(entry))
+    return out
+
+
+def end_session(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """End ``proc`` (started with ``start_new_session=True``) and everything in its session:
+    SIGTERM to every process, SIGKILL to whatever is left after ``grace`` seconds. Bounded."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        proc.poll()  # reap the leader, so a dead one does not count
+        pids = session_pids(proc.pid)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not session_pids(proc.pid):
+                break
+            time.sleep(0.05)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def run_bounded(
+    cmd: list[str],
+    *,
+    timeout: float,
+    what: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` with a hard limit that also ends the command's children.
+
+    The command leads its own session. On timeout, and on anything that interrupts the wait
+    (pytest-timeout, Ctrl-C), the whole session gets SIGTERM and then SIGKILL
+    (:func:`end_session`: a build script's ``go build`` and nested limits included), so nothing
+    outlives the call holding a build lock; the timeout error says what ran out after how long."""
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise ControlPlaneError(f"cannot run {what}: {e}") from e
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        end_session(proc)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # something left the session and holds the pipes
+            proc.kill()
+            err = "<no output: the pipes stayed open after the kill>"
+        tail = "\n".join((err or "").splitlines()[-20:])
+        raise CommandTimeout(
+            f"{what} did not finish within {timeout:.0f}s and was stopped: {' '.join(cmd)}\n{tail}"
+        ) from None
+    except BaseException:
+        end_session(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+class LineReader(Generic[AnyStr]):
+    """The lines a child writes to its stdout, read by a daemon thread into a queue.
+
+    A read of a pipe blocks until a line comes, however long that is; here only this thread
+    blocks (it ends at EOF, when the child exits or closes its stdout) and every consumer waits
+    with a deadline: :meth:`get`."""
+
+    def __init__(self, proc: subprocess.Popen[AnyStr]) -> None:
+        self.proc: subprocess.Popen[AnyStr] = proc
+        self._lines: queue.Queue[AnyStr | None] = queue.Queue()
+        self._eof = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:  # ends at EOF
+                self._lines.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us
+            pass
+        self._lines.put(None)
+
+    def get(self, timeout: float) -> AnyStr | None:
+        """The next line, or None at EOF; :class:`TimeoutError` when none came in time."""
+        if self._eof:
+            return None
+        try:
+            line = self._lines.get(timeout=max(timeout, 0))
+        except queue.Empty:
+            raise TimeoutError(f"no line within {timeout:g}s") from None
+        self._eof = line is None
+        return line
+
+    def pending(self) -> list[AnyStr]:
+        """Every line read so far and not yet taken (after EOF: all of them, once the thread is
+        done, which ``join`` waits for, bounded)."""
+        out: list[AnyStr] = []
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return out
+            if line is None:
+                self._eof = True
+            else:
+                out.append(line)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+def _run_script(script: Path, args: Iterable[str] = (), what: str = "") -> str:
+    """Run a build/fetch script; return the last stdout line (a directory)."""
     if not script.is_file():
         raise BinariesUnavailable(f"{script} not found")
+    what = what or script.name
     try:
-        proc = subprocess.run(
-            ["bash", str(script), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise BinariesUnavailable(f"{what or script.name} did not finish in {timeout:.0f}s") from e
-    except OSError as e:
-        raise BinariesUnavailable(f"cannot run {script}: {e}") from e
+        limit = _env_seconds(SCRIPT_TIMEOUT_ENV, SCRIPT_TIMEOUT)
+        proc = run_bounded(["bash", str(script), *args], timeout=limit, what=what)
+    except CommandTimeout as e:
+        raise BinariesUnavailable(f"{e}\n(raise {SCRIPT_TIMEOUT_ENV} to allow more)") from None
+    except ControlPlaneError as e:
+        raise BinariesUnavailable(str(e)) from e
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-40:])
-        raise BinariesUnavailable(f"{what or script.name} failed (exit {proc.returncode}):\n{tail}")
+        raise BinariesUnavailable(f"{what} failed (exit {proc.returncode}):\n{tail}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if not lines:
         raise BinariesUnavailable(f"{script.name} printed no directory")
     return lines[-1].strip()
 
 
+_BUILT: dict[str, Path | BinariesUnavailable] = {}
+
+
+def memoised_build(
+    cache: dict[str, Path | BinariesUnavailable], key: str, build: Callable[[], Path]
+) -> Path:
+    """``build()`` once per key and process, its failure included (re-raised on every call).
+
+    ``e2e/conftest.py`` builds before the first test, so no test's own timeout pays for a cold
+    build, and a failed build is not retried by every test that needs it."""
+    if key not in cache:
+        try:
+            cache[key] = build()
+        except BinariesUnavailable as exc:
+            cache[key] = exc
+    result = cache[key]
+    if isinstance(result, BinariesUnavailable):
+        raise result
+    return result
+
+
+def ensure_built(
+    script: Path,
+    binaries: Iterable[str],
+    *,
+    args: Iterable[str] = (),
+    what: str = "",
+    bin_dir: str = "",
+) -> Path:
+    """The bin dir a build script prints (building on a cache miss), checked to hold every one
+    of ``binaries``; ``bin_dir`` (an override from the environment) is checked instead of
+    building. Once per process (:func:`memoised_build`)."""
+    binaries, args = tuple(binaries), tuple(args)
+
+    def build() -> Path:
+        d = Path(bin_dir) if bin_dir else Path(_run_script(script, args, what=what))
+        missing = [b for b in binaries if not os.access(d / b, os.X_OK)]
+        if missing:
+            raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
+        return d
+
+    return memoised_build(_BUILT, f"{script} {' '.join(args)}|{bin_dir}|{binaries}", build)
+
+
 def ensure_binaries() -> Path:
     """Return the bin dir with kube-apiserver, kubectl, etcd (building them on a cache miss).
 
-    ROUTERS_E2E_BIN_DIR overrides (must contain the three binaries)."""
-    override = os.environ.get("ROUTERS_E2E_BIN_DIR")
-    d = Path(override) if override else Path(_run_script(BUILD_SH, what="controlplane build.sh"))
-    missing = [b for b in ("kube-apiserver", "kubectl", "etcd") if not os.access(d / b, os.X_OK)]
-    if missing:
-        raise BinariesUnavailable(f"{d} lacks {', '.join(missing)}")
-    return d
+    ROUTERS_E2E_BIN_DIR (or ROUTERS_E2E_BIN, what scripts/test exports) overrides (must contain
+    the three binaries)."""
+    return ensure_built(
+        BUILD_SH,
+        ("kube-apiserver", "kubectl", "etcd"),
+        what="controlplane build.sh",
+        bin_dir=os.environ.get("ROUTERS_E2E_BIN_DIR") or os.environ.get("ROUTERS_E2E_BIN") or "",
+    )
 
 
 def ensure_crds(sets: Iterable[str]) -> Path:
@@ -193,11 +397,13 @@ def _tail(path: Path, n: int = 100) -> str:
 def _gen_sa_key(path: Path) -> None:
     # SEC1 "EC PRIVATE KEY" PEM: the apiserver reads the public key out of it for
     # --service-account-key-file (a PKCS#8 "PRIVATE KEY" is not accepted there).
-    subprocess.run(
+    proc = run_bounded(
         ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path)],
-        check=True,
-        capture_output=True,
+        timeout=60,
+        what="openssl ecparam (service-account key)",
     )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"openssl ecparam failed: {proc.stderr.strip()}")
     os.chmod(path, 0o600)
 
 
@@ -689,9 +895,7 @@ class ControlPlane:
         ]
         if isinstance(input, bytes):
             input = input.decode()
-        proc = subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = run_bounded(cmd, input=input, timeout=timeout, what=f"kubectl {args[0]}")
         if check and proc.returncode != 0:
             raise ControlPlaneError(
                 f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
@@ -1027,7 +1231,11 @@ def _up(args: argparse.Namespace) -> int:
         time.sleep(0.3)
     print(f"timed out after {args.timeout}s; stopping", file=sys.stderr)
     proc.terminate()
-    proc.wait(30)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
     return 1
 
 

@@ -11,21 +11,30 @@ If the binaries (or CRDs) cannot be built/fetched, tests using these fixtures FA
 CI=true and are skipped (with the reason) otherwise. A plane that was built but fails to
 start is always an error.
 
+Binaries are built (or found in the cache) once, right after collection and before the first
+test starts, so a cold build never counts against a test's own timeout: a timeout measures the
+test. Figures the tests report (``e2e._report``) are printed in the terminal summary.
+
 Env: ROUTERS_E2E_MAX_PLANES (default 4) bounds how many planes run at once in a session (the
 least recently used one is stopped; 2 cores); ROUTERS_E2E_BIN_DIR / ROUTERS_E2E_CRDS_DIR /
-ROUTERS_E2E_CACHE are honoured by e2e.cluster.
+ROUTERS_E2E_CACHE / ROUTERS_E2E_TRAEFIK are honoured by e2e.cluster and e2e._traffic_traefik.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 
+from e2e._report import LINES, report
 from e2e.cluster import BinariesUnavailable, ControlPlane, ensure_binaries, ensure_crds
 
 
@@ -40,30 +49,84 @@ def unavailable(reason: str, what: str = "e2e control plane") -> None:
     pytest.skip(f"{what} unavailable: {reason}")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs the real local Kubernetes control plane")
+    # SIGTERM (an outer limit running out, a CI cancel) ends the run like Ctrl-C: fixtures tear
+    # down (planes, test hosts) and a build in progress is ended with its whole session
+    # (e2e.cluster.run_bounded) instead of living on with the build lock.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
-_MEASUREMENTS = pytest.StashKey[list[str]]()
+def _prebuild(what: str, build: Callable[[], Path]) -> None:
+    start = time.monotonic()
+    try:
+        path = build()
+    except BinariesUnavailable as exc:  # memoised: the fixtures fail or skip with it
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        report(
+            "e2e binaries", f"{what}: unavailable after {time.monotonic() - start:.1f}s: {first}"
+        )
+        return
+    report("e2e binaries", f"{what}: {path} ready in {time.monotonic() - start:.1f}s")
+
+
+def _builds(items: list[pytest.Item]) -> list[tuple[str, Callable[[], Path]]]:
+    """Every Go binary the selected tests run, with its (memoised) build."""
+    from e2e._argo import build as build_argo
+    from e2e._traffic_traefik import ensure_traefik
+    from e2e.argo_env import ensure_argo_controller
+    from e2e.workers import ensure_kube_controllers, ensure_kwok
+
+    files = {i.path.name for i in items}
+    fixtures = {name for i in items for name in getattr(i, "fixturenames", ())}
+    out: list[tuple[str, Callable[[], Path]]] = []
+    if {"control_plane", "control_plane_bin_dir"} & fixtures or files & ARGO_FILES:
+        out.append(("control plane (kube-apiserver, kubectl, etcd)", ensure_binaries))
+    if "test_argo_rollouts.py" in files:
+        out += [
+            ("kube-controller-manager, kube-scheduler", ensure_kube_controllers),
+            ("kwok", ensure_kwok),
+            ("rollouts-controller", ensure_argo_controller),
+        ]
+    if files & ARGO_FILES:
+        out.append(("canary-routers-argo (the bridge)", lambda: build_argo("bridge")))
+    if "test_argo_protocol.py" in files:
+        out.append(("argo-driver", lambda: build_argo("driver")))
+    if files & {"test_traffic.py", "test_argo_rollouts.py"}:
+        out.append(("traefik", ensure_traefik))
+    return out
+
+
+ARGO_FILES = frozenset({"test_argo_rollouts.py", "test_argo_protocol.py"})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build what the selected tests need now, outside every test's timeout."""
+    if session.config.option.collectonly:
+        return
+    for what, build in _builds(session.items):
+        _prebuild(what, build)
 
 
 @pytest.fixture
 def e2e_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """``e2e_report(line)``: a measured figure printed in the terminal summary of the run
     (passing tests' output is captured, and figures like step latencies must show in CI)."""
-    lines = request.config.stash.setdefault(_MEASUREMENTS, [])
 
-    def report(line: str) -> None:
-        lines.append(f"{request.node.name}: {line}")
-        print(line, flush=True)  # also in the test's own output (-s, failures)
+    def add(line: str) -> None:
+        report("e2e measurements", f"{request.node.name}: {line}")
 
-    return report
+    return add
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    lines = config.stash.get(_MEASUREMENTS, [])
-    if lines:
-        terminalreporter.section("e2e measurements")
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for section, lines in LINES.items():
+        terminalreporter.section(section, sep="-")
         for line in lines:
             terminalreporter.write_line(line)
 

@@ -4,22 +4,24 @@
 #   gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE[|BIN_LDFLAGS] [...]
 #
 # Binaries live in ${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/NAME/<key>/bin/, with
-# <key> = sha256(MODULE_DIR/go.mod + go.sum + build flags + LDFLAGS + go env + go version).
+# <key> = sha256(MODULE_DIR/go.mod + go.sum + any Go sources/nested go.mod under MODULE_DIR +
+# build flags + LDFLAGS + go env + go version).
 # BIN_LDFLAGS (after a |) replaces LDFLAGS for one binary; like LDFLAGS it must follow from
 # go.mod/go.sum (version stamps), since only LDFLAGS is part of the key. Binaries are built on
 # request: asking for more adds them to the same key dir. A hit costs well under a second; a
 # miss builds the missing binaries into a temp dir and renames each into place (atomic;
 # concurrent callers are serialised with flock; the 3 newest keys are kept).
 # GOMODCACHE/GOCACHE stay at Go's defaults, so a rebuild after a go.sum change reuses compiled
-# packages. Used by e2e/controlplane/build.sh, e2e/kwok/build.sh, e2e/argo-controller/build.sh.
+# packages. Used by e2e/controlplane/build.sh, e2e/kwok/build.sh, e2e/argo-controller/build.sh,
+# e2e/traefik/build.sh. Every go command and the lock wait are limited (scripts/_limits.sh).
 #
 # The LAST line on stdout is the bin dir; everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
-#      ROUTERS_E2E_BUILD_TIMEOUT (seconds one `go build` may take, default 3000: a cold
-#      kube-apiserver takes ~4 min alone on 2 cores, and over 30 min when the cores are shared
-#      with several other builds).
+#      ROUTERS_E2E_BUILD_TIMEOUT (seconds one go command may take), ROUTERS_E2E_LOCK_TIMEOUT
+#      (seconds to wait for a concurrent build of the same cache): scripts/_limits.sh.
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/_limits.sh"
 [[ $# -ge 4 ]] || { echo "usage: gobuild.sh NAME MODULE_DIR LDFLAGS BIN=PACKAGE[|LDFLAGS]..." >&2; exit 64; }
 name=$1 module_dir=$(cd "$2" && pwd) ldflags=$3
 shift 3
@@ -38,13 +40,14 @@ for spec in "$@"; do
   bins+=("$b")
 done
 BUILD_FLAGS=(-trimpath -p 2 -pgo=off)
-build_timeout=${ROUTERS_E2E_BUILD_TIMEOUT:-3000}
 
 cache_root=${ROUTERS_E2E_CACHE:-$HOME/.cache/canary-routers}/$name
 mkdir -p "$cache_root"
 key=$( {
   echo "format=1"
   cat go.mod go.sum
+  # Go sources inside MODULE_DIR (a local replace such as traefik's ./ext stand-in) are built too.
+  find . \( -name '*.go' -not -name '*_test.go' \) -o \( -mindepth 2 -name go.mod \) | LC_ALL=C sort | xargs -r cat
   echo "CGO_ENABLED=$CGO_ENABLED GOOS=$(go env GOOS) GOARCH=$(go env GOARCH) GOAMD64=$(go env GOAMD64)"
   echo "flags=${BUILD_FLAGS[*]} GOFLAGS=$(go env GOFLAGS)"
   echo "ldflags=$ldflags"
@@ -61,7 +64,7 @@ if [[ ${ROUTERS_E2E_FORCE_BUILD:-} != 1 ]] && [[ -z $(missing) ]]; then
 fi
 
 exec 9>"$cache_root/.build.lock"
-flock 9
+lock_fd 9 "$cache_root/.build.lock"
 if [[ ${ROUTERS_E2E_FORCE_BUILD:-} == 1 ]]; then
   todo=("${bins[@]}")
 else
@@ -79,10 +82,11 @@ mkdir -p "$tmp/bin"
 echo "$name: cache miss, building ${todo[*]} into $final ($(go version))" >&2
 start=$(date +%s)
 # Module downloads first, bounded on their own (the proxy is the only network used).
-timeout "$build_timeout" go mod download >&2
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod download ($name)" go mod download >&2
 for b in "${todo[@]}"; do
-  timeout "$build_timeout" go build "${BUILD_FLAGS[@]}" -ldflags "${bin_ldflags[$b]}" -o "$tmp/bin/$b" "${pkgs[$b]}" >&2
-  timeout 30 "$tmp/bin/$b" --help >/dev/null 2>&1 || { echo "$name: $b --help failed" >&2; exit 1; }
+  limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go build $b" \
+    go build "${BUILD_FLAGS[@]}" -ldflags "${bin_ldflags[$b]}" -o "$tmp/bin/$b" "${pkgs[$b]}" >&2
+  limit 30 "$b --help" "$tmp/bin/$b" --help >/dev/null 2>&1 || { echo "$name: $b --help failed" >&2; exit 1; }
   echo "$name: $b built after $(( $(date +%s) - start ))s" >&2
 done
 
@@ -90,7 +94,7 @@ mkdir -p "$final/bin"
 chmod 755 "$final" "$final/bin"
 for b in "${todo[@]}"; do mv -f "$tmp/bin/$b" "$final/bin/$b"; done  # one atomic rename each
 cat >> "$final/build-info.txt" <<INFO
-module $(go list -m) (go.sum sha256 $(sha256sum go.sum | cut -c1-16))
+module $(limit 120 "go list -m" go list -m) (go.sum sha256 $(sha256sum go.sum | cut -c1-16))
 $(go version)
 build flags: CGO_ENABLED=$CGO_ENABLED ${BUILD_FLAGS[*]} -ldflags '$ldflags'
 built ${todo[*]}: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - start ))s

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from e2e._traffic_client import TrafficClient, consistent, converge
 from e2e._traffic_hosts import PORT, HostsUnavailable, PodNetwork
 from e2e._traffic_traefik import Traefik, ensure_traefik
 from e2e.argo_env import (
@@ -47,7 +48,7 @@ from e2e.argo_env import (
 from e2e.cluster import BinariesUnavailable, ControlPlane, ensure_crds
 from e2e.conftest import unavailable
 from e2e.test_plugins_e2e import grant
-from e2e.test_traffic import consistent, simulate
+from e2e.test_traffic import simulate
 from e2e.workers import (
     WORKER_USERS,
     LocalProcess,
@@ -68,6 +69,11 @@ pytestmark = pytest.mark.e2e
 CRDS = ("argo-rollouts", "istio", "gateway-standard-v1.6", "smi-sdk")
 HASH_LABEL = "rollouts-pod-template-hash"
 TIMEOUT = 120.0  # any single Rollout transition (pods, steps, weights) on a busy 2-core machine
+# One walk (three or four revisions, ~10 pauses, ~4,000 requests through Traefik, process kills)
+# measured 30-121 s at load average ~18 and 1.5-3 min at 19-27; the module's plane + workers +
+# Argo (17-30 s) count against the first test. Above the 300 s default per test, as the Traefik
+# walks of test_traffic.py (same figure, same reason).
+WALK_TIMEOUT = 480
 
 
 @dataclass
@@ -346,6 +352,8 @@ SAMPLE = 200  # requests per weighted step through Traefik: 4 sigma at 30% is +-
 BATCH = 40  # requests per convergence probe: 30% and 60% are told apart
 HEADER_SAMPLE = 40
 POKES = 3  # reconciles forced at each pause, during which the plugin must not write
+CONVERGE_TIMEOUT = 60.0  # Traefik picking a route change up (measured 1-3.3 s per step)
+SEND_WITHIN = 120.0  # one sample through Traefik (200 requests take ~1 s on a quiet machine)
 
 
 @dataclass(frozen=True)
@@ -622,6 +630,7 @@ class Walk:
     report: Callable[[str], None]
     routing: RoutingConfig
     traefik: Traefik | None = None
+    client: TrafficClient | None = None  # requests through ``traefik``
     revision_hash: str = ""
     last_traffic: Expect | None = None  # what the data plane was last seen doing
 
@@ -731,11 +740,14 @@ class Walk:
             out[ip] = "stable" if h == stable else "canary" if h == current else f"other:{h}"
         return out
 
-    def send(self, n: int, headers: Sequence[tuple[str, str]] = ()) -> Counter[str]:
-        """``n`` requests through Traefik, counted by the version of the pod that answered."""
-        assert self.traefik is not None
+    def send(
+        self, n: int, headers: Sequence[tuple[str, str]] = (), within: float = SEND_WITHIN
+    ) -> Counter[str]:
+        """``n`` requests through Traefik, counted by the version of the pod that answered
+        (each bounded, retried a bounded number of times and counted: ``TrafficClient``)."""
+        assert self.client is not None
         versions = self.versions_by_address()
-        counts = self.traefik.send(HOST, n, dict(headers))
+        counts = self.client.send(HOST, n, dict(headers), within=within, what=f"{self.t.name}")
         out: Counter[str] = Counter()
         for backend, k in counts.items():
             out[versions.get(backend, backend)] += k
@@ -743,27 +755,24 @@ class Walk:
 
     def converge(self, headers: Sequence[tuple[str, str]], new: Fraction, old: Fraction) -> float:
         """Seconds until a probe batch fits the new share and (when they differ) not the old."""
-        assert self.traefik is not None
-        start = time.monotonic()
-        while True:
-            probe = self.send(BATCH, headers)
-            served, c = probe["stable"] + probe["canary"], probe["canary"]
-            if (
-                served == BATCH
-                and consistent(c, BATCH, new)
-                and (new == old or not consistent(c, BATCH, old))
-            ):
-                return time.monotonic() - start
-            if time.monotonic() - start > 60:
-                raise AssertionError(
-                    f"Traefik did not converge to canary share {new} (from {old}) with headers "
-                    f"{headers}: last batch {dict(probe)}\n{self.traefik.logs()}"
-                )
-            time.sleep(0.2)
+        assert self.client is not None
+        client = self.client
+
+        def describe() -> str:
+            return f"with headers {headers}; {client.tally.line()}\n{client.describe()}"
+
+        return converge(
+            lambda n, within: self.send(n, headers, within),
+            new,
+            old,
+            batch=BATCH,
+            timeout=CONVERGE_TIMEOUT,
+            describe=describe,
+        )
 
     def check_traffic(self, expect: Expect, label: str) -> str:
         """Requests through Traefik land on the pods in the expected shares (4 sigma)."""
-        if self.traefik is None:
+        if self.client is None:
             return "no data plane here: objects and simulation only"
         old = self.last_traffic or expect
         want = Fraction(expect.weight, 100)
@@ -980,8 +989,10 @@ def run_walk(
             "--ignore-not-found",
             check=False,
         )
+        client: TrafficClient | None = None
         if traefik is not None:
             stack.enter_context(traefik)
+            client = stack.enter_context(TrafficClient(traefik.port, describe=traefik.logs))
         watch = RolloutWatch(cp, ns, APP).start()
         stack.callback(watch.stop)
         steps, pauses = walk_steps(t)
@@ -994,7 +1005,7 @@ def run_walk(
             canary=canary_strategy(t, ns, steps),
         )
         routing = RoutingConfig.from_document(rollout)
-        walk = Walk(plane, argo, t, ns, watch, report, routing, traefik)
+        walk = Walk(plane, argo, t, ns, watch, report, routing, traefik, client)
         grant_plugin(cp, rollout)
         create(cp, rollout)
         _, obj = watch.wait(
@@ -1065,6 +1076,8 @@ def run_walk(
         walk.say(f"Warning events on the Rollout: {walk.warnings() or 'none'}")
         if t.mirror_alone is not None or t.unsupported_mirror is not None:
             mirror_revision(walk)
+        if client is not None:
+            walk.say(f"requests through Traefik: {client.tally.line()}")
 
 
 def mirror_revision(walk: Walk) -> None:
@@ -1160,6 +1173,7 @@ def argo(plane: Plane) -> Iterator[ArgoRollouts]:
         yield controller
 
 
+@pytest.mark.timeout(WALK_TIMEOUT)
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_walk_through_canary_routers(
     plane: Plane,

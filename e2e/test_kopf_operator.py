@@ -30,7 +30,7 @@ from tests.conftest import eventually as wait_for
 pytestmark = pytest.mark.e2e
 
 try:
-    import kopf  # noqa: F401  (the example's dependency)
+    import kopf  # the example's dependency
 except ImportError:  # pragma: no cover - depends on the environment
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
         raise
@@ -238,6 +238,32 @@ def operator(mod: ModuleType, cp: ControlPlane, ns: str) -> Iterator[None]:
 
 
 # -- tests -----------------------------------------------------------------------------------
+
+
+def test_every_api_call_of_the_operator_has_a_timeout(
+    operator_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf's defaults leave watches unbounded; the example sets the cluster layer's limits."""
+    from kubernetes.client import Configuration
+
+    from routers.cluster import DEFAULT_TIMEOUTS, Timeouts
+
+    settings = kopf.OperatorSettings()
+    assert settings.watching.server_timeout is None  # what it would be without configure()
+    operator_module.configure(settings, operator_module.Options())
+    assert settings.watching.server_timeout == DEFAULT_TIMEOUTS.watch_seconds
+    assert settings.watching.client_timeout == DEFAULT_TIMEOUTS.watch[1]
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+    assert settings.watching.connect_timeout == DEFAULT_TIMEOUTS.connect
+    assert settings.networking.connect_timeout == DEFAULT_TIMEOUTS.connect
+    assert settings.networking.request_timeout == DEFAULT_TIMEOUTS.read
+    quick = operator_module.Options(timeouts=Timeouts(connect=1, read=2, watch_seconds=30))
+    monkeypatch.setattr(
+        operator_module, "client_configuration", lambda _: Configuration(host="http://127.0.0.1:1")
+    )
+    controller = operator_module.Controller(quick)
+    assert controller.transport.timeouts.request == (1, 2)  # the Router's writes and reads
+    controller.close()
 
 
 def test_steps_drift_promote_and_delete(operator_module: ModuleType, cp: ControlPlane) -> None:

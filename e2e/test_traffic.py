@@ -12,6 +12,10 @@ which a TraefikService cannot express and the plugin refuses):
 * requests are sent through Traefik on loopback until the new split shows (the time from the
   apply to that is printed as the convergence time), then a bounded sample is taken and the
   canary share must lie within 4 binomial standard deviations of the requested weight;
+* every request has a timeout; one that times out through the proxy (no answer, or Traefik's
+  502/504 for a backend that did not answer) is retried a bounded number of times and counted
+  (``e2e/_traffic_client.py``); the counts are printed in the terminal summary, and a used-up
+  bound fails the test naming what timed out, never a hang;
 * header-matched requests must all reach canary, and after cleanup every request reaches stable;
 * the plugin's own data-plane evaluator, run on the objects read back from the API server, must
   predict exactly the requested share, so the evaluator and a real data plane are checked
@@ -26,8 +30,8 @@ for those plugins mirroring is verified on the API server and by the evaluator o
 from __future__ import annotations
 
 import json
-import math
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +43,9 @@ from typing import Any
 import pytest
 from kubernetes import config as kube_config
 
+from e2e._report import report
+from e2e._traffic_client import TrafficClient, TrafficTimeout, consistent
+from e2e._traffic_client import converge as _converge
 from e2e._traffic_hosts import PORT, HostsUnavailable, NetnsHosts
 from e2e._traffic_traefik import Traefik, ensure_traefik
 from e2e.cluster import BinariesUnavailable, ControlPlane
@@ -56,10 +63,19 @@ CRDS = ("gateway-standard-v1.6", "traefik")
 GW_HOST = "gw.example.com"
 NGINX_HOST = "shop.example.com"
 TRAEFIK_HOST = "traefik.example.com"
+FROZEN_HOST = "frozen.example.com"  # its test host is stopped on purpose (SIGSTOP)
 SAMPLE = 400  # requests per weighted step: 4 sigma at 10% is +-24 requests
 HEADER_SAMPLE = 60
 BATCH = 20  # requests per convergence probe
 CONVERGE_TIMEOUT = 60.0
+SEND_WITHIN = 120.0  # seconds for one sample (400 requests take ~2 s on a quiet machine)
+REQUEST_TIMEOUT = 10.0  # client -> Traefik; Traefik -> backend is 5 s (FORWARDING_TIMEOUTS)
+ATTEMPTS = 3  # per request
+RETRY_BUDGET = 20  # retried attempts per test, all requests together
+SECTION = "traffic through Traefik"
+# A walk sends ~3,500 requests: measured 144 s at load average 21 on 2 cores (vs. the 300 s
+# default per test), so the walks get more room; a hang still ends well before the old 600 s.
+WALK_TIMEOUT = 480
 
 
 def _in_ci() -> bool:
@@ -83,6 +99,19 @@ class Env:
     traefik: Traefik
     gateway_class: str
     ingress_class: str
+
+    def describe(self) -> str:
+        """What a failure message needs: are the test hosts alive, what did Traefik log."""
+        return f"{self.hosts.describe()}\n{self.traefik.logs()}"
+
+    def client(self) -> TrafficClient:
+        return TrafficClient(
+            self.traefik.port,
+            timeout=REQUEST_TIMEOUT,
+            attempts=ATTEMPTS,
+            retry_budget=RETRY_BUDGET,
+            describe=self.describe,
+        )
 
 
 def _apply(cp: ControlPlane, *objs: dict[str, Any]) -> None:
@@ -174,7 +203,7 @@ def env(
     gateway_class, ingress_class = f"traefik-{suffix}", f"nginx-{suffix}"
     with ExitStack() as stack:
         try:
-            hosts = stack.enter_context(NetnsHosts(("stable", "canary")))
+            hosts = stack.enter_context(NetnsHosts(("stable", "canary", "frozen")))
         except HostsUnavailable as exc:
             _unavailable(str(exc))
         stack.callback(
@@ -229,6 +258,16 @@ def env(
             },
             *_traefik_objects(ns),
             {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "frozen", "namespace": ns},
+                "spec": {
+                    "parentRefs": [{"name": "public"}],
+                    "hostnames": [FROZEN_HOST],
+                    "rules": [{"backendRefs": [{"name": "frozen", "port": 80}]}],
+                },
+            },
+            {
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "IngressClass",
                 "metadata": {"name": ingress_class},
@@ -266,38 +305,19 @@ def env(
 # -- sending traffic --------------------------------------------------------------------------
 
 
-def send(
-    env: Env, host: str, n: int, headers: dict[str, str] | None = None, path: str = "/"
-) -> Counter[str]:
-    """``n`` requests through Traefik (one keep-alive connection); counts answers by backend."""
-    return env.traefik.send(host, n, headers, path)
+def converge(
+    client: TrafficClient, host: str, headers: dict[str, str], new: Fraction, old: Fraction
+) -> float:
+    """Seconds until Traefik shows the new canary share for requests with these headers."""
 
+    def probe(n: int, within: float) -> Counter[str]:
+        what = f"convergence probe (canary share {new})"
+        return client.send(host, n, headers, within=within, what=what)
 
-def consistent(canary: int, n: int, p: Fraction) -> bool:
-    """Within 4 binomial standard deviations (exact for p = 0 or 1)."""
-    sigma = math.sqrt(n * float(p) * (1 - float(p)))
-    return abs(canary - n * float(p)) <= 4 * sigma + 1e-9
+    def describe() -> str:
+        return f"{client.tally.line()}\n{client.describe()}"
 
-
-def converge(env: Env, host: str, headers: dict[str, str], new: Fraction, old: Fraction) -> float:
-    """Seconds until a probe batch fits the new share and (when they differ) not the old one."""
-    start = time.monotonic()
-    while True:
-        counts = send(env, host, BATCH, headers)
-        served = counts["stable"] + counts["canary"]
-        c = counts["canary"]
-        if (
-            served == BATCH
-            and consistent(c, BATCH, new)
-            and (new == old or not consistent(c, BATCH, old))
-        ):
-            return time.monotonic() - start
-        if time.monotonic() - start > CONVERGE_TIMEOUT:
-            raise AssertionError(
-                f"no convergence to canary share {new} within {CONVERGE_TIMEOUT}s "
-                f"(last batch {dict(counts)})\n{env.traefik.logs()}"
-            )
-        time.sleep(0.1)
+    return _converge(probe, new, old, batch=BATCH, timeout=CONVERGE_TIMEOUT, describe=describe)
 
 
 # -- the walk -----------------------------------------------------------------------------------
@@ -360,47 +380,53 @@ def walk(
     plan: list[tuple[str, Desired]] | None = None,
 ) -> None:
     router = Router(routing, kube=kube_for(env.cp))
-    # Traefik has to pick the initial objects up before anything can be measured.
-    converge(env, host, {}, Fraction(0), Fraction(0))
-    previous: Desired = TrafficState(weight=0)
-    for label, desired in plan or steps():
-        if isinstance(desired, Cleanup):
-            router.cleanup()
-        else:
-            router.apply_state(desired)
-        # Probe with whichever request's expected share changes (header ones first).
-        probe_header = expected(desired, True) != expected(previous, True)
-        headers = HEADER if probe_header else {}
-        new, old = expected(desired, probe_header), expected(previous, probe_header)
-        took = converge(env, host, headers, new, old)
-        counts = send(env, host, SAMPLE)
-        want = expected(desired, header=False)
-        observed = counts["canary"] / SAMPLE
-        assert counts["stable"] + counts["canary"] == SAMPLE, f"{target}: {label}: {dict(counts)}"
-        assert consistent(counts["canary"], SAMPLE, want), (
-            f"{target}: {label}: canary {counts['canary']}/{SAMPLE}, want {want} (4 sigma)"
-        )
-        took_text = f"converged in {took:.2f}s" if new != old else "no change to wait for"
-        line = f"{target}: {label}: {took_text}; canary {observed:.3f} (want {float(want):.3f})"
-        hdr = send(env, host, HEADER_SAMPLE, HEADER)
-        want_hdr = expected(desired, header=True)
-        assert consistent(hdr["canary"], HEADER_SAMPLE, want_hdr), (
-            f"{target}: {label}: header {dict(hdr)}"
-        )
-        line += f"; with X-Canary: always {hdr['canary']}/{HEADER_SAMPLE} canary"
-        # The simulator, on what the API server holds, must predict exactly what was asked.
-        for req, w in (
-            (Request(headers=(("Host", host),)), want),
-            (Request(headers=(("Host", host), ("X-Canary", "always"))), want_hdr),
-        ):
-            assert predict(req) == w, (
-                f"{target}: {label}: simulator predicts {predict(req)} for {req}, want {w}"
+    with env.client() as client:
+        # Traefik has to pick the initial objects up before anything can be measured.
+        converge(client, host, {}, Fraction(0), Fraction(0))
+        previous: Desired = TrafficState(weight=0)
+        for label, desired in plan or steps():
+            if isinstance(desired, Cleanup):
+                router.cleanup()
+            else:
+                router.apply_state(desired)
+            # Probe with whichever request's expected share changes (header ones first).
+            probe_header = expected(desired, True) != expected(previous, True)
+            headers = HEADER if probe_header else {}
+            new, old = expected(desired, probe_header), expected(previous, probe_header)
+            took = converge(client, host, headers, new, old)
+            what = f"{target}: {label}: sample"
+            counts = client.send(host, SAMPLE, within=SEND_WITHIN, what=what)
+            want = expected(desired, header=False)
+            observed = counts["canary"] / SAMPLE
+            assert counts["stable"] + counts["canary"] == SAMPLE, f"{what}: {dict(counts)}"
+            assert consistent(counts["canary"], SAMPLE, want), (
+                f"{target}: {label}: canary {counts['canary']}/{SAMPLE}, want {want} (4 sigma)"
             )
-        print(line)
-        previous = desired
-    assert send(env, host, SAMPLE) == Counter({"stable": SAMPLE}), (
-        f"{target}: traffic left on canary after cleanup"
-    )
+            took_text = f"converged in {took:.2f}s" if new != old else "no change to wait for"
+            line = f"{target}: {label}: {took_text}; canary {observed:.3f} (want {float(want):.3f})"
+            hdr = client.send(
+                host, HEADER_SAMPLE, HEADER, within=SEND_WITHIN, what=f"{what} with X-Canary"
+            )
+            want_hdr = expected(desired, header=True)
+            assert consistent(hdr["canary"], HEADER_SAMPLE, want_hdr), (
+                f"{target}: {label}: header {dict(hdr)}"
+            )
+            line += f"; with X-Canary: always {hdr['canary']}/{HEADER_SAMPLE} canary"
+            # The evaluator, on what the API server holds, must predict exactly what was asked.
+            for req, w in (
+                (Request(headers=(("Host", host),)), want),
+                (Request(headers=(("Host", host), ("X-Canary", "always"))), want_hdr),
+            ):
+                assert predict(req) == w, (
+                    f"{target}: {label}: simulator predicts {predict(req)} for {req}, want {w}"
+                )
+            report(SECTION, line)
+            previous = desired
+        final = client.send(host, SAMPLE, within=SEND_WITHIN, what=f"{target}: after cleanup")
+        assert final == Counter({"stable": SAMPLE}), (
+            f"{target}: traffic left on canary after cleanup"
+        )
+        report(SECTION, f"{target}: {client.tally.line()}")
 
 
 def _routing(ns: str, section: dict[str, Any]) -> RoutingConfig:
@@ -415,6 +441,7 @@ def _routing(ns: str, section: dict[str, Any]) -> RoutingConfig:
     )
 
 
+@pytest.mark.timeout(WALK_TIMEOUT)
 def test_gateway_api_through_traefik(env: Env) -> None:
     routing = _routing(env.ns, {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "shop"}}})
 
@@ -425,6 +452,7 @@ def test_gateway_api_through_traefik(env: Env) -> None:
     walk(env, "gatewayapi", routing, GW_HOST, predict)
 
 
+@pytest.mark.timeout(WALK_TIMEOUT)
 def test_ingress_nginx_through_traefik(env: Env) -> None:
     routing = _routing(env.ns, {"nginx": {"stableIngress": "shop"}})
 
@@ -458,12 +486,16 @@ def test_request_mirror_is_verified_without_traffic(env: Env) -> None:
         out = simulate(routing, routes, Request(path="/mirrored/x", headers=(("Host", GW_HOST),)))
         assert out.mirror("canary") == Fraction(1, 4)
         assert out.share("canary") == Fraction(1, 10)
-        print(
-            "gatewayapi: RequestMirror 25% accepted by the API server; evaluated, not sent (Traefik lacks it)"
+        report(
+            SECTION,
+            "gatewayapi: RequestMirror 25% accepted by the API server; evaluated, not sent "
+            "(Traefik lacks it)",
         )
     finally:
         router.cleanup()
-    converge(env, GW_HOST, {}, Fraction(0), Fraction(0))
+    with env.client() as client:
+        converge(client, GW_HOST, {}, Fraction(0), Fraction(0))
+        report(SECTION, f"gatewayapi (mirror test): {client.tally.line()}")
 
 
 TRAEFIK_ROUTING = {"traefik": {"weightedTraefikServiceName": "shop"}}
@@ -474,6 +506,7 @@ MIRROR_STATE = {
 }
 
 
+@pytest.mark.timeout(WALK_TIMEOUT)
 def test_traefikservice_through_traefik(env: Env) -> None:
     """The fifth plugin: weights on the TraefikService behind an IngressRoute (kubernetesCRD).
     A TraefikService matches no headers, so the walk has no header-route step (refused)."""
@@ -508,18 +541,19 @@ def test_traefik_mirror_copies_requests(env: Env) -> None:
     routing = _routing(env.ns, TRAEFIK_ROUTING)
     router = Router(routing, kube=kube_for(env.cp))
     state = TrafficState.parse({"weight": 0, "mirrorRoutes": [MIRROR_STATE]})
+    client = env.client()
     try:
         router.apply_state(state)
         assert router.verify(state).ok
         start = time.monotonic()
-        probe = 0
         while env.hosts.seen("canary", "/probe") == 0:  # Traefik picked the mirror up
-            send(env, TRAEFIK_HOST, BATCH, path="/probe")
-            probe += BATCH
-            assert time.monotonic() - start < CONVERGE_TIMEOUT, env.traefik.logs()
+            client.send(TRAEFIK_HOST, BATCH, path="/probe", within=SEND_WITHIN, what="probe")
+            assert time.monotonic() - start < CONVERGE_TIMEOUT, env.describe()
         took = time.monotonic() - start
         n = 200
-        answers = send(env, TRAEFIK_HOST, n, path="/mirrored")
+        answers = client.send(
+            TRAEFIK_HOST, n, path="/mirrored", within=SEND_WITHIN, what="mirrored"
+        )
         copies = _copies(env, "/mirrored", n // 2)
         assert answers == Counter({"stable": n}), answers
         # Any n consecutive requests: n * 50 / 100 copies, +-1 for where the counter stood.
@@ -527,12 +561,54 @@ def test_traefik_mirror_copies_requests(env: Env) -> None:
         services = _server_objects(env, "traefikservices.traefik.io")
         predicted = simulate(routing, services, Request(headers=(("Host", TRAEFIK_HOST),)))
         assert predicted.mirror("canary") == Fraction(1, 2)
-        print(
+        report(
+            SECTION,
             f"traefik: mirror 50% converged in {took:.2f}s; {copies}/{n} requests copied to "
-            f"canary, {answers['stable']}/{n} answered by stable; evaluator predicts 1/2"
+            f"canary, {answers['stable']}/{n} answered by stable; evaluator predicts 1/2",
         )
     finally:
         router.cleanup()
-    converge(env, TRAEFIK_HOST, {}, Fraction(0), Fraction(0))
-    send(env, TRAEFIK_HOST, 40, path="/after-cleanup")
+    converge(client, TRAEFIK_HOST, {}, Fraction(0), Fraction(0))
+    client.send(TRAEFIK_HOST, 40, path="/after-cleanup", within=SEND_WITHIN, what="after cleanup")
     assert _copies(env, "/after-cleanup", 0) == 0, "still mirroring after cleanup"
+    report(SECTION, f"traefik (mirror test): {client.tally.line()}")
+    client.close()
+
+
+def test_a_backend_that_stops_answering_fails_fast_and_says_so(env: Env) -> None:
+    """The Traefik 'hang' as it would look if a test host stopped answering mid-walk: a stopped
+    process still has its socket, so the kernel accepts and nobody answers. Traefik gives up
+    after its responseHeaderTimeout (504), the client retries a bounded number of times, counts,
+    and fails naming the request, the 504s and the stopped host, in seconds, not at a test
+    timeout."""
+    with env.client() as client:
+        deadline = time.monotonic() + CONVERGE_TIMEOUT
+        while client.get(FROZEN_HOST) != "frozen":  # Traefik picks the route up
+            assert time.monotonic() < deadline, f"no route to the frozen host\n{env.describe()}"
+            time.sleep(0.2)
+    host = env.hosts.process("frozen")
+    host.send_signal(signal.SIGSTOP)
+    try:
+        client = TrafficClient(
+            env.traefik.port,
+            timeout=REQUEST_TIMEOUT,
+            attempts=2,
+            retry_budget=5,
+            describe=env.describe,
+        )
+        start = time.monotonic()
+        with pytest.raises(TrafficTimeout) as info:
+            client.send(FROZEN_HOST, 3, within=SEND_WITHIN, what="requests to the frozen host")
+        took = time.monotonic() - start
+        client.close()
+    finally:
+        host.send_signal(signal.SIGCONT)
+    message = str(info.value)
+    assert f"GET http://{FROZEN_HOST}/" in message
+    assert "failed 2 times in a row" in message
+    assert "HTTP 504 from the proxy" in message  # Traefik's forwarding timeout, not a hang
+    assert "frozen 198.18." in message and "STOPPED" in message
+    assert (client.tally.gateway, client.tally.retries, client.tally.answered) == (2, 1, 0)
+    # two attempts, each bounded by Traefik's 5 s responseHeaderTimeout (plus a busy machine)
+    assert took < 2 * REQUEST_TIMEOUT + 10, took
+    report(SECTION, f"frozen backend: failed after {took:.1f}s: {client.tally.line()}")

@@ -313,7 +313,9 @@ def test_generated_rbac_serves_the_cache_or_it_falls_back_to_gets(
     seed(cp, ns, "weights")
     config = routing(ns, "weights")
     (role,) = [
-        m for m in rbac_manifests(config, registry=registry, watch=watch) if m["kind"] == "Role"
+        m
+        for m in rbac_manifests(config, registry=registry, watch_cache=watch)
+        if m["kind"] == "Role"
     ]
     user = "routers-limited"
     _bind(cp, ns, role, user)

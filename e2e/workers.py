@@ -17,10 +17,7 @@ tails of all logs are attached to any failure. Stdlib + PyYAML only, like cluste
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,12 +27,12 @@ from typing import Any, TypeVar
 from e2e.cluster import (
     BUILD_SH,
     HERE,
-    BinariesUnavailable,
     ControlPlane,
     ControlPlaneError,
     _pdeathsig,
-    _run_script,
     _tail,
+    end_session,
+    ensure_built,
 )
 
 KWOK_BUILD_SH = HERE / "kwok" / "build.sh"
@@ -78,25 +75,17 @@ class WorkloadError(ControlPlaneError):
 
 def ensure_kube_controllers() -> Path:
     """Bin dir with kube-controller-manager and kube-scheduler (built on a cache miss)."""
-    d = Path(
-        _run_script(
-            BUILD_SH,
-            ("kube-controller-manager", "kube-scheduler"),
-            what="controlplane build.sh (controllers)",
-        )
+    return ensure_built(
+        BUILD_SH,
+        ("kube-controller-manager", "kube-scheduler"),
+        args=("kube-controller-manager", "kube-scheduler"),
+        what="controlplane build.sh (controllers)",
     )
-    for b in ("kube-controller-manager", "kube-scheduler"):
-        if not os.access(d / b, os.X_OK):
-            raise BinariesUnavailable(f"{d} lacks {b}")
-    return d
 
 
 def ensure_kwok() -> Path:
     """The kwok binary (built on a cache miss)."""
-    path = Path(_run_script(KWOK_BUILD_SH, what="kwok build.sh")) / "kwok"
-    if not os.access(path, os.X_OK):
-        raise BinariesUnavailable(f"{path} is not an executable")
-    return path
+    return ensure_built(KWOK_BUILD_SH, ("kwok",), what="kwok build.sh") / "kwok"
 
 
 class LocalProcess:
@@ -153,23 +142,16 @@ class LocalProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if self.new_session:  # it and every child it started (those that outlived it too)
+            end_session(proc, grace)
+            return
         if proc.poll() is None:
-            self._signal(proc, signal.SIGTERM)
+            proc.terminate()
             try:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGKILL)
+                proc.kill()
                 proc.wait(timeout=10)
-        if self.new_session:  # children that outlived their parent
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-    def _signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self.new_session:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
 
     def tail(self, n: int = 60) -> str:
         return f"----- last {n} lines of {self.name} ({self.log}) -----\n" + _tail(self.log, n)

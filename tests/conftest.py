@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,35 @@ class FakeEntryPoint:
         module, _, attr = self.value.partition(":")
         mod = __import__(module, fromlist=[attr] if attr else [])
         return getattr(mod, attr) if attr else mod
+
+
+@contextmanager
+def silent_server(held: list[socket.socket] | None = None) -> Iterator[int]:
+    """A local port that accepts connections and never answers (a server that hangs); the
+    accepted connections are appended to ``held`` (how many attempts reached it)."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server.settimeout(0.05)
+    if held is None:
+        held = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 def entry(name: str, value: str, dist: str = "some-dist", version: str = "1.0") -> FakeEntryPoint:

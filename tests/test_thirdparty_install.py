@@ -41,6 +41,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         capture_output=True,
         text=True,
+        timeout=300,  # a local build of a tiny distribution: seconds
     )
     assert (target / "routers_example_configmap").is_dir()
     return target
@@ -55,6 +56,7 @@ def run(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         env=env,
         check=False,
+        timeout=120,
     )
 
 
@@ -105,6 +107,7 @@ def test_disabled_by_environment(site: Path) -> None:
         text=True,
         env=env,
         check=False,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert "disabled by ROUTERS_DISABLE_PLUGINS" in proc.stderr

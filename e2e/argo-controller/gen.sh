@@ -12,6 +12,7 @@
 set -euo pipefail
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 cd "$(dirname "$0")"
+source ../../scripts/_limits.sh
 mod=github.com/argoproj/argo-rollouts
 
 cur=$(go mod edit -json | python3 -c 'import json,sys
@@ -20,7 +21,7 @@ print(next((r["Version"] for r in d.get("Require") or [] if r["Path"]==sys.argv[
 VERSION=${1:-$cur}
 [[ $VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "bad version '$VERSION'" >&2; exit 2; }
 
-gomod=$(timeout 600 go mod download -json "$mod@$VERSION" | python3 -c 'import json,sys
+gomod=$(limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod download" go mod download -json "$mod@$VERSION" | python3 -c 'import json,sys
 d=json.load(sys.stdin)
 if d.get("Error"): sys.exit(d["Error"])
 print(d["GoMod"])')
@@ -38,6 +39,6 @@ for r in json.load(sys.stdin).get("Replace") or []:
 go mod edit "${args[@]}"
 echo "$mod $VERSION: ${#args[@]} replace directives copied" >&2
 
-timeout 600 go get "$mod@$VERSION"
-timeout 600 go mod tidy
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go get" go get "$mod@$VERSION"
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod tidy" go mod tidy
 echo "go.mod regenerated for $mod $VERSION" >&2

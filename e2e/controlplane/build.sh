@@ -10,10 +10,11 @@
 #
 # The LAST line on stdout is the bin dir. Everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),
-#      ROUTERS_E2E_BUILD_TIMEOUT (seconds per go build, default 3000).
+#      ROUTERS_E2E_BUILD_TIMEOUT (seconds per go command), ROUTERS_E2E_LOCK_TIMEOUT (scripts/_limits.sh).
 set -euo pipefail
 export GOTOOLCHAIN=local CGO_ENABLED=0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../../scripts/_limits.sh"
 cd "$here"
 
 # The Go toolchain may be installed outside a minimal PATH (e.g. /usr/local/go/bin).
@@ -21,14 +22,14 @@ command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && export PATH="/usr
 command -v go >/dev/null || { echo "build.sh: 'go' not found in PATH" >&2; exit 127; }
 
 # Versions come from go.mod (module cache metadata; no network needed on a warm machine).
-modver() { go list -m -f '{{.Version}}' "$1"; }
+modver() { limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go list -m $1" go list -m -f '{{.Version}}' "$1"; }
 modinfo() { # prints "<commit time> <origin commit hash or empty>" of a required module
-  go list -m -json "$1" | python3 -c 'import json,sys
+  limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go list -m $1" go list -m -json "$1" | python3 -c 'import json,sys
 d=json.load(sys.stdin)
 print(d.get("Time") or "1970-01-01T00:00:00Z", (d.get("Origin") or {}).get("Hash", ""))'
 }
 # go list -m needs the module metadata; download once up front (no-op when cached).
-timeout 600 go mod download k8s.io/kubernetes go.etcd.io/etcd/server/v3 >&2
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod download" go mod download k8s.io/kubernetes go.etcd.io/etcd/server/v3 >&2
 
 K8S_VERSION=$(modver k8s.io/kubernetes)
 ETCD_VERSION=$(modver go.etcd.io/etcd/server/v3)

@@ -158,14 +158,22 @@ def cache_root() -> Path:
 def go_mod_download(module: str, version: str) -> Path:
     env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=mod")
     with tempfile.TemporaryDirectory() as tmp:  # outside any go.mod
-        proc = subprocess.run(
-            ["go", "mod", "download", "-json", f"{module}@{version}"],
-            cwd=tmp,
-            check=False,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        limit = float(os.environ.get("ROUTERS_E2E_BUILD_TIMEOUT") or 3000)
+        try:
+            proc = subprocess.run(
+                ["go", "mod", "download", "-json", f"{module}@{version}"],
+                cwd=tmp,
+                check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=limit,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"go mod download {module}@{version} did not finish within {limit:.0f}s "
+                "(ROUTERS_E2E_BUILD_TIMEOUT)"
+            ) from None
     try:
         info = json.loads(proc.stdout)
     except json.JSONDecodeError:

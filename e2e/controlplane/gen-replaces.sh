@@ -14,6 +14,7 @@
 set -euo pipefail
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 cd "$(dirname "$0")"
+source ../../scripts/_limits.sh
 
 cur() { go mod edit -json | python3 -c 'import json,sys
 d=json.load(sys.stdin)
@@ -24,7 +25,8 @@ ETCD_VERSION=${2:-$(cur go.etcd.io/etcd/server/v3)}
 [[ $K8S_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || { echo "bad k8s version '$K8S_VERSION'" >&2; exit 2; }
 STAGING_VERSION="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
 
-gomod=$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | python3 -c 'import json,sys
+gomod=$(limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod download k8s.io/kubernetes" \
+  go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | python3 -c 'import json,sys
 d=json.load(sys.stdin)
 if d.get("Error"): sys.exit(d["Error"])
 print(d["GoMod"])')
@@ -51,6 +53,7 @@ for m in "${staging[@]}"; do args+=("-replace=${m}=${m}@${STAGING_VERSION}"); do
 go mod edit "${args[@]}"
 
 # Only now can k8s.io/kubernetes be resolved.
-go get "k8s.io/kubernetes@${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
-go mod tidy
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go get" \
+  go get "k8s.io/kubernetes@${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
+limit "$ROUTERS_E2E_BUILD_TIMEOUT" "go mod tidy" go mod tidy
 echo "go.mod regenerated for k8s.io/kubernetes ${K8S_VERSION}, etcd ${ETCD_VERSION}" >&2

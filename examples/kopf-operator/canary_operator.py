@@ -36,7 +36,15 @@ import kopf
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from routers.cluster import ApiStatus, Kube, Router, Transport, WatchCache
+from routers.cluster import (
+    DEFAULT_TIMEOUTS,
+    ApiStatus,
+    Kube,
+    Router,
+    Timeouts,
+    Transport,
+    WatchCache,
+)
 from routers.errors import (
     ConfigError,
     LimitExceededError,
@@ -59,6 +67,7 @@ __all__ = [
     "Controller",
     "Options",
     "Program",
+    "configure",
     "parse_spec",
     "register",
     "run_embedded",
@@ -96,6 +105,8 @@ class Options:
     plugins: Registry | None = None
     """Plugin registry; None discovers the installed ``routers.plugins`` entry points."""
     clock: Callable[[], float] = time.time
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    """Connect/read limits of every API call, kopf's watches included: never wait forever."""
 
     @classmethod
     def from_env(cls) -> Options:
@@ -248,7 +259,7 @@ class Controller:
         with self._guard:
             if self._kube is None:
                 self._client = ApiClient(client_configuration(self.options))
-                self._kube = Kube(Transport(self._client))
+                self._kube = Kube(Transport(self._client, timeouts=self.options.timeouts))
                 # A handler still running after close() reads from the server: no new watches.
                 caching = self.options.cache and not self._closed
                 self._cache = WatchCache(self._kube) if caching else None
@@ -508,18 +519,31 @@ class Controller:
 # -- kopf wiring -----------------------------------------------------------------------------
 
 
+def configure(settings: kopf.OperatorSettings, options: Options) -> None:
+    """kopf settings of this operator (called at startup)."""
+    # Our own annotation prefix, and no kopf progress in .status: the status schema is ours.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    # kopf's own defaults leave watches without a client or server timeout; use ours, so a
+    # stream from a dead API server is dropped and re-established instead of hanging.
+    limits = options.timeouts
+    settings.watching.server_timeout = limits.watch_seconds
+    settings.watching.client_timeout = limits.watch[1]
+    settings.watching.connect_timeout = limits.connect
+    settings.networking.connect_timeout = limits.connect
+    settings.networking.request_timeout = limits.read
+
+
 def register(registry: kopf.OperatorRegistry, options: Options) -> Controller:
     """Register the handlers on ``registry``; the returned controller holds the routers."""
     controller = Controller(options)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Our own annotation prefix, and no kopf progress in .status: the status schema is ours.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
-        settings.posting.level = logging.WARNING
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, options)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

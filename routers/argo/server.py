@@ -26,14 +26,29 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
 from routers.errors import RoutersError
 
-__all__ = ["PROTOCOL_VERSION", "Handler", "log_handler", "serve"]
+__all__ = [
+    "DRAIN_SECONDS",
+    "EXIT_CALLS_LEFT",
+    "PROTOCOL_VERSION",
+    "Handler",
+    "log_handler",
+    "serve",
+]
 
 PROTOCOL_VERSION = 1
+
+DRAIN_SECONDS = 30.0
+"""How long calls still running at end of input may take to finish (the bridge that sent them
+is gone or restarting; it stops the old process after a few seconds anyway)."""
+
+EXIT_CALLS_LEFT = 3
+"""``serve``'s result when calls were still running after the drain: the caller should end the
+process without joining their threads (``os._exit``); a later call resumes from the record."""
 
 log = logging.getLogger("routers.argo")
 
@@ -107,8 +122,10 @@ def serve(
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
     workers: int = 8,
+    drain: float = DRAIN_SECONDS,
 ) -> int:
-    """Serve requests until end of input; return the exit code.
+    """Serve requests until end of input; return the exit code (:data:`EXIT_CALLS_LEFT` when
+    calls were still running ``drain`` seconds after it).
 
     With the real stdout, the protocol gets a private copy of fd 1 and fd 1 itself is pointed
     at stderr, so a stray ``print`` from any library cannot corrupt the stream.
@@ -130,6 +147,7 @@ def serve(
         }
     )
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="argo-call")
+    calls: set[Future[None]] = set()
     try:
         for raw in reader:
             line = raw.strip()
@@ -146,9 +164,19 @@ def serve(
             if message.get("method") == "Ping":
                 writer.send({"id": message["id"], "result": "pong"})
                 continue
-            pool.submit(_answer, writer, handler, message)
+            calls = {c for c in calls if not c.done()}
+            calls.add(pool.submit(_answer, writer, handler, message))
     finally:
-        # Nobody reads our answers any more: drop queued calls, let running ones end (each is
-        # bounded by the API request timeout).
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Nobody reads our answers any more: drop queued calls, give running ones `drain`
+        # seconds (each API request in them is bounded by the transport's timeouts).
+        pool.shutdown(wait=False, cancel_futures=True)
+        _, left = wait(calls, timeout=drain)
+    if left:
+        log.error(
+            "%d call(s) still running %gs after the end of input; leaving them (a later call "
+            "resumes from the record written ahead)",
+            len(left),
+            drain,
+        )
+        return EXIT_CALLS_LEFT
     return 0

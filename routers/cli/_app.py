@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -207,7 +210,66 @@ def problem(path: str, message: str) -> ConfigError:
 # -- cluster commands ---------------------------------------------------------------------------
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+_REQUEST_TIMEOUT = "routers.request_timeout"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_DURATION_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a kubectl/Go duration (``30s``, ``2m``, ``1m30s``, ``500ms``) or a plain
+    number of seconds; ValueError otherwise."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration (e.g. 30s, 2m, 1m30s)")
+    return sum(float(n) * _DURATION_UNIT[u] for n, u in parts)
+
+
+def _keep_request_timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    if not seconds > 0:
+        raise click.BadParameter(
+            f"{value!r}: must be more than 0 (canary-routers never waits for the API server "
+            "without a limit)",
+            ctx=ctx,
+            param=param,
+        )
+    ctx.meta[_REQUEST_TIMEOUT] = seconds
+
+
+def request_timeout_option(default: str) -> Callable[[_F], _F]:
+    return click.option(
+        "--request-timeout",
+        metavar="DURATION",
+        default=None,
+        expose_value=False,
+        callback=_keep_request_timeout,
+        help="How long one API request may take, like kubectl's (e.g. 30s, 2m; a bare number is "
+        f"seconds). Default: {default}.",
+    )
+
+
+def _timeouts(default: float | None = None) -> Any:
+    """The cluster layer's limits for this command: ``--request-timeout``, else ``default``
+    seconds, else the cluster layer's defaults."""
+    from routers.cluster import DEFAULT_TIMEOUTS, Timeouts
+
+    seconds = click.get_current_context().meta.get(_REQUEST_TIMEOUT, default)
+    return DEFAULT_TIMEOUTS if seconds is None else Timeouts.for_requests(seconds)
+
+
 def _kube_flags(f: Any, *, config_required: bool) -> Any:
+    f = request_timeout_option("connect 10s, each read 65s")(f)
     f = click.option(
         "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
     )(f)
@@ -244,7 +306,7 @@ def _router(
     config = load_config(config_path)
     if namespace:
         config = config.model_copy(update={"namespace": namespace})
-    return Router.from_kubeconfig(config, kubeconfig, context)
+    return Router.from_kubeconfig(config, kubeconfig, context, timeouts=_timeouts())
 
 
 @cli.command()
@@ -472,7 +534,7 @@ def rbac(
             )
         subject = (sa_ns, sa_name)
     manifests = rbac_manifests(
-        config, name=name, namespace=namespace, service_account=subject, watch=watch_cache
+        config, name=name, namespace=namespace, service_account=subject, watch_cache=watch_cache
     )
     click.echo(dump_yaml(manifests), nl=False)
 
@@ -499,7 +561,7 @@ def _load_run_inputs(
         raise click.UsageError("--config is required unless FILE is an Argo Rollout")
     if namespace:
         config = config.model_copy(update={"namespace": namespace})
-    return Router.from_kubeconfig(config, kubeconfig, context), doc
+    return Router.from_kubeconfig(config, kubeconfig, context, timeouts=_timeouts()), doc
 
 
 def kube_options(f: Any) -> Any:
@@ -668,6 +730,10 @@ def _simulate_requests(
 
 # -- Argo Rollouts plugin -----------------------------------------------------------------------
 
+# One API request of a plugin call: well inside the bridge's 60 s limit per call (argo/), so a
+# stuck request fails the call with our error rather than the bridge's timeout.
+ARGO_REQUEST_SECONDS = 30.0
+
 
 @cli.command("argo-plugin")
 @click.option(
@@ -680,12 +746,7 @@ def _simulate_requests(
 @click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig.")
 @click.option("--context", default=None, help="kubeconfig context.")
 @click.option("--workers", default=8, show_default=True, help="Calls served concurrently.")
-@click.option(
-    "--api-timeout",
-    default=30.0,
-    show_default=True,
-    help="Seconds before one API request is abandoned.",
-)
+@request_timeout_option(f"{ARGO_REQUEST_SECONDS:g}s, within the bridge's 60s per call")
 @click.option(
     "--log-level",
     default="info",
@@ -704,7 +765,6 @@ def argo_plugin(
     kubeconfig: str | None,
     context: str | None,
     workers: int,
-    api_timeout: float,
     log_level: str,
     log_format: str,
 ) -> int:
@@ -717,10 +777,15 @@ def argo_plugin(
     from importlib.metadata import version
 
     from routers.argo import ArgoPlugin, serve
-    from routers.argo.server import log_handler
+    from routers.argo.server import EXIT_CALLS_LEFT, log_handler
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
-    kube = connect(kubeconfig, context, timeout=api_timeout)
+    kube = connect(kubeconfig, context, timeouts=_timeouts(ARGO_REQUEST_SECONDS))
     handler = ArgoPlugin(plugin, kube)
-    return serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
+    code = serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
+    if code == EXIT_CALLS_LEFT:
+        # The interpreter would join the call threads still running at exit: end without them.
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -8,12 +8,19 @@
 
 from routers.cluster._apply import Applied, Outcome, execute, gather_facts, reader, reconcile
 from routers.cluster._kube import FIELD_MANAGER, Kube, ResourceInfo
-from routers.cluster._transport import ApiStatus, RequestRecord, Transport
+from routers.cluster._transport import (
+    DEFAULT_TIMEOUTS,
+    ApiStatus,
+    RequestRecord,
+    Timeouts,
+    Transport,
+)
 from routers.cluster._watch import CacheStats, WatchCache
 from routers.cluster.rbac import rbac_manifests
 from routers.cluster.router import Router
 
 __all__ = [
+    "DEFAULT_TIMEOUTS",
     "FIELD_MANAGER",
     "ApiStatus",
     "Applied",
@@ -23,6 +30,7 @@ __all__ = [
     "RequestRecord",
     "ResourceInfo",
     "Router",
+    "Timeouts",
     "Transport",
     "WatchCache",
     "execute",

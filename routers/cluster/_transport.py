@@ -4,13 +4,21 @@ We use the client's low-level path (``param_serialize`` + ``call_api``): its aut
 handling, but our own JSON in and out, so live objects stay plain dicts (the generated pydantic
 models of kubernetes 37.x reject fields they do not know). Every request passes one hook, which
 is how tests and benchmarks count requests and bytes.
+
+Every request has a connect and a read timeout (:class:`Timeouts`, defaults in
+:data:`DEFAULT_TIMEOUTS`): a controller must never hang on an API server that stopped answering.
+urllib3's own retries (by default three, hidden, each with the full timeout) are switched off in
+the client; failed connections are retried here instead, a bounded number of times, by
+client-go's rules, counted (:attr:`Transport.retried`) and logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +27,64 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["ApiStatus", "RequestRecord", "Transport"]
+__all__ = ["DEFAULT_TIMEOUTS", "ApiStatus", "RequestRecord", "Timeouts", "Transport"]
+
+log = logging.getLogger("routers.cluster")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Client-side limits of every API server call, in one place (requests and watches).
+
+    ``connect`` bounds the TCP connect (and TLS handshake); ``read`` bounds each wait for bytes
+    of an answer. kube-apiserver ends a non-watch request itself after 60 s (its
+    ``--request-timeout``), so a read that waits longer than that means the server or the path
+    to it is gone. A watch is ended by the server after ``watch_seconds`` (its
+    ``timeoutSeconds``); the client gives it ``watch_slack`` more before calling the stream
+    dead, since a healthy watch may be silent for its whole life.
+
+    ``retries`` bounds how often a request whose connection failed is repeated, as client-go
+    does: any request that never reached the server (refused, connect timeout), and a GET also
+    after a read timeout or a dropped connection (a write that may have been applied is not
+    sent twice). The worst case of one GET is ``(retries + 1) * (connect + read)`` seconds plus
+    the backoff between attempts (0.5 s, doubling, at most 4 s).
+    """
+
+    connect: float = 10.0
+    read: float = 65.0
+    watch_seconds: int = 290
+    watch_slack: float = 30.0
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "watch_seconds", "watch_slack"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Timeouts.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.retries <= 10:
+            raise ValueError(f"Timeouts.retries must be 0..10, got {self.retries!r}")
+
+    @classmethod
+    def for_requests(cls, seconds: float) -> Timeouts:
+        """One request may take at most ``seconds`` to connect and at most ``seconds`` per
+        read (kubectl's ``--request-timeout``); the connect part is capped at the default."""
+        return cls(connect=min(seconds, cls.connect), read=seconds)
+
+    @property
+    def request(self) -> tuple[float, float]:
+        """``_request_timeout`` of a plain request: ``(connect, read)``."""
+        return (self.connect, self.read)
+
+    @property
+    def watch(self) -> tuple[float, float]:
+        """``_request_timeout`` of a watch with ``timeoutSeconds=watch_seconds``."""
+        return self.watch_for(self.watch_seconds)
+
+    def watch_for(self, seconds: float) -> tuple[float, float]:
+        """``_request_timeout`` of a watch the server ends after ``seconds``."""
+        return (self.connect, seconds + self.watch_slack)
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass(frozen=True)
@@ -54,13 +119,16 @@ class Transport:
         self,
         api_client: ApiClient,
         *,
-        timeout: float = 30.0,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         on_request: Callable[[RequestRecord], None] | None = None,
         throttle_retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_client = api_client
-        self.timeout = timeout
+        self.timeouts = timeouts
+        _no_hidden_retries(api_client)
+        self.retried: Counter[str] = Counter()
+        """Connection-level retries so far, by reason (``connect``, ``read``)."""
         if not api_client.configuration.verify_ssl:
             # The kubeconfig chose insecure-skip-tls-verify; like kubectl, do not warn per request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -87,20 +155,44 @@ class Transport:
         content_type: str = "application/json",
     ) -> Any:
         """One API call. A 429 (API Priority and Fairness throttling) was not processed by the
-        server, so it is retried after the server's ``retryAfterSeconds``, as client-go does."""
-        for attempt in range(self.throttle_retries + 1):
+        server, so it is retried after the server's ``retryAfterSeconds``, as client-go does; a
+        failed connection is retried by :class:`Timeouts`' rules."""
+        throttled = failed = 0
+        while True:
             try:
                 return self._request_once(method, path, query, body, content_type)
             except ApiStatus as exc:
-                if exc.code != 429 or attempt == self.throttle_retries:
+                if exc.code != 429 or throttled == self.throttle_retries:
                     raise
+                throttled += 1
                 after = (exc.details or {}).get("retryAfterSeconds")
                 self.sleep(
                     min(
                         float(after) if isinstance(after, (int, float)) and after > 0 else 1.0, 10.0
                     )
                 )
-        raise AssertionError("unreachable")
+            except _ConnectionFailed as exc:
+                kind = "connect" if not exc.sent else "read"
+                retry = failed < self.timeouts.retries and (not exc.sent or method == "GET")
+                if not retry:
+                    tries = f" after {failed + 1} attempts" if failed else ""
+                    raise ApiStatus(
+                        0, "Unreachable", f"cannot reach the API server at {exc.host}{tries}: {exc}"
+                    ) from None
+                failed += 1
+                with self._lock:
+                    self.retried[kind] += 1
+                delay = min(0.5 * 2 ** (failed - 1), 4.0)
+                log.warning(
+                    "%s %s: %s; retry %d of %d in %.1fs",
+                    method,
+                    path,
+                    exc,
+                    failed,
+                    self.timeouts.retries,
+                    delay,
+                )
+                self.sleep(delay)
 
     def _request_once(
         self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str
@@ -120,42 +212,42 @@ class Transport:
         )
         try:
             resp = self.api_client.call_api(
-                method_, url, header_params, serialized, _request_timeout=self.timeout
+                method_, url, header_params, serialized, _request_timeout=self.timeouts.request
             )
             data = resp.read() or b""  # type: ignore[no-untyped-call]
             status = int(resp.status)
-        except ApiException as exc:  # raised for e.g. 429 with Retry-After, or connection errors
+        except ApiException as exc:  # raised for e.g. 429 with Retry-After, or TLS errors
             data = (exc.body or "").encode() if isinstance(exc.body, str) else (exc.body or b"")
             status = int(exc.status or 0)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             self._record(RequestRecord(method, path, 0, sent, 0))
-            reason = getattr(exc, "reason", None) or exc
-            host = self.api_client.configuration.host
-            raise ApiStatus(
-                0, "Unreachable", f"cannot reach the API server at {host}: {reason}"
-            ) from None
+            raise _ConnectionFailed(exc, self.api_client.configuration.host) from None
         self._record(RequestRecord(method, path, status, sent, len(data)))
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         if not 200 <= status <= 299:
             raise _status_error(status, text)
         return json.loads(text) if text else None
 
-    def open_stream(
-        self, path: str, *, query: Sequence[tuple[str, str]] = (), read_timeout: float
-    ) -> Any:
-        """A GET whose body is read as a stream (a watch): the unread urllib3 response, which
-        the caller must close. ``read_timeout`` bounds each wait for the next bytes."""
+    def open_stream(self, path: str, *, query: Sequence[tuple[str, str]] = (), seconds: int) -> Any:
+        """A watch: a GET with ``timeoutSeconds=seconds`` whose body is read as a stream (the
+        unread urllib3 response, which the caller must close). Each wait for the next bytes
+        is bounded by ``seconds`` plus ``Timeouts.watch_slack``: a watch silent for longer than
+        the server's own limit has a dead connection, not a quiet one."""
         headers = {"Accept": "application/json"}
         method_, url, header_params, _, _ = self.api_client.param_serialize(
             "GET",
             path,
-            query_params=list(query),
+            query_params=[*query, ("timeoutSeconds", str(seconds))],
             header_params=headers,
             auth_settings=["BearerToken"],
         )
         try:
             resp = self.api_client.call_api(
-                method_, url, header_params, None, _request_timeout=(self.timeout, read_timeout)
+                method_,
+                url,
+                header_params,
+                None,
+                _request_timeout=self.timeouts.watch_for(seconds),
             )
         except ApiException as exc:
             body = exc.body if isinstance(exc.body, str) else (exc.body or b"").decode()
@@ -182,6 +274,30 @@ class Transport:
             hooks = list(self._hooks)
         for hook in hooks:
             hook(rec)
+
+
+class _ConnectionFailed(Exception):
+    """No answer: ``sent`` is False when the request provably never reached the server."""
+
+    def __init__(self, exc: BaseException, host: str) -> None:
+        if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+            exc = exc.reason  # urllib3 retries were on after all (a client configured later)
+        self.host = host
+        self.sent = not isinstance(
+            exc, (urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError)
+        )
+        super().__init__(getattr(exc, "reason", None) or exc)
+
+
+def _no_hidden_retries(api_client: ApiClient) -> None:
+    """Switch urllib3's retries off in the client: by default it repeats a failed request three
+    times, each with the full timeout, uncounted, and a write after a read timeout too."""
+    configuration = api_client.configuration
+    configuration.retries = False
+    pools = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if pools is not None:  # the pool manager was built with the old setting: update it
+        pools.connection_pool_kw["retries"] = False
+        pools.clear()
 
 
 def _status_error(code: int, text: str) -> ApiStatus:

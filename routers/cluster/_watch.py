@@ -42,7 +42,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
 
 from routers.cluster._kube import Kube, ResourceInfo
-from routers.cluster._transport import ApiStatus, Transport
+from routers.cluster._transport import DEFAULT_TIMEOUTS, ApiStatus, Timeouts, Transport
 from routers.planning.objects import JSON, ObjectRef, SelectorRef
 
 __all__ = ["CacheStats", "EventStream", "Source", "WatchCache"]
@@ -114,12 +114,9 @@ class _ApiStream:
             ("watch", "true"),
             ("resourceVersion", str(kw["resource_version"])),
             ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(kw["timeout_seconds"])),
         ]
-        # The server ends the watch after timeoutSeconds; a read waiting longer than that
-        # (plus slack for a busy server) means the connection is dead, not quiet.
         resp = self._resp = self._transport.open_stream(
-            self._path, query=query, read_timeout=kw["timeout_seconds"] + 30.0
+            self._path, query=query, seconds=int(kw["timeout_seconds"])
         )
         if self.stopped():  # stop() ran while we connected
             _shutdown(resp)
@@ -379,7 +376,10 @@ class _Informer:
         """One watch request; True when it delivered anything (events or a normal timeout)."""
         cache = self.cache
         assert self.rv is not None
-        timeout = int(cache.watch_timeout * (1 + random.random()))  # spread, as client-go does
+        # Spread over [watch_seconds/2, watch_seconds], as client-go spreads its watches, so
+        # many informers do not all re-open at once; never longer than Timeouts allow.
+        longest = cache.timeouts.watch_seconds
+        timeout = max(1, int(longest * (0.5 + random.random() / 2)))
         stream = cache._source.watch(
             self.info, self.namespace, resource_version=self.rv, timeout=timeout
         )
@@ -409,7 +409,9 @@ class WatchCache:
 
     ``client`` is an ``ApiClient`` (or a :class:`Kube` to share discovery and request hooks).
     Informers start on first use and run until :meth:`stop` (or the ``with`` block ends).
-    ``all_namespaces=True`` keeps one watch per kind for every namespace (needs cluster-wide
+    ``timeouts`` (default: the Kube's transport's, else ``DEFAULT_TIMEOUTS``) bound every list
+    and watch: a watch asks the server to end it within ``watch_seconds``, and a read silent
+    for ``watch_slack`` longer drops the connection. ``all_namespaces=True`` keeps one watch per kind for every namespace (needs cluster-wide
     list/watch RBAC); the default watches per namespace, as a namespaced Role allows.
     """
 
@@ -420,17 +422,21 @@ class WatchCache:
         all_namespaces: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
         sync_timeout: float = 30.0,
-        watch_timeout: float = 300.0,
+        timeouts: Timeouts | None = None,
         max_backoff: float = 10.0,
         source: Source | None = None,
     ) -> None:
         if max_bytes < 0:
             raise ValueError("max_bytes must be >= 0")
-        self.kube = client if isinstance(client, Kube) else Kube(Transport(client))
+        if isinstance(client, Kube):
+            self.kube = client
+            self.timeouts = timeouts or client.transport.timeouts
+        else:
+            self.timeouts = timeouts or DEFAULT_TIMEOUTS
+            self.kube = Kube(Transport(client, timeouts=self.timeouts))
         self.all_namespaces = all_namespaces
         self.max_bytes = max_bytes
         self.sync_timeout = sync_timeout
-        self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self._watch_client: ApiClient | None = None
         self._lock = threading.RLock()
@@ -469,7 +475,7 @@ class WatchCache:
         cfg = copy.deepcopy(main.api_client.configuration)
         cfg.connection_pool_maxsize = 1024  # connections kept, not opened: one per watch
         self._watch_client = ApiClient(cfg)
-        return Transport(self._watch_client, timeout=main.timeout, on_request=main._record)
+        return Transport(self._watch_client, timeouts=self.timeouts, on_request=main._record)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -12,16 +12,19 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from routers.cluster._kube import Kube
-from routers.cluster._transport import Transport
+from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
 
 __all__ = ["connect"]
 
 
 def connect(
-    kubeconfig: str | None = None, context: str | None = None, *, timeout: float = 30.0
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> Kube:
     """A :class:`Kube` on the cluster this process should talk to; every request is bounded
-    by ``timeout`` seconds."""
+    by ``timeouts``."""
     kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
     if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         conf = Configuration()
@@ -29,4 +32,4 @@ def connect(
         client = ApiClient(conf)
     else:
         client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-    return Kube(Transport(client, timeout=timeout))
+    return Kube(Transport(client, timeouts=timeouts))

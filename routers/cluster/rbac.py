@@ -19,13 +19,13 @@ def rbac_manifests(
     name: str = "canary-routers",
     namespace: str | None = None,
     service_account: tuple[str, str] | None = None,
-    watch: bool = False,
+    watch_cache: bool = False,
 ) -> list[dict[str, Any]]:
     """A namespaced Role with the plugins' permissions, and a ClusterRole that may read the CRDs
     whose facts the plugins use (optional: without it, plugins fall back to their config).
 
     With ``service_account`` (namespace, name), e.g. Argo Rollouts' controller running our
-    plugin, a RoleBinding and a ClusterRoleBinding grant both to it. With ``watch``, every
+    plugin, a RoleBinding and a ClusterRoleBinding grant both to it. With ``watch_cache``, every
     resource that may be read may also be listed and watched (a :class:`WatchCache` does).
     """
     bindings = bind(config, registry)
@@ -35,7 +35,7 @@ def rbac_manifests(
         for perm in b.plugin.permissions(b.config):
             verbs[(perm.group, perm.resource)].update(perm.verbs)
         crds.update(b.plugin.crds)
-    if watch:
+    if watch_cache:
         for granted in verbs.values():
             if "get" in granted:
                 granted.update(("list", "watch"))

@@ -22,13 +22,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
 from routers.cluster._apply import Outcome, gather_facts, lister, reader, reconcile
 from routers.cluster._kube import Kube
-from routers.cluster._transport import Transport
+from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
 from routers.cluster._watch import WatchCache
+from routers.cluster.connect import connect
 from routers.contract import ClusterFacts, Observation
 from routers.engine import (
     Binding,
@@ -69,14 +69,17 @@ class Router:
         registry: Registry | None = None,
         state: TrafficState | None = None,
         cache: WatchCache | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
+        """``timeouts`` bound the requests of a Router made from an ``api_client``; a ``kube``
+        or a ``cache`` brings its own transport's."""
         if kube is None:
             if cache is not None:
                 kube = cache.kube
             elif api_client is None:
                 raise TypeError("Router needs an api_client, a kube or a cache")
             else:
-                kube = Kube(Transport(api_client))
+                kube = Kube(Transport(api_client, timeouts=timeouts))
         self.config = config
         self.kube = kube
         self.cache = cache
@@ -94,10 +97,13 @@ class Router:
         config: RoutingConfig,
         kubeconfig: str | None = None,
         context: str | None = None,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         **kw: Any,
     ) -> Router:
-        client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-        return cls(config, client, **kw)
+        """A Router on the cluster :func:`routers.cluster.connect.connect` finds (explicit
+        kubeconfig, in-cluster service account, ``~/.kube/config``)."""
+        return cls(config, kube=connect(kubeconfig, context, timeouts=timeouts), **kw)
 
     @property
     def state(self) -> TrafficState:

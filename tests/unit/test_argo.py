@@ -459,18 +459,22 @@ class _Pipe(io.RawIOBase):
             raise StopIteration
 
 
-def _serve(handler: Any, messages: list[Any], answers: int) -> list[dict[str, Any]]:
-    """Feed ``messages``, wait for ``answers`` lines after the hello, then end the input (the
-    bridge is gone: calls still queued are dropped)."""
-    pipe = _Pipe()
-    out = io.BytesIO()
-    done: list[int] = []
+def _start(handler: Any, **kw: Any) -> tuple[_Pipe, io.BytesIO, list[int], threading.Thread]:
+    """``serve`` in a thread on a fake pipe; its result lands in the list."""
+    pipe, out, done = _Pipe(), io.BytesIO(), []
     thread = threading.Thread(
         target=lambda: done.append(
-            serve(handler, plugin=PLUGIN, version="9.9", stdin=pipe, stdout=out, workers=4)  # type: ignore[arg-type]
+            serve(handler, plugin=PLUGIN, version="9.9", stdin=pipe, stdout=out, **kw)  # type: ignore[arg-type]
         )
     )
     thread.start()
+    return pipe, out, done, thread
+
+
+def _serve(handler: Any, messages: list[Any], answers: int) -> list[dict[str, Any]]:
+    """Feed ``messages``, wait for ``answers`` lines after the hello, then end the input (the
+    bridge is gone: calls still queued are dropped)."""
+    pipe, out, done, thread = _start(handler, workers=4)
     for m in messages:
         pipe.feed(m)
     deadline = time.monotonic() + 10
@@ -525,14 +529,7 @@ def test_ping_is_answered_while_calls_are_busy() -> None:
         release.wait(10)
         return None
 
-    pipe = _Pipe()
-    out = io.BytesIO()
-    thread = threading.Thread(
-        target=serve,
-        args=(handler,),
-        kwargs={"plugin": PLUGIN, "version": "1", "stdin": pipe, "stdout": out, "workers": 1},
-    )
-    thread.start()
+    pipe, out, _, thread = _start(handler, workers=1)
     try:
         pipe.feed({"id": 1, "method": "SetWeight", "args": {}})
         pipe.feed({"id": 2, "method": "Ping"})
@@ -560,3 +557,32 @@ def test_hclog_lines_carry_the_level_argo_logs_them_at() -> None:
     assert handler.format(record) == "[WARN] routers argo-plugin: slow api"
     text = log_handler(PLUGIN).format(record)
     assert text.endswith(f"WARNING routers argo-plugin [{PLUGIN}] slow api")
+
+
+def test_end_of_input_gives_running_calls_a_bounded_drain(caplog: pytest.LogCaptureFixture) -> None:
+    """The bridge went away while a call hangs: serve returns after ``drain`` seconds with
+    EXIT_CALLS_LEFT (the CLI then exits without joining the call's thread), never waits on."""
+    from routers.argo.server import EXIT_CALLS_LEFT
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def handler(method: str, rollout: Any, args: Any) -> Any:
+        started.set()
+        release.wait(30)  # a call stuck beyond any drain
+        return None
+
+    pipe, _, result, thread = _start(handler, drain=0.3)
+    try:
+        pipe.feed({"id": 1, "method": "SetWeight", "args": {}})
+        assert started.wait(10)
+        begin = time.monotonic()
+        pipe.close_input()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert result == [EXIT_CALLS_LEFT]
+        assert time.monotonic() - begin < 5
+        assert "1 call(s) still running 0.3s after the end of input" in caplog.text
+    finally:
+        release.set()
+        thread.join(10)

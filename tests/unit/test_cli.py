@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -236,3 +237,86 @@ def test_rbac_service_account_needs_namespace_and_name(capsys: pytest.CaptureFix
     cfg = str(EX / "routing.yaml")
     assert main(["rbac", "--config", cfg, "--service-account", "argo-rollouts"]) == 1
     assert "'argo-rollouts' is not NAMESPACE/NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30.0), ("2.5", 2.5), ("30s", 30.0), ("2m", 120.0), ("1m30s", 90.0), ("500ms", 0.5)],
+)
+def test_request_timeout_reads_kubectl_durations(text: str, seconds: float) -> None:
+    from routers.cli._app import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("value", "why"), [("0", "more than 0"), ("soon", "not a duration")])
+def test_request_timeout_must_be_a_positive_duration(
+    value: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["status", "--config", str(EX / "routing.yaml"), "--request-timeout", value]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--request-timeout" in err and why in err
+
+
+def test_request_timeout_bounds_every_cluster_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API server that accepts and never answers: `status --request-timeout 1s` fails in
+    seconds (3 bounded attempts of a GET), with exit 3 and the server named, never a hang."""
+    import time
+
+    from tests.conftest import silent_server
+
+    with silent_server() as port:
+        kubeconfig = write(
+            tmp_path,
+            "kubeconfig",
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "x",
+                }
+            ),
+        )
+        start = time.monotonic()
+        code = main(
+            [
+                "status",
+                "--config",
+                str(EX / "routing.yaml"),
+                "--kubeconfig",
+                kubeconfig,
+                "--request-timeout",
+                "1s",
+            ]
+        )
+        took = time.monotonic() - start
+    assert code == 3
+    err = capsys.readouterr().err
+    assert f"cannot reach the API server at http://127.0.0.1:{port} after 3 attempts" in err
+    assert 3.0 <= took < 30, took  # 3 reads of 1 s + 1.5 s backoff; the default would be 195+ s
+
+
+@pytest.mark.parametrize(("flag", "read"), [([], 30.0), (["--request-timeout", "45s"], 45.0)])
+def test_argo_plugin_requests_stay_inside_the_bridges_call_limit(
+    flag: list[str], read: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bridge gives a call 60 s: by default one request of the plugin gets 30 s."""
+    import click
+
+    import routers.cluster.connect
+
+    seen: list[Any] = []
+
+    def connect(*args: Any, timeouts: Any) -> Any:
+        seen.append(timeouts)
+        raise click.ClickException("stop here")
+
+    monkeypatch.setattr(routers.cluster.connect, "connect", connect)
+    assert main(["argo-plugin", "--plugin", "canary-routers/istio", *flag]) == 1
+    assert [t.request for t in seen] == [(10.0, read)]

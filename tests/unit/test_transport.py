@@ -27,6 +27,7 @@ class FakeClient:
     def __init__(self, responses: list[FakeResponse]) -> None:
         self.responses = responses
         self.calls: list[tuple[str, str, Any]] = []
+        self.timeouts: list[Any] = []
 
     def param_serialize(
         self, method: str, path: str, **kw: Any
@@ -37,6 +38,7 @@ class FakeClient:
         self, method: str, url: str, headers: Any, body: Any, _request_timeout: Any = None
     ) -> FakeResponse:
         self.calls.append((method, url, body))
+        self.timeouts.append(_request_timeout)
         return self.responses.pop(0)
 
 
@@ -189,3 +191,100 @@ def test_guards_on_the_wire_strict_sends_rv_only_relaxed_drops_only_rv() -> None
     # Strict: the resourceVersion pins the whole object; the identity guard is implied.
     assert sent[0] == [ops[0], ops[2]]
     assert sent[1] == list(ops[1:])  # relaxed: identity guard kept, resourceVersion dropped
+
+
+def test_every_request_carries_a_connect_and_a_read_timeout() -> None:
+    from routers.cluster import DEFAULT_TIMEOUTS, Timeouts
+
+    client = FakeClient([FakeResponse(200, {})] * 2)
+    Transport(client).request("GET", "/api")  # type: ignore[arg-type]
+    Transport(client, timeouts=Timeouts(connect=1, read=2)).request("GET", "/api")  # type: ignore[arg-type]
+    assert client.timeouts == [(DEFAULT_TIMEOUTS.connect, DEFAULT_TIMEOUTS.read), (1, 2)]
+    # A watch's client timeout outlives the server's own timeoutSeconds.
+    assert DEFAULT_TIMEOUTS.watch[1] > DEFAULT_TIMEOUTS.watch_seconds
+    with pytest.raises(ValueError, match="read"):
+        Timeouts(read=0)
+
+
+def test_a_silent_api_server_times_out_instead_of_hanging() -> None:
+    """A real socket that accepts and never answers: the official client gives up after the
+    read timeout and the error names the server. urllib3's hidden retries are off: a write is
+    sent once (it may have been applied), a GET is repeated ``Timeouts.retries`` times,
+    counted; the whole wait is bounded by the documented worst case."""
+    import socket
+    import time
+
+    from kubernetes.client import ApiClient, Configuration
+
+    from routers.cluster import Timeouts
+    from tests.conftest import silent_server
+
+    limits = Timeouts(connect=1.0, read=0.3, retries=2)
+    for method, attempts in (("PATCH", 1), ("PUT", 1), ("GET", 3)):
+        held: list[socket.socket] = []
+        with silent_server(held) as port:
+            cfg = Configuration(host=f"http://127.0.0.1:{port}")
+            t = Transport(ApiClient(cfg), timeouts=limits)
+            start = time.monotonic()
+            with pytest.raises(ApiStatus) as info:
+                t.request(method, "/api/v1/namespaces/x/configmaps/y", body=[])
+            took = time.monotonic() - start
+            reached = len(held)
+        assert info.value.code == 0
+        assert "cannot reach the API server at http://127.0.0.1:" in info.value.message
+        assert "timed out" in info.value.message.lower()
+        assert reached == attempts, (method, reached)
+        assert t.retried == ({"read": attempts - 1} if attempts > 1 else {})
+        # attempts * read timeout + backoff 0.5 + 1.0, and room for a busy machine
+        assert took < attempts * 0.3 + 1.5 + 10, took
+    assert "after 3 attempts" in info.value.message
+
+
+def test_a_refused_connection_is_retried_for_any_method_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens: the request never reached a server, so even a write is repeated."""
+    import socket
+
+    from kubernetes.client import ApiClient, Configuration
+
+    from routers.cluster import Timeouts
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+    records: list[Any] = []
+    slept: list[float] = []
+    cfg = Configuration(host=f"http://127.0.0.1:{port}")
+    t = Transport(
+        ApiClient(cfg),
+        timeouts=Timeouts(connect=1.0, read=1.0, retries=2),
+        on_request=records.append,
+        sleep=slept.append,
+    )
+    with caplog.at_level("WARNING", logger="routers.cluster"), pytest.raises(ApiStatus) as info:
+        t.request("PATCH", "/api/v1/namespaces/x/configmaps/y", body=[])
+    assert info.value.reason == "Unreachable"
+    assert "after 3 attempts" in info.value.message
+    assert [r.status for r in records] == [0, 0, 0]
+    assert t.retried == {"connect": 2}
+    assert slept == [0.5, 1.0]
+    assert "retry 1 of 2" in caplog.text and "retry 2 of 2" in caplog.text
+
+
+def test_the_official_client_keeps_no_retries_of_its_own() -> None:
+    from kubernetes.client import ApiClient, Configuration
+
+    client = ApiClient(Configuration(host="http://127.0.0.1:1"))
+    Transport(client)
+    assert client.configuration.retries is False
+    assert client.rest_client.pool_manager.connection_pool_kw["retries"] is False
+
+
+def test_request_timeout_like_kubectl() -> None:
+    from routers.cluster import Timeouts
+
+    assert Timeouts.for_requests(30).request == (10.0, 30)
+    assert Timeouts.for_requests(2).request == (2, 2)
+    with pytest.raises(ValueError, match="retries"):
+        Timeouts(retries=-1)

@@ -9,11 +9,21 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from routers.cluster import ApiStatus, Kube, ResourceInfo, Router, WatchCache, reconcile
+from routers.cluster import (
+    DEFAULT_TIMEOUTS,
+    ApiStatus,
+    Kube,
+    ResourceInfo,
+    Router,
+    Timeouts,
+    WatchCache,
+    reconcile,
+)
 from routers.model import RoutingConfig, TrafficState
 from routers.model.selectors import LabelSelector
 from routers.planning.objects import JSON, ObjectRef, SelectorRef
@@ -32,8 +42,9 @@ _END = object()
 
 
 class FakeStream:
-    def __init__(self, rv: str, namespace: str | None = None) -> None:
+    def __init__(self, rv: str, namespace: str | None = None, timeout: int = 0) -> None:
         self.rv = rv
+        self.timeout = timeout
         self.namespace = namespace
         """What the watch is for: events of other namespaces are not sent to it."""
         self.q: queue.Queue[Any] = queue.Queue()
@@ -148,7 +159,7 @@ class FakeServer:
         self, info: ResourceInfo, namespace: str | None, *, resource_version: str, timeout: int
     ) -> FakeStream:
         assert timeout > 0
-        s = FakeStream(resource_version, namespace)
+        s = FakeStream(resource_version, namespace, timeout)
         self.streams.append(s)
         return s
 
@@ -157,7 +168,7 @@ class FakeKube(Kube):
     """Discovery and GETs answered from the fake server; JSON patches applied with RV checks."""
 
     def __init__(self, server: FakeServer) -> None:
-        super().__init__(transport=None)  # type: ignore[arg-type]
+        super().__init__(transport=SimpleNamespace(timeouts=DEFAULT_TIMEOUTS))  # type: ignore[arg-type]
         self.server = server
         self.gets: list[ObjectRef] = []
         self.lists: list[SelectorRef] = []
@@ -328,6 +339,26 @@ def test_list_and_watch_paths_of_one_namespace_and_of_all() -> None:
 
 
 # -- watching ---------------------------------------------------------------------------------
+
+
+def test_watches_end_within_the_transport_timeouts(server: FakeServer) -> None:
+    """The server is asked to end each watch within Timeouts.watch_seconds (spread, so many
+    informers do not re-open at once), and the client's read limit sits watch_slack above."""
+    limits = Timeouts(watch_seconds=40, watch_slack=5)
+    c = WatchCache(FakeKube(server), source=server, timeouts=limits, max_backoff=0.01)
+    try:
+        assert c.timeouts is limits
+        assert c.get(ref("web")) is not None
+        for i in range(1, 9):
+            eventually(f"watch {i}", lambda: len(server.streams) >= i)  # noqa: B023
+            server.streams[i - 1].push(_END)  # the server ended it: the informer resumes
+        assert all(20 <= s.timeout <= 40 for s in server.streams), [
+            s.timeout for s in server.streams
+        ]
+    finally:
+        c.stop()
+    assert WatchCache(FakeKube(server), source=server).timeouts is DEFAULT_TIMEOUTS
+    assert limits.watch_for(33) == (limits.connect, 38)
 
 
 def test_watch_events_update_and_delete(watching: WatchCache, server: FakeServer) -> None:
@@ -699,7 +730,9 @@ def test_rbac_for_a_watch_cache_adds_list_and_watch_where_get_is_granted(
 
     (plain,) = [m for m in rbac_manifests(routing(), registry=registry) if m["kind"] == "Role"]
     (watching,) = [
-        m for m in rbac_manifests(routing(), registry=registry, watch=True) if m["kind"] == "Role"
+        m
+        for m in rbac_manifests(routing(), registry=registry, watch_cache=True)
+        if m["kind"] == "Role"
     ]
     for before, after in zip(plain["rules"], watching["rules"], strict=True):
         assert set(after["verbs"]) - set(before["verbs"]) == (
