@@ -24,7 +24,7 @@ from typing import Any
 
 from routers.argo.rollout import RolloutView, destinations
 from routers.argo.session import RouterFactory, Session, Sessions, make_router_factory
-from routers.cluster import ApiStatus, Kube, Outcome
+from routers.cluster import ApiStatus, Kube, Outcome, WatchCache
 from routers.errors import ApplyError, ConfigError, Problem, RoutersError
 from routers.model import AdditionalDestination, RemoveManagedRoutes, TrafficState
 from routers.model.config import plugin_name
@@ -61,7 +61,11 @@ def _hash(value: Any) -> str | None:
 
 
 class ArgoPlugin:
-    """Serves one ``trafficRouterPlugins`` entry (e.g. ``canary-routers/istio``)."""
+    """Serves one ``trafficRouterPlugins`` entry (e.g. ``canary-routers/istio``).
+
+    With ``cache`` (a :class:`WatchCache` on ``kube``), every Rollout's Router reads its
+    targets from memory: a steady SetWeight/VerifyWeight sends no GET, a step only its PATCH.
+    """
 
     def __init__(
         self,
@@ -70,14 +74,16 @@ class ArgoPlugin:
         *,
         registry: Registry | None = None,
         make_router: RouterFactory | None = None,
+        cache: WatchCache | None = None,
         limit: int = 1024,
     ) -> None:
         self.plugin = plugin
         self.kube = kube
+        self.cache = cache
         self.registry = registry or default_registry()
         self.sessions = Sessions(
             plugin,
-            make_router or make_router_factory(kube, self.registry),
+            make_router or make_router_factory(kube, self.registry, cache),
             self.registry,
             limit=limit,
         )

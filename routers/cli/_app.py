@@ -760,6 +760,14 @@ ARGO_REQUEST_SECONDS = 30.0
     type=click.Choice(["text", "hclog"]),
     help="hclog: '[LEVEL] message' lines, which Argo's plugin client logs at that level.",
 )
+@click.option(
+    "--watch-cache/--no-watch-cache",
+    envvar="CANARY_ROUTERS_WATCH_CACHE",
+    default=False,
+    show_default=True,
+    help="Read targets from one list+watch cache per kind and namespace instead of a GET per "
+    "call (needs list and watch: routers rbac --watch-cache; without them, GETs as before).",
+)
 def argo_plugin(
     plugin: str,
     kubeconfig: str | None,
@@ -767,6 +775,7 @@ def argo_plugin(
     workers: int,
     log_level: str,
     log_format: str,
+    watch_cache: bool,
 ) -> int:
     """Serve Argo Rollouts' traffic-router calls for the canary-routers bridge.
 
@@ -781,9 +790,19 @@ def argo_plugin(
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
+    from routers.cluster import WatchCache
+
     kube = connect(kubeconfig, context, timeouts=_timeouts(ARGO_REQUEST_SECONDS))
-    handler = ArgoPlugin(plugin, kube)
-    code = serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
+    # A first read waits for its kind's first list at most a third of a call's 60 s, then GETs.
+    cache = WatchCache(kube, sync_timeout=ARGO_REQUEST_SECONDS / 3) if watch_cache else None
+    handler = ArgoPlugin(plugin, kube, cache=cache)
+    try:
+        code = serve(
+            handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers
+        )
+    finally:
+        if cache is not None:
+            cache.stop(timeout=5.0)  # ends every watch; reads still running go to the server
     if code == EXIT_CALLS_LEFT:
         # The interpreter would join the call threads still running at exit: end without them.
         logging.shutdown()

@@ -140,13 +140,12 @@ def lister(
     """Selector lists for ``gather``: from ``cache`` when there is one (it holds every object of
     the kind in the namespace; ``fresh``: one LIST, and the cache keeps the answer), else one
     LIST; API errors become :class:`ApplyError`."""
-    select = kube.list_selected
-    if cache is not None:
-        select = cache.select_fresh if fresh else cache.select
 
     def list_objects(selector: SelectorRef) -> list[JSON]:
         try:
-            return select(selector)
+            if cache is None:
+                return kube.list_selected(selector)
+            return cache.select_fresh(selector) if fresh else cache.select(selector)
         except ApiStatus as exc:
             ref = ObjectRef(selector.group, selector.kind, selector.namespace, "", selector.version)
             raise _api_error(exc, "list", ref, _resource_name(kube, ref)) from None
