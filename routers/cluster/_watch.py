@@ -28,12 +28,12 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol
 
 import urllib3
@@ -57,7 +57,8 @@ GONE_KEPT = 4096
 
 Key = tuple[str | None, str]
 """(namespace, name) of an object within one informer."""
-_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+Labels = tuple[tuple[str, str], ...]
+"""An object's labels as kept per entry: interned pairs (a dict per object cost 0.4 KiB)."""
 
 
 class EventStream(Protocol):
@@ -203,7 +204,7 @@ def _rv_of(obj: Mapping[str, Any]) -> str:
 
 def _labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     labels = (obj.get("metadata") or {}).get("labels")
-    return labels if isinstance(labels, dict) else _NO_LABELS
+    return labels if isinstance(labels, dict) else {}
 
 
 def _key_of(obj: Mapping[str, Any]) -> Key:
@@ -218,7 +219,7 @@ class _Entry:
         self.rv = rv
         self.data = data
         """Compact JSON; ``None`` when dropped to stay within ``max_bytes``."""
-        self.labels: Mapping[str, str] = _NO_LABELS
+        self.labels: Labels = ()
         """Kept with or without the body: label selectors are answered without parsing."""
 
 
@@ -580,7 +581,7 @@ class WatchCache:
             found = [
                 (key[1], entry.data)
                 for key, entry in inf.objects.items()
-                if key[0] == ns and match(entry.labels)
+                if key[0] == ns and match(dict(entry.labels))
             ]
             self._counts["hits"] += 1
             for name, data in found:
@@ -778,8 +779,11 @@ class WatchCache:
         if entry is None:
             entry = inf.objects[key] = _Entry(rv, None)
         entry.rv = rv
-        labels = _labels_of(obj)
-        entry.labels = dict(labels) if labels else _NO_LABELS
+        entry.labels = tuple(
+            (sys.intern(k), sys.intern(v))
+            for k, v in _labels_of(obj).items()
+            if isinstance(k, str) and isinstance(v, str)
+        )
         self._set_body(inf, key, entry, data, admit=demand or warm)
         return True
 
