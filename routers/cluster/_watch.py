@@ -4,7 +4,8 @@ One :class:`WatchCache` serves any number of Routers (a controller with many rol
 read of a kind in a namespace (or cluster-wide, ``all_namespaces=True``) starts an informer for it:
 a paginated LIST, then a WATCH from the list's resourceVersion with bookmarks, resumed from the
 last resourceVersion seen after a dropped connection and re-listed after ``410 Gone``. From then
-on reads are answered from memory; a steady state sends no request at all.
+on reads, and label-selector lists (:meth:`WatchCache.select`), are answered from memory; a
+steady state sends no request at all.
 
 Correctness never rests on the cache being fresh: every patch is guarded by the resourceVersion
 it was planned from, so a stale object costs one rejected patch, after which the Router reads
