@@ -13,6 +13,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -83,6 +84,9 @@ func main() {
 	fs.Var(&extra, "routers-arg", "extra argument for routers argo-plugin (repeatable), e.g. --routers-arg=--log-level=debug")
 	version := fs.Bool("version", false, "print the versions and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // the usage was asked for and printed
+		}
 		os.Exit(2)
 	}
 	argv := fs.Args()

@@ -13,7 +13,7 @@
 # concurrent callers are serialised with flock; the 3 newest keys are kept).
 # GOMODCACHE/GOCACHE stay at Go's defaults, so a rebuild after a go.sum change reuses compiled
 # packages. Used by e2e/controlplane/build.sh, e2e/kwok/build.sh, e2e/argo-controller/build.sh,
-# e2e/traefik/build.sh. Every go command and the lock wait are limited (scripts/_limits.sh).
+# e2e/traefik/build.sh, argo/build.sh. Every go command and the lock wait are limited (scripts/_limits.sh).
 #
 # The LAST line on stdout is the bin dir; everything else goes to stderr.
 # Env: ROUTERS_E2E_CACHE, ROUTERS_E2E_FORCE_BUILD=1 (ignore the cache),

@@ -30,6 +30,7 @@ import yaml
 from e2e._argo import Driver, build, wait_gone
 from e2e.cluster import BinariesUnavailable, ControlPlane
 from e2e.conftest import unavailable
+from e2e.workers import wait_for
 from routers.argo import RECORD_PREFIX
 from routers.io import load_documents, load_one
 
@@ -71,9 +72,28 @@ class Harness:
         self.ok = self.driver.ok
 
     def writes(self, since: int) -> list[str]:
+        """The plugin's writes since ``since``, except its Warning Events (best effort, written
+        in the background: checked by :meth:`warnings`)."""
         return self.cp.summarize(
-            self.cp.write_requests(since=since, user=self.user, include_system=True)
+            e
+            for e in self.cp.write_requests(since=since, user=self.user, include_system=True)
+            if (e.get("objectRef") or {}).get("resource") != "events"
         )
+
+    def warnings(self, t: Target, text: str) -> dict[str, Any]:
+        """Our Warning Event on ``t``'s Rollout whose message holds ``text`` (waited for)."""
+
+        def found() -> dict[str, Any] | None:
+            _, evs = self.cp.request(
+                "GET",
+                f"/api/v1/namespaces/{t.namespace}/events",
+                params={"fieldSelector": "reason=CanaryRoutersError,type=Warning"},
+            )
+            hits = [e for e in (evs or {}).get("items") or [] if text in e.get("message", "")]
+            assert len(hits) <= 1, hits
+            return hits[0] if hits else None
+
+        return wait_for(f"the Warning Event naming {text!r}", found, 30)
 
 
 def _plugin_kubeconfig(cp: ControlPlane, namespace: str, path: Path) -> None:
@@ -639,6 +659,18 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
     )
     assert "not listed in managedRoutes" in (answer["error"] or ""), answer
     assert_no_writes(h, mark, "refused SetHeaderRoute")
+    # Argo only logs this error: the plugin records it on the Rollout, and a repeat counts on
+    # the same Event.
+    event = h.warnings(t, "'unlisted'")
+    assert event["involvedObject"]["uid"] == ro["metadata"]["uid"], event
+    assert event["source"]["component"] == plugin, event
+    assert event["message"] in answer["error"], (event, answer)
+    h.call(plugin, "SetHeaderRoute", ro, setHeaderRoute={"name": "unlisted", "match": HEADER})
+    wait_for(
+        "the repeated error counted on the same Event",
+        lambda: (h.warnings(t, "'unlisted'").get("count") or 0) >= 2,
+        30,
+    )
 
     # RemoveManagedRoutes: every managed route goes, the weight stays, the record goes.
     h.ok(plugin, "RemoveManagedRoutes", ro)

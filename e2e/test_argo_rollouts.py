@@ -877,8 +877,34 @@ class Walk:
                 f"{k} +{t - started:.2f}s" if t is not None else f"{k}: not seen"
                 for k, t in marks.items()
             ]
+            if marks["weight verified"] is None and marks["step done"] is not None:
+                parts[1] = f"weight verified: {self.verified_in_log(i, weight)}"
             out.append(f"step {i} setWeight {weight}: " + ", ".join(parts))
         return "; ".join(out)
+
+    def verified_in_log(self, index: int, weight: int) -> str:
+        """Why a finished step never showed ``weights.verified: true``, from Argo's log.
+
+        When VerifyWeight first answers NotVerified (Gateway API: the route's status is not yet
+        for its new generation), Argo persists ``verified: false``; a later reconcile whose
+        SetWeight changes nothing reuses the stored weights *object* for the new status
+        (controller.go ``newStatus.Canary.Weights = rollout.Status.Canary.Weights``), so setting
+        ``Verified`` there changes both sides of the status diff and ``true`` is never written,
+        while the step still completes on it (argo-rollouts v1.10.1)."""
+        needle = f'"Desired weight (stepIdx: {index}) {weight} '
+        where = f"namespace={self.ns} rollout={APP}"
+        lines = [
+            line
+            for line in self.argo.log.read_text(errors="replace").splitlines()
+            if needle in line and where in line
+        ]
+        waited = sum("not yet verified" in line for line in lines)
+        if any(needle + 'verified"' in line for line in lines):
+            return (
+                f"in Argo's log after {waited} NotVerified (the status kept verified=false: "
+                "Argo does not persist verified=true from a reconcile that changed no weight)"
+            )
+        return f"not seen, not in Argo's log either ({waited} NotVerified)"
 
     # -- driving the Rollout ---------------------------------------------------------------
 
@@ -1081,13 +1107,18 @@ def run_walk(
 
 
 def mirror_revision(walk: Walk) -> None:
-    """v4: a mirror route the target supports only alone (nginx), then one it cannot express,
-    which must surface (Argo's controller log names our error; see below), write nothing and
-    take no step."""
+    """v4: a mirror route the target supports only alone (nginx), then one it cannot express
+    (on SMI at weight 30), which must surface (Argo's controller log and our Warning Event on
+    the Rollout, counted on one Event), write nothing and take no step; then an abort at that
+    stuck step, which must still reach 100% stable (Argo: RemoveManagedRoutes, then SetWeight 0;
+    removing routes never written must succeed)."""
     t, cp = walk.t, walk.cp
     steps: list[dict[str, Any]] = [{"setCanaryScale": {"replicas": 1}}]
     if t.mirror_alone is not None:
         steps += [mirror_step(*t.mirror_alone), {"pause": {}}]
+    weight = 0 if t.mirror_alone is not None else 30
+    if weight:
+        steps.append({"setWeight": weight})
     stuck_at = len(steps)
     if t.unsupported_mirror is not None:
         steps += [mirror_step(*t.unsupported_mirror), {"pause": {}}]
@@ -1105,19 +1136,32 @@ def mirror_revision(walk: Walk) -> None:
         walk.promote()
     if t.unsupported_mirror is None:
         return
+    walk.watch.wait(
+        f"weight {weight} before the unsupported mirror step",
+        lambda o: step_index(o) == stuck_at and canary_weight(o) == weight,
+        TIMEOUT,
+        procs=walk.procs(),
+        diagnose=walk.diagnose,
+    )
+    stuck = Expect(weight, mirror=t.mirror_alone)
     before = walk.objects()
     mark = cp.audit_mark()
     log_mark = walk.argo.log.stat().st_size
 
-    def surfaced() -> str | None:
+    def logged(call: str, since: int) -> str | None:
         with open(walk.argo.log, errors="replace") as f:
-            f.seek(log_mark)
+            f.seek(since)
             for line in f:
-                if "SetMirrorRoute" in line and walk.ns in line and "level=error" in line:
+                if call in line and walk.ns in line and "level=error" in line:
                     return line.strip()
         return None
 
-    line = wait_for("the SetMirrorRoute error", surfaced, TIMEOUT, procs=walk.procs())
+    line = wait_for(
+        "the SetMirrorRoute error",
+        lambda: logged("SetMirrorRoute", log_mark),
+        TIMEOUT,
+        procs=walk.procs(),
+    )
     obj = get_rollout(cp, walk.ns, APP)
     assert (step_index(obj) or 0) <= stuck_at, f"went past the mirror step: {obj['status']}"
     writes = [
@@ -1127,14 +1171,61 @@ def mirror_revision(walk: Walk) -> None:
     ]
     assert writes == [], f"an unsupported mirror wrote: {cp.summarize(writes)}"
     assert [o.get("spec") for o in walk.objects()] == [o.get("spec") for o in before]
-    walk.check_routes(alone, "unsupported mirror refused")
+    walk.check_routes(stuck, "unsupported mirror refused")
     message = line.split('msg="', 1)[-1][:300]
     walk.say(f"unsupported setMirrorRoute {t.unsupported_mirror}: refused, no write: {message}")
-    events = [w for w in walk.warnings() if "mirror" in w.lower()]
-    # Argo records an event for SetWeight and VerifyWeight errors only; an error of
-    # SetHeaderRoute / SetMirrorRoute / RemoveManagedRoutes / UpdateHash reaches its log alone.
+
+    # Argo records an event for SetWeight and VerifyWeight errors only; for SetHeaderRoute,
+    # SetMirrorRoute, RemoveManagedRoutes and UpdateHash our plugin records it, once per
+    # message, counting Argo's retries on the same Event.
+    def ours() -> list[dict[str, Any]]:
+        _, evs = cp.request(
+            "GET",
+            f"/api/v1/namespaces/{walk.ns}/events",
+            params={"fieldSelector": f"involvedObject.name={APP},reason=CanaryRoutersError"},
+        )
+        return list((evs or {}).get("items") or [])
+
+    def counted() -> list[dict[str, Any]] | None:
+        found = [e for e in ours() if "SetMirrorRoute" in e.get("message", "")]
+        return found if found and max(e.get("count", 1) for e in found) >= 2 else None
+
+    (event,) = wait_for("our Warning Event, counted twice", counted, TIMEOUT, procs=walk.procs())
+    assert event["type"] == "Warning", event
+    assert event["involvedObject"]["kind"] == "Rollout", event
+    assert event["involvedObject"]["uid"] == obj["metadata"]["uid"], event
+    assert event["source"]["component"] == t.plugin, event
+    assert event["message"].startswith(f"{t.plugin}: Rollout {walk.ns}/{APP}: SetMirrorRoute"), (
+        event
+    )
     walk.say(
-        f"Warning events naming the mirror: {events or 'none (Argo logs this call error only)'}"
+        f"Warning event on the Rollout: {event['reason']}: {event['message'][:200]} "
+        f"(x{event['count']}, one Event)"
+    )
+
+    # Abort at the stuck step.
+    abort_mark = walk.argo.log.stat().st_size
+    t0 = time.monotonic()
+    abort(cp, walk.ns, APP)
+    walk.watch.wait(
+        "abort at the unsupported mirror step: all traffic back on stable",
+        lambda o: (
+            o.get("status", {}).get("abort") is True
+            and canary_weight(o) == 0
+            and phase(o) == "Degraded"
+        ),
+        TIMEOUT,
+        procs=walk.procs(),
+        diagnose=walk.diagnose,
+    )
+    walk.check_routes(Expect(0), "aborted at the unsupported mirror")
+    assert logged("RemoveManagedRoutes", abort_mark) is None, logged(
+        "RemoveManagedRoutes", abort_mark
+    )
+    assert not [e for e in ours() if "RemoveManagedRoutes" in e.get("message", "")]
+    walk.say(
+        f"abort at the unsupported mirror step: 100% stable after {time.monotonic() - t0:.2f}s"
+        f" (from weight {weight}); {walk.check_quiet_reconciles('aborted at the mirror')}"
     )
 
 
@@ -1145,7 +1236,8 @@ def grant_plugin(cp: ControlPlane, rollout: Mapping[str, Any]) -> None:
     """Exactly what `routers rbac --config <the Rollout>` generates, bound to Argo's identity
     (the plugin runs as the controller's service account)."""
     ns = rollout["metadata"]["namespace"]
-    grant(cp, rbac_manifests(RoutingConfig.from_document(dict(rollout))), ns, user=ARGO_USER)
+    config = RoutingConfig.from_document(dict(rollout))
+    grant(cp, rbac_manifests(config, events=True), ns, user=ARGO_USER)
 
 
 @pytest.fixture(scope="module")

@@ -150,5 +150,9 @@ def test_rbac_prints_role(
             "apiGroups": [""],
             "resources": ["configmaps"],
             "verbs": ["create", "delete", "get", "patch"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "get", "patch"]},
     ]
+    assert main(["rbac", "--config", cfg, "-n", "shop", "--no-events"]) == 0
+    (role,) = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [r["resources"] for r in role["rules"]] == [["configmaps"]]

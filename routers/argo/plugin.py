@@ -7,13 +7,20 @@ Argo's semantics, mapped exactly:
 * ``SetHeaderRoute`` / ``SetMirrorRoute``: add or replace the named route; an empty ``match``
   removes it; mirror ``percentage`` defaults to 100;
 * ``RemoveManagedRoutes``: every header and mirror route goes; weights stay;
+* while the Rollout is aborted, ``SetHeaderRoute`` / ``SetMirrorRoute`` write nothing and
+  succeed: Argo calls them for the step it stood on right after ``RemoveManagedRoutes``, and
+  returns before ``SetWeight(0)`` when they fail, so a route the target cannot express would
+  hold the aborted Rollout at its canary weight (and one it can would come back for a
+  reconcile);
 * ``UpdateHash``: pod-template hashes for label-selected subsets (Istio DestinationRule);
 * ``VerifyWeight``: ``Verified``/``NotVerified`` from reading the objects back, and from the data
   plane's readiness where the target reports it (Gateway API route conditions);
   ``NotImplemented`` only when no configured target splits by weight.
 
-Anything a target cannot express is an error with the reason (Argo records it as an event and
-retries), never a silent success.
+Anything a target cannot express is an error with the reason, never a silent success. Argo
+records a failed SetWeight or VerifyWeight as a Warning Event on the Rollout, but a failed
+UpdateHash, SetHeaderRoute, SetMirrorRoute or RemoveManagedRoutes only in its log; for those we
+record the Event ourselves (reason :data:`EVENT_REASON`, through an :class:`EventRecorder`).
 """
 
 from __future__ import annotations
@@ -22,16 +29,16 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from routers.argo.rollout import RolloutView, destinations
+from routers.argo.rollout import RolloutView, aborted, destinations
 from routers.argo.session import RouterFactory, Session, Sessions, make_router_factory
-from routers.cluster import ApiStatus, Kube, Outcome, WatchCache
+from routers.cluster import ApiStatus, EventRecorder, Kube, Outcome, WatchCache
 from routers.errors import ApplyError, ConfigError, Problem, RoutersError
 from routers.model import AdditionalDestination, RemoveManagedRoutes, TrafficState
 from routers.model.config import plugin_name
 from routers.model.steps import argo_set_header_route, argo_set_mirror_route
 from routers.registry import Registry, default_registry
 
-__all__ = ["METHODS", "ArgoPlugin", "CallError"]
+__all__ = ["EVENT_METHODS", "EVENT_REASON", "METHODS", "ArgoPlugin", "CallError"]
 
 log = logging.getLogger("routers.argo")
 
@@ -44,6 +51,11 @@ METHODS = (
     "RemoveManagedRoutes",
     "VerifyWeight",
 )
+
+EVENT_METHODS = frozenset({"UpdateHash", "SetHeaderRoute", "SetMirrorRoute", "RemoveManagedRoutes"})
+"""Calls whose errors Argo Rollouts (v1.8-v1.10) only logs: we record them as Events."""
+
+EVENT_REASON = "CanaryRoutersError"
 
 
 class CallError(RoutersError):
@@ -75,11 +87,14 @@ class ArgoPlugin:
         registry: Registry | None = None,
         make_router: RouterFactory | None = None,
         cache: WatchCache | None = None,
+        events: EventRecorder | None = None,
         limit: int = 1024,
     ) -> None:
         self.plugin = plugin
         self.kube = kube
         self.cache = cache
+        self.events = events
+        """Where the errors of :data:`EVENT_METHODS` are recorded (None: not recorded)."""
         self.registry = registry or default_registry()
         self.sessions = Sessions(
             plugin,
@@ -105,7 +120,10 @@ class ArgoPlugin:
                 return self._dispatch(method, session, view, rollout, args)
         except RoutersError as exc:
             where = f"{self.plugin}: {view}" if view is not None else self.plugin
-            raise CallError(f"{where}: {method}: {exc}") from exc
+            error = CallError(f"{where}: {method}: {exc}")
+            if self.events is not None and view is not None and method in EVENT_METHODS:
+                self.events.warning(view.involved(), EVENT_REASON, str(error))
+            raise error from exc
 
     def _dispatch(
         self,
@@ -132,6 +150,9 @@ class ArgoPlugin:
             told["hashes"] = (_hash(args.get("canaryHash")), _hash(args.get("stableHash")))
             # The same destinations (with their hashes) come with the SetWeight that follows.
             told["additional"] = _destinations(args)
+        elif method in ("SetHeaderRoute", "SetMirrorRoute") and aborted(rollout):
+            log.info("%s: aborted: %s not applied (an abort removes managed routes)", view, method)
+            return None
         elif method == "SetHeaderRoute":
             transition = argo_set_header_route(args.get("setHeaderRoute"), "setHeaderRoute").apply
             what = f"SetHeaderRoute {(args.get('setHeaderRoute') or {}).get('name')!r}"

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from routers.cluster import InvolvedObject
 from routers.errors import ConfigError, Problem
 from routers.model import WEIGHT_SCOPE_ANNOTATION, AdditionalDestination, RoutingConfig
 from routers.model._base import require_mapping
@@ -20,6 +21,7 @@ from routers.model._base import require_mapping
 __all__ = [
     "RolloutView",
     "StatusWeights",
+    "aborted",
     "destinations",
     "routing_document",
     "status_weights",
@@ -69,6 +71,17 @@ class RolloutView:
     def config(self) -> RoutingConfig:
         return RoutingConfig.from_document(
             self.document, source=f"Rollout {self.namespace}/{self.name}"
+        )
+
+    def involved(self) -> InvolvedObject:
+        """The Rollout as the subject of an Event (Argo passes it without apiVersion)."""
+        meta = _mapping(self.document.get("metadata"))
+        return InvolvedObject(
+            str(self.document.get("apiVersion") or "argoproj.io/v1alpha1"),
+            "Rollout",
+            self.namespace,
+            self.name,
+            str(meta["uid"]) if meta.get("uid") else None,
         )
 
     def __str__(self) -> str:
@@ -143,6 +156,11 @@ def destinations(value: Any, where: str) -> tuple[AdditionalDestination, ...]:
         except ConfigError as exc:
             raise exc.within(f"{where}[{i}]") from None
     return tuple(out)
+
+
+def aborted(rollout: Mapping[str, Any]) -> bool:
+    """``status.abort``: the user aborted the update (``kubectl argo rollouts abort``)."""
+    return _mapping(rollout.get("status")).get("abort") is True
 
 
 def status_weights(rollout: Mapping[str, Any]) -> StatusWeights | None:

@@ -514,12 +514,19 @@ def cleanup(
     is_flag=True,
     help="Also list and watch what is read (for a controller using routers.cluster.WatchCache).",
 )
+@click.option(
+    "--events/--no-events",
+    default=True,
+    show_default=True,
+    help="create/get/patch on events: the Argo plugin's Warning Events on the Rollout.",
+)
 def rbac(
     config_path: str,
     namespace: str | None,
     name: str,
     service_account: str | None,
     watch_cache: bool,
+    events: bool,
 ) -> None:
     """Print the minimal Role (and CRD-reading ClusterRole) a config needs."""
     from routers.cluster import rbac_manifests
@@ -534,7 +541,12 @@ def rbac(
             )
         subject = (sa_ns, sa_name)
     manifests = rbac_manifests(
-        config, name=name, namespace=namespace, service_account=subject, watch_cache=watch_cache
+        config,
+        name=name,
+        namespace=namespace,
+        service_account=subject,
+        watch_cache=watch_cache,
+        events=events,
     )
     click.echo(dump_yaml(manifests), nl=False)
 
@@ -787,15 +799,14 @@ def argo_plugin(
 
     from routers.argo import ArgoPlugin, serve
     from routers.argo.server import EXIT_CALLS_LEFT, log_handler
+    from routers.cluster import EventRecorder, WatchCache
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
-    from routers.cluster import WatchCache
-
     kube = connect(kubeconfig, context, timeouts=_timeouts(ARGO_REQUEST_SECONDS))
     # A first read waits for its kind's first list at most a third of a call's 60 s, then GETs.
     cache = WatchCache(kube, sync_timeout=ARGO_REQUEST_SECONDS / 3) if watch_cache else None
-    handler = ArgoPlugin(plugin, kube, cache=cache)
+    handler = ArgoPlugin(plugin, kube, cache=cache, events=EventRecorder(kube.transport, plugin))
     try:
         code = serve(
             handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers

@@ -3,7 +3,8 @@
 * :class:`Router` -- the controller-facing API (threads welcome);
 * :class:`WatchCache` -- list+watch cache shared by many Routers: no GET in a steady state;
 * :func:`reconcile` -- read, plan, apply with guards, retry conflicts, revert partial applies;
-* :func:`rbac_manifests` -- the minimal Role a config needs.
+* :func:`rbac_manifests` -- the minimal Role a config needs;
+* :class:`EventRecorder` -- best-effort Kubernetes Events on the objects we act for.
 """
 
 from routers.cluster._apply import Applied, Outcome, execute, gather_facts, reader, reconcile
@@ -16,6 +17,7 @@ from routers.cluster._transport import (
     Transport,
 )
 from routers.cluster._watch import CacheStats, WatchCache
+from routers.cluster.events import EventRecorder, InvolvedObject
 from routers.cluster.rbac import rbac_manifests
 from routers.cluster.router import Router
 
@@ -25,6 +27,8 @@ __all__ = [
     "ApiStatus",
     "Applied",
     "CacheStats",
+    "EventRecorder",
+    "InvolvedObject",
     "Kube",
     "Outcome",
     "RequestRecord",

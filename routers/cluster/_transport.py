@@ -153,14 +153,17 @@ class Transport:
         query: Sequence[tuple[str, str]] = (),
         body: Any = None,
         content_type: str = "application/json",
+        timeouts: Timeouts | None = None,
     ) -> Any:
         """One API call. A 429 (API Priority and Fairness throttling) was not processed by the
         server, so it is retried after the server's ``retryAfterSeconds``, as client-go does; a
-        failed connection is retried by :class:`Timeouts`' rules."""
+        failed connection is retried by :class:`Timeouts`' rules. ``timeouts`` replaces the
+        transport's own for this call (e.g. shorter ones for best-effort writes)."""
+        limits = timeouts or self.timeouts
         throttled = failed = 0
         while True:
             try:
-                return self._request_once(method, path, query, body, content_type)
+                return self._request_once(method, path, query, body, content_type, limits)
             except ApiStatus as exc:
                 if exc.code != 429 or throttled == self.throttle_retries:
                     raise
@@ -173,7 +176,7 @@ class Transport:
                 )
             except _ConnectionFailed as exc:
                 kind = "connect" if not exc.sent else "read"
-                retry = failed < self.timeouts.retries and (not exc.sent or method == "GET")
+                retry = failed < limits.retries and (not exc.sent or method == "GET")
                 if not retry:
                     tries = f" after {failed + 1} attempts" if failed else ""
                     raise ApiStatus(
@@ -189,13 +192,19 @@ class Transport:
                     path,
                     exc,
                     failed,
-                    self.timeouts.retries,
+                    limits.retries,
                     delay,
                 )
                 self.sleep(delay)
 
     def _request_once(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: Any, content_type: str
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: Any,
+        content_type: str,
+        timeouts: Timeouts,
     ) -> Any:
         # The client serialises the body itself (json.dumps); a JSON patch must stay a list, or
         # the client silently switches the content type to strategic merge. Its size is only
@@ -212,7 +221,7 @@ class Transport:
         )
         try:
             resp = self.api_client.call_api(
-                method_, url, header_params, serialized, _request_timeout=self.timeouts.request
+                method_, url, header_params, serialized, _request_timeout=timeouts.request
             )
             data = resp.read() or b""  # type: ignore[no-untyped-call]
             status = int(resp.status)

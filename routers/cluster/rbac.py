@@ -20,13 +20,16 @@ def rbac_manifests(
     namespace: str | None = None,
     service_account: tuple[str, str] | None = None,
     watch_cache: bool = False,
+    events: bool = False,
 ) -> list[dict[str, Any]]:
     """A namespaced Role with the plugins' permissions, and a ClusterRole that may read the CRDs
     whose facts the plugins use (optional: without it, plugins fall back to their config).
 
     With ``service_account`` (namespace, name), e.g. Argo Rollouts' controller running our
     plugin, a RoleBinding and a ClusterRoleBinding grant both to it. With ``watch_cache``, every
-    resource that may be read may also be listed and watched (a :class:`WatchCache` does).
+    resource that may be read may also be listed and watched (a :class:`WatchCache` does). With
+    ``events``, the Role may also record Events (the Argo plugin's Warning Events on the Rollout:
+    create, then get and patch to count repeats on the same Event).
     """
     bindings = bind(config, registry)
     verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -39,6 +42,8 @@ def rbac_manifests(
         for granted in verbs.values():
             if "get" in granted:
                 granted.update(("list", "watch"))
+    if events:
+        verbs[("", "events")].update(("create", "get", "patch"))
     rules = [
         {"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
         for (group, resource), v in sorted(verbs.items())

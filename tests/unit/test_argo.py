@@ -639,3 +639,86 @@ def test_end_of_input_gives_running_calls_a_bounded_drain(caplog: pytest.LogCapt
     finally:
         release.set()
         thread.join(10)
+
+
+# -- Warning Events for the calls Argo only logs ---------------------------------------------
+
+
+class Recorded:
+    """An EventRecorder's caller side: what the plugin asked to record."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[Any, str, str]] = []
+
+    def warning(self, obj: Any, reason: str, message: str) -> None:
+        self.warnings.append((obj, reason, message))
+
+
+def test_errors_argo_only_logs_become_warning_events_on_the_rollout() -> None:
+    from routers.argo.plugin import EVENT_REASON
+    from routers.cluster import InvolvedObject
+
+    kube = FakeKube(virtual_service())
+    events = Recorded()
+    p = ArgoPlugin(PLUGIN, kube, events=events)  # type: ignore[arg-type]
+    set_weight(p, rollout(), 20)
+    bad = {"name": "unlisted", "match": HEADER["match"]}
+    for _ in range(2):
+        with pytest.raises(CallError) as exc:
+            p.handle("SetHeaderRoute", rollout(weights=20), {"setHeaderRoute": bad})
+    involved = InvolvedObject("argoproj.io/v1alpha1", "Rollout", NS, "web", "uid-1")
+    assert events.warnings == [(involved, EVENT_REASON, str(exc.value))] * 2
+    assert "not listed in managedRoutes" in events.warnings[0][2]
+    # Argo records SetWeight and VerifyWeight errors itself (TrafficRoutingError,
+    # WeightVerifyError): no second event for those.
+    with pytest.raises(CallError):
+        set_weight(p, rollout(), 101)
+    with pytest.raises(CallError):
+        p.handle("VerifyWeight", rollout(), {"desiredWeight": "x"})
+    # A Rollout we cannot read names no object to record on.
+    with pytest.raises(CallError):
+        p.handle("SetMirrorRoute", {"metadata": {}}, {"setMirrorRoute": {"name": "m"}})
+    assert len(events.warnings) == 2
+
+
+def test_an_event_that_cannot_be_written_leaves_the_call_error_alone() -> None:
+    """Through the real recorder: the API refuses the event, the call's own error stands."""
+    from routers.cluster import EventRecorder
+
+    class Refusing:
+        def request(self, method: str, path: str, **_: Any) -> Any:
+            raise ApiStatus(403, "Forbidden", 'cannot create resource "events"')
+
+    kube = FakeKube(virtual_service())
+    recorder = EventRecorder(Refusing(), PLUGIN)
+    p = ArgoPlugin(PLUGIN, kube, events=recorder)  # type: ignore[arg-type]
+    with pytest.raises(CallError, match="not listed in managedRoutes"):
+        p.handle("SetHeaderRoute", rollout(), {"setHeaderRoute": {**HEADER, "name": "nope"}})
+    assert recorder.flush(10)
+    assert recorder.dropped == 1
+
+
+def test_an_aborted_rollout_reaches_stable_past_a_route_step() -> None:
+    """Argo's abort: RemoveManagedRoutes, then the current step's SetHeaderRoute or
+    SetMirrorRoute, then SetWeight(0); an error in between would hold the canary weight."""
+    kube = FakeKube(virtual_service())
+    events = Recorded()
+    p = ArgoPlugin(PLUGIN, kube, events=events)  # type: ignore[arg-type]
+    set_weight(p, rollout(), 30)
+    p.handle("SetHeaderRoute", rollout(weights=30), {"setHeaderRoute": HEADER})
+    bad = {"name": "unlisted", "match": HEADER["match"]}
+    with pytest.raises(CallError):  # the step Argo stands on when the user aborts
+        p.handle("SetHeaderRoute", rollout(weights=30), {"setHeaderRoute": bad})
+    failed = len(events.warnings)
+    stopped = rollout(weights=30)
+    stopped["status"]["abort"] = True
+    p.handle("RemoveManagedRoutes", stopped, {})  # the recorded route goes, the refused one
+    assert route_names(kube) == ["primary"]  # was never written: nothing to remove
+    writes = len(kube.writes)
+    p.handle("SetHeaderRoute", stopped, {"setHeaderRoute": bad})
+    p.handle("SetHeaderRoute", stopped, {"setHeaderRoute": HEADER})  # not brought back either
+    p.handle("SetMirrorRoute", stopped, {"setMirrorRoute": {"name": "mirror", "match": []}})
+    assert len(kube.writes) == writes and route_names(kube) == ["primary"]
+    assert record(kube) is None and len(events.warnings) == failed
+    set_weight(p, stopped, 0)
+    assert weights(kube) == (0, 100)

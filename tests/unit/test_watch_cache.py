@@ -739,3 +739,11 @@ def test_rbac_for_a_watch_cache_adds_list_and_watch_where_get_is_granted(
             {"list", "watch"} if "get" in before["verbs"] else set()
         )
     assert any("watch" in r["verbs"] for r in watching["rules"])
+    # The Events the Argo plugin records are written, never cached: no list/watch on them.
+    (both,) = [
+        m
+        for m in rbac_manifests(routing(), registry=registry, watch_cache=True, events=True)
+        if m["kind"] == "Role"
+    ]
+    (events,) = [r for r in both["rules"] if r["resources"] == ["events"]]
+    assert events["verbs"] == ["create", "get", "patch"]
