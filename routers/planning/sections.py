@@ -79,8 +79,9 @@ class SectionConfig(Common, Generic[S]):
     section: S
 
     @classmethod
-    def build(cls, section: S, routing: RoutingConfig) -> Self:
-        """The validated ``section`` with the routing facts (subclasses add derived fields)."""
+    def build(cls, section: S, routing: RoutingConfig, **derived: Any) -> Self:
+        """The validated ``section`` with the routing facts and the fields a subclass adds
+        (``derived``, by keyword)."""
         common = Common.of(routing)
         return cls(
             namespace=common.namespace,
@@ -90,6 +91,7 @@ class SectionConfig(Common, Generic[S]):
             owner=common.owner,
             weight_scope=common.weight_scope,
             section=section,
+            **derived,
         )
 
 

@@ -14,6 +14,8 @@ state all call these two functions.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -34,7 +36,9 @@ __all__ = [
     "as_integers",
     "beside",
     "foreign_record",
+    "give_back",
     "largest_remainder",
+    "location",
     "parse_weight",
     "place",
     "remember",
@@ -42,6 +46,7 @@ __all__ = [
     "shares_close",
     "split",
     "target_shares",
+    "unique_keys",
     "unscale",
 ]
 
@@ -296,17 +301,40 @@ def place(
 
 FOREIGN = "foreign"
 """Ledger field where a plugin keeps the weights others had before :func:`place` rescaled them
-(location -> backend key -> weight), so cleanup can give them back (:func:`unscale`)."""
+(location -> backend key -> weight), so cleanup can give them back (:func:`give_back`)."""
+
+_OURS = "(ours)"
+"""Key of our weights' sum in a :data:`FOREIGN` entry (no backend key has parentheses)."""
+
+
+def location(name: Any, matches: Any) -> str:
+    """A weighted route's key in the :data:`FOREIGN` record: its name, else its matches
+    (indices shift when managed routes are inserted, and the weights are what we change)."""
+    if name:
+        return f"name:{name}"
+    text = json.dumps(matches, sort_keys=True, separators=(",", ":"))
+    return f"matches:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def unique_keys(keys: Sequence[str]) -> list[str]:
+    """Backend keys made distinct, in order (one Service listed twice, say on two ports, gives
+    ``k`` and ``k#2``), so each entry keeps its own remembered weight."""
+    seen: dict[str, int] = {}
+    out = []
+    for k in keys:
+        seen[k] = seen.get(k, 0) + 1
+        out.append(k if seen[k] == 1 else f"{k}#{seen[k]}")
+    return out
 
 
 def foreign_record(raw: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     """The ledger's :data:`FOREIGN` field as read (malformed entries dropped)."""
     out: dict[str, dict[str, int]] = {}
-    for location, entry in raw.items():
+    for where, entry in raw.items():
         if isinstance(entry, Mapping) and all(
             isinstance(w, int) and not isinstance(w, bool) for w in entry.values()
         ):
-            out[str(location)] = {str(k): int(w) for k, w in entry.items()}
+            out[str(where)] = {str(k): int(w) for k, w in entry.items()}
     return out
 
 
@@ -325,16 +353,49 @@ def unscale(original: Sequence[int], current: Sequence[int], ours: int) -> int |
 
 
 def remember(
-    record: dict[str, dict[str, int]], location: str, before: Mapping[str, int], placed: Placement
+    record: dict[str, dict[str, int]],
+    where: str,
+    before: Mapping[str, int],
+    placed: Placement,
+    *,
+    ours: int | None = None,
 ) -> None:
-    """Note the others' weights at ``location`` the first time :func:`place` changes them (and
-    forget them once they are back): ``before`` maps their keys to today's weights, in order."""
+    """Note the others' weights at ``where`` the first time :func:`place` changes them (and
+    forget them once they are back): ``before`` maps their keys to today's weights, in order.
+    ``ours`` (our weights' sum today) lets :func:`give_back` tell a rescale from someone's
+    edit (one entry scaled by any factor looks like a rescale) and undo a rounded one too (a
+    fixed total, where no exact factor exists)."""
     after = dict(zip(before, placed.foreign, strict=True))
     if after == dict(before):
-        if record.get(location) == dict(before):
-            del record[location]
+        entry = record.get(where)
+        if entry is not None and {k: w for k, w in entry.items() if k != _OURS} == dict(before):
+            del record[where]
         return
-    record.setdefault(location, dict(before))
+    if where not in record:
+        record[where] = {**before, **({_OURS: ours} if ours is not None else {})}
+
+
+def give_back(
+    record: dict[str, dict[str, int]], where: str, current: Mapping[str, int], ours: int
+) -> tuple[dict[str, int], int] | None:
+    """Cleanup's side of :func:`remember`: the weights the others at ``where`` had before we
+    rescaled them, and the sum of ours that keeps every share, when nobody changed them since
+    (``current`` is still our rescale of them: one exact factor, or the rounding :func:`place`
+    made into a fixed total); ``None`` otherwise. The entry is forgotten either way."""
+    entry = record.pop(where, None)
+    if not entry:
+        return None
+    before = {k: w for k, w in entry.items() if k != _OURS}
+    if not before or sorted(before) != sorted(current):
+        return None
+    original, now = list(before.values()), [current[k] for k in before]
+    back = unscale(original, now, ours)
+    had = entry.get(_OURS)
+    if had is None:  # recorded without our sum: the factor is all there is to check
+        return None if back is None else (before, back)
+    if back == had or tuple(now) == _rescaled(original, had, sum(now) + ours):
+        return before, had
+    return None
 
 
 def _inner(split: Split, foreign: Fraction, scope: WeightScope) -> list[Fraction]:

@@ -227,10 +227,13 @@ def requests_for(state: TrafficState, samples: Sequence[Request]) -> list[Reques
         if s.method == "GET":
             bases.append(Request("POST", s.path, s.headers, s.cookies, s.query, s.scheme))
     per_host = list({s.host: s for s in reversed(samples)}.values())[::-1]
+    # A match without a path applies to a few plain samples and to every sample pinned to
+    # headers or query parameters of its own (a rule the managed one may tie or outrank).
+    pinned = [s for s in samples[6:] if s.query or any(k.lower() != "host" for k, _ in s.headers)]
     hits: list[tuple[Request, tuple[tuple[str, str], ...]]] = []
     for route in [*state.header_routes, *state.mirror_routes]:
         for m in route.matches:
-            for base in samples[:6] if m.path is None else per_host:
+            for base in [*samples[:6], *pinned] if m.path is None else per_host:
                 hit = _apply(m, base)
                 if hit is None:
                     continue

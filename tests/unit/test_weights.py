@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from routers.errors import WeightFitError
 from routers.model import TrafficState, WeightScope
-from routers.planning.weights import largest_remainder, place, split
+from routers.planning.weights import (
+    Split,
+    give_back,
+    largest_remainder,
+    place,
+    remember,
+    split,
+    unique_keys,
+)
 
 
 @given(
@@ -100,3 +108,36 @@ def test_place_in_a_fixed_total_keeps_the_foreign_weight_when_the_list_sums_to_i
     # Promotion: the canary takes everything the foreign destination does not hold.
     out = place(split(TrafficState(weight=100)), 90, [10], total=100)
     assert (out.split.stable, out.split.canary, out.foreign) == (0, 90, (10,))
+
+
+# -- remember / give_back: cleanup's undo of a rescale of weights we do not own ---------------
+
+
+def test_give_back_undoes_an_exact_and_a_rounded_rescale() -> None:
+    requested = Split(80, 20, (), 100)
+    # Free sum: legacy 1 beside our 1 becomes 5 beside 5 (one factor).
+    record: dict[str, dict[str, int]] = {}
+    placed = place(requested, 1, [1])
+    remember(record, "r", {"legacy": 1}, placed, ours=1)
+    assert give_back(dict(record), "r", {"legacy": placed.foreign[0]}, placed.total - 5) == (
+        {"legacy": 1},
+        1,
+    )
+    # Fixed total 100: 10 of 110 is rounded to 9 of 100; our sum tells it apart.
+    record = {}
+    placed = place(requested, 100, [10], total=100)
+    assert placed.foreign == (9,)
+    remember(record, "r", {"legacy": 10}, placed, ours=100)
+    assert give_back(dict(record), "r", {"legacy": 9}, 91) == ({"legacy": 10}, 100)
+    # Someone set legacy to 7: 91 * 10/7 = 130 is whole (it looks like a rescale by 7/10),
+    # but our sum was 100, so it is theirs: nothing is given back, and the entry is gone.
+    assert give_back(record, "r", {"legacy": 7}, 91) is None
+    assert record == {}
+    # Recorded before our sum was kept (older ledgers): the factor alone decides.
+    assert give_back({"r": {"legacy": 10}}, "r", {"legacy": 5}, 50) == ({"legacy": 10}, 100)
+    # A backend added or removed since: not ours to guess.
+    assert give_back({"r": {"legacy": 10, "(ours)": 100}}, "r", {"x": 9}, 91) is None
+
+
+def test_unique_keys_keeps_one_service_on_two_ports_apart() -> None:
+    assert unique_keys(["a", "b", "a", "a"]) == ["a", "b", "a#2", "a#3"]

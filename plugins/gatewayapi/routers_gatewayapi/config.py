@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError
-from routers.model import RoutingConfig, WeightScope
+from routers.model import RoutingConfig
 from routers.model._base import Model
 from routers.model._validators import ObjectName
 from routers.model.selectors import LabelSelector
 from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef
+from routers.planning.sections import Common, SectionConfig
 from routers_gatewayapi.kinds import GROUP, KINDS, RouteKind
 
 __all__ = ["Config", "GatewayApiSection", "RouteEntry", "RouteSelector", "Target", "parse"]
@@ -117,17 +118,12 @@ class RouteSelector:
         ]
 
 
-@dataclass(frozen=True)
-class Config:
-    section: GatewayApiSection
+@dataclass(frozen=True, kw_only=True)
+class Config(SectionConfig[GatewayApiSection]):
+    """``namespace`` is the Services'; the routes' is each target's (``namespace`` in the
+    section, else the Services')."""
+
     targets: tuple[Target, ...]
-    stable: str
-    canary: str
-    service_namespace: str
-    weight_scope: WeightScope
-    managed_order: tuple[str, ...]
-    owner: str = ""
-    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
     selectors: tuple[RouteSelector, ...] = ()
 
     def resolve(self, live: LiveObjects, missing: list[str] | None = None) -> tuple[Target, ...]:
@@ -166,9 +162,7 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
     if refused:
         raise ConfigError(refused)
     body = GatewayApiSection.parse(dict(section))
-    stable, canary = routing.services()
-    service_ns = routing.namespace or "default"
-    route_ns = body.namespace or service_ns
+    route_ns = body.namespace or Common.of(routing).namespace
     problems: list[Problem] = []
     if not body.disable_in_progress_label:
         problems.append(Problem("disableInProgressLabel", _REFUSED["inProgressLabelValue"]))
@@ -225,17 +219,7 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    return Config(
-        section=body,
-        targets=tuple(targets),
-        stable=stable,
-        canary=canary,
-        service_namespace=service_ns,
-        weight_scope=routing.weight_scope,
-        managed_order=tuple(r.name for r in routing.managed_routes),
-        owner=routing.owner_key(),
-        selectors=selectors,
-    )
+    return Config.build(body, routing, targets=tuple(targets), selectors=selectors)
 
 
 def _snake(camel: str) -> str:

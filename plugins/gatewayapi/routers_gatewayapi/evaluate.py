@@ -344,7 +344,7 @@ def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Rou
             out.append(
                 Routed(
                     f"{kind}s on {parent}",
-                    _home_names(outcome, config.service_namespace),
+                    _home_names(outcome, config.namespace),
                     managed_routes=managed,
                 )
             )
@@ -353,10 +353,13 @@ def evaluate(config: Config, objects: LiveObjects, request: Request) -> list[Rou
 
 def sample_requests(config: Config, objects: LiveObjects) -> list[Request]:
     """Requests at, below and beside every literal path match, per hostname (two at most),
-    and one per gRPC method match."""
+    one per gRPC method match, and one per match that pins exact headers or query parameters
+    (``X-Internal: yes``), carrying them: without those nothing reaches such a rule, nor shows
+    whether a managed rule ties or outranks it."""
     paths: set[str] = set()
     hosts: list[str | None] = []
     grpc: list[Request] = []
+    pinned: list[Request] = []
     for kind in ("HTTPRoute", "GRPCRoute"):
         for _, route in objects.of_kind(GROUP, kind):
             spec = route.get("spec") or {}
@@ -374,11 +377,28 @@ def sample_requests(config: Config, objects: LiveObjects) -> list[Request]:
                         grpc.append(Request("POST", path, (("content-type", "application/grpc"),)))
                         continue
                     p = m.get("path") or {}
-                    if p.get("type") in (None, "Exact", "PathPrefix") and p.get("value"):
+                    literal = p.get("type") in (None, "Exact", "PathPrefix")
+                    if literal and p.get("value"):
                         paths.add(str(p["value"]))
+                    headers, query = _exact(m.get("headers")), _exact(m.get("queryParams"))
+                    if headers or query:
+                        path = str(p.get("value") or "/") if literal else "/"
+                        pinned.append(Request(path=path, headers=headers, query=query))
     hosts = hosts[:2] or [None]
     out = path_probes(sorted(paths), hosts)
-    for req in dict.fromkeys(grpc):
+    for req in dict.fromkeys([*grpc, *pinned]):
         for host in hosts:
             out.append(req.with_headers(("Host", host)) if host else req)
     return out
+
+
+def _exact(conditions: Any) -> tuple[tuple[str, str], ...]:
+    """The name/value pairs of a match's Exact header or query-parameter conditions."""
+    return tuple(
+        (str(c["name"]), str(c["value"]))
+        for c in conditions or []
+        if isinstance(c, Mapping)
+        and c.get("type", "Exact") == "Exact"
+        and "name" in c
+        and "value" in c
+    )

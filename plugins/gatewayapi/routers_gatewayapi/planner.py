@@ -2,9 +2,11 @@
 
 Edits are explicit JSON-patch ops on the live dict (never a rebuilt spec), in an order that keeps
 every index valid: weights first (they never change the rule count), then removal/replacement of
-our rules at their original indices, then insertion of ours at the front (a tie in specificity
-goes to the first rule of a route, and a managed route should win its ties), in managed-route
-order, so an earlier route also wins its ties with a later one (see ``_first_route_wins``).
+our rules at their original indices, then insertion of ours as one block, in managed-route order,
+so an earlier route also wins its ties with a later one (see ``_first_route_wins``). A tie in
+specificity goes to the first rule of a route, so the block stands at the front unless a user's
+rule ties one of ours and owns the requests they share; then it stands after that rule (see
+``_window``).
 Weights follow ``routers.planning.weights.place``: backendRefs we do not own keep their share
 of the rule and the canary gets its weight/total of all of it.
 """
@@ -12,8 +14,6 @@ of the rule and the canary gets its weight/total of all of it.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -107,15 +107,13 @@ def classify(
     """Sort one rule's backendRefs into stable / canary / additional we added / foreign."""
     out = Backends()
     for j, ref in enumerate(rule.get("backendRefs") or []):
-        if backend_is(ref, config.stable, config.service_namespace, target.namespace):
+        if backend_is(ref, config.stable, config.namespace, target.namespace):
             out.stable.append(j)
-        elif backend_is(ref, config.canary, config.service_namespace, target.namespace):
+        elif backend_is(ref, config.canary, config.namespace, target.namespace):
             out.canary.append(j)
         else:
             svc = ref.get("name") if isinstance(ref, Mapping) else None
-            if svc in added and backend_is(
-                ref, str(svc), config.service_namespace, target.namespace
-            ):
+            if svc in added and backend_is(ref, str(svc), config.namespace, target.namespace):
                 out.added.setdefault(str(svc), []).append(j)
             else:
                 out.foreign.append(j)
@@ -168,9 +166,7 @@ def read_route_ledger(
     for rule in rules:
         if isinstance(rule, Mapping) and classify(config, target, rule, ()).weighted:
             for ref in rule.get("backendRefs") or []:
-                if backend_is(
-                    ref, str(ref.get("name")), config.service_namespace, target.namespace
-                ):
+                if backend_is(ref, str(ref.get("name")), config.namespace, target.namespace):
                     carried.add(str(ref.get("name")))
 
     def adopt(key: str, name: str) -> bool:
@@ -178,7 +174,7 @@ def read_route_ledger(
             idx = found.get(name)
             if idx is None:
                 return name.split(".", 1)[0] in named
-            return _sends_to(rules[idx], config.canary, config.service_namespace, target.namespace)
+            return _sends_to(rules[idx], config.canary, config.namespace, target.namespace)
         if key == "backends":
             return name in extra or name in carried
         return False
@@ -226,6 +222,8 @@ class RoutePlanner:
         self.notes: list[Note] = []
         self.kept = weights.foreign_record(self.ledger.view.data(weights.FOREIGN))
         """Per rule, the weights of backendRefs we do not own before we rescaled them."""
+        self.window: tuple[int, int | None] = (0, None)
+        """Where our block of managed rules may stand, counted in the other rules (``_window``)."""
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -271,8 +269,8 @@ class RoutePlanner:
 
     def _new_backend(self, i: int, service: str, weight: int) -> JSON:
         ref: JSON = {"group": "", "kind": "Service", "name": service}
-        if self.config.service_namespace != self.target.namespace:
-            ref["namespace"] = self.config.service_namespace
+        if self.config.namespace != self.target.namespace:
+            ref["namespace"] = self.config.namespace
         ref["port"] = self._port(i)
         ref["weight"] = weight
         return ref
@@ -297,12 +295,12 @@ class RoutePlanner:
         ours = [*current.stable, *current.canary, *(j for js in current.added.values() for j in js)]
         foreign = [(j, _weight_of(refs[j])) for j in current.foreign]
         if split is not None:
-            placed = self._placed(
-                i, split, sum(_weight_of(refs[j]) for j in ours), foreign, report=report
-            )
+            held = sum(_weight_of(refs[j]) for j in ours)
+            placed = self._placed(i, split, held, foreign, report=report)
             if report:
-                keys = {self._backend_key(refs, j): w for j, w in foreign}
-                weights.remember(self.kept, self._location(i), keys, placed)
+                keys = self._foreign_keys(refs, [j for j, _ in foreign])
+                before = dict(zip(keys, (w for _, w in foreign), strict=True))
+                weights.remember(self.kept, self._location(i), before, placed, ours=held)
             split = placed.split
             wanted = dict(split.additional)
             # Before any removal below shifts the indices.
@@ -351,9 +349,7 @@ class RoutePlanner:
             owned_by_user = [
                 j
                 for j in current.foreign
-                if backend_is(
-                    refs[j], service, self.config.service_namespace, self.target.namespace
-                )
+                if backend_is(refs[j], service, self.config.namespace, self.target.namespace)
             ]
             if owned_by_user:
                 raise self._error(
@@ -364,16 +360,14 @@ class RoutePlanner:
             b.add(f"{refs_path}/-", self._new_backend(i, service, w))
 
     def _location(self, i: int) -> str:
-        """A rule's key in the ledger: its name, else its content (indices shift)."""
+        """A rule's key in the ledger: its name, else its matches (the weights change)."""
         rule = self.rules[i] if isinstance(self.rules[i], Mapping) else {}
-        if rule.get("name"):
-            return f"name:{rule['name']}"
-        # Its matches, not its content: the weights we write change the content.
-        text = json.dumps(rule.get("matches") or [], sort_keys=True, separators=(",", ":"))
-        return f"matches:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        return weights.location(rule.get("name"), rule.get("matches") or [])
 
-    def _backend_key(self, refs: Sequence[Any], j: int) -> str:
-        return backend_key(refs[j], self.target.namespace) or f"#{j}"
+    def _foreign_keys(self, refs: Sequence[Any], foreign: Sequence[int]) -> list[str]:
+        return weights.unique_keys(
+            [backend_key(refs[j], self.target.namespace) or f"#{j}" for j in foreign]
+        )
 
     def _unscale(
         self,
@@ -386,18 +380,13 @@ class RoutePlanner:
     ) -> int:
         """Cleanup gives the backendRefs we rescaled their weights back (and stable the sum
         that keeps every share), when nobody changed them since; returns stable's weight."""
-        before = self.kept.pop(self._location(i), None)
-        if not before:
+        keys = dict(zip(self._foreign_keys(refs, foreign), foreign, strict=True))
+        now = {k: _weight_of(refs[j]) for k, j in keys.items()}
+        got = weights.give_back(self.kept, self._location(i), now, stable)
+        if got is None:
             return stable
-        keys = [self._backend_key(refs, j) for j in foreign]
-        if sorted(keys) != sorted(before):
-            return stable
-        back = weights.unscale(
-            [before[k] for k in keys], [_weight_of(refs[j]) for j in foreign], stable
-        )
-        if back is None:
-            return stable
-        for j, k in zip(foreign, keys, strict=True):
+        before, back = got
+        for k, j in keys.items():
             self._guarded_set(b, f"{refs_path}/{j}/name", f"{refs_path}/{j}/weight", before[k])
         return back
 
@@ -632,6 +621,100 @@ class RoutePlanner:
                 )
         return combo
 
+    def _window(
+        self, routes: Sequence[ManagedRoute], pairs: Mapping[int, list[list[Pair]]]
+    ) -> tuple[int, int | None]:
+        """How many of the route's other rules may precede our block of managed rules: at least
+        (first) and at most (second, None: no bound).
+
+        A managed match ``m`` derived from source match ``sm`` must take exactly the requests
+        ``sm`` wins today. Its extra conditions raise its precedence (specs §2.8), so it can tie
+        or outrank another rule's match ``o`` that wins some of those requests today (``o``
+        outranks ``sm``, or ties it and stands first): a one-header rule derived from a catch-all
+        rule ties the user's one-header rule on the same path. A tie goes to the first rule of
+        the route, so the block stands after every such ``o``, and before every rule that ties
+        ``m`` without owning the shared requests (the source rule itself when ``m`` adds nothing
+        to its rank). Refused (UnsupportedError) when ``m`` outranks such an ``o`` (no match can
+        leave its requests out) or when no place satisfies both bounds. Only the user's rules
+        count: another owner's managed rules are derived like ours (treating them as owners
+        would make two owners' blocks chase each other). Rules of other routes on the same
+        parent tie-break by age and name, which no placement here can change; regex paths make
+        the order implementation-specific and are left to ``steals_from``.
+        """
+        kind: Literal["http", "grpc"] = "grpc" if self.kind.matches == "grpc" else "http"
+        ours = set(self.managed.values())
+        lo, hi = 0, None
+        why_lo = why_hi = ""
+        for n, route in enumerate(routes):
+            for i in self.weighted:
+                for sm, m in pairs[i][n]:
+                    for j in self.unmanaged:
+                        rule = self.rules[j]
+                        if not isinstance(rule, Mapping):
+                            continue
+                        slot = j - sum(1 for k in ours if k < j)
+                        for o in rule_matches(self.kind, rule) or [{}]:
+                            # Requests of a weighted rule that this route also shadows are
+                            # this route's through that rule's own managed match.
+                            derived = j in self.weighted and any(
+                                json_equal(s, o) for s, _ in pairs[j][n]
+                            )
+                            if derived and not (j == i and json_equal(o, sm)):
+                                continue
+                            if j != i and self._acts_alike(route, i, rule):
+                                continue
+                            try:
+                                if intersect(kind, o, m) is None or outranks(kind, o, m):
+                                    continue
+                                tie = not outranks(kind, m, o)
+                                owns = j != i and (
+                                    outranks(kind, o, sm) or (j < i and not outranks(kind, sm, o))
+                                )
+                            except Unexpressible:
+                                continue
+                            label = f"{self._rule_label(j)} (match {dict(o)})"
+                            if owns and not tie:
+                                raise self._unsupported(
+                                    route,
+                                    f"its rule derived from {self._rule_label(i)} would outrank "
+                                    f"{label} on the requests matching both, which that rule "
+                                    "routes today; no match can leave them out (match on fewer "
+                                    "conditions, or add the route's conditions to that rule)",
+                                )
+                            if owns and slot + 1 > lo:
+                                lo, why_lo = (
+                                    slot + 1,
+                                    f"after {label}, which it ties ({route.name!r})",
+                                )
+                            elif not owns and tie and (hi is None or slot < hi):
+                                hi, why_hi = slot, f"before {label}, which it ties ({route.name!r})"
+        if hi is not None and lo > hi:
+            raise UnsupportedError(
+                self.plugin,
+                "managedRoutes",
+                f"{self.target}: the managed rules must stand {why_lo} and {why_hi}; a tie goes "
+                "to the first rule, so no order of the route's rules keeps both",
+            )
+        return lo, hi
+
+    def _acts_alike(self, route: ManagedRoute, i: int, rule: Mapping[str, Any]) -> bool:
+        """``rule`` does with a request what ``route``'s rule derived from source rule ``i``
+        does: all to the canary with the source's filters (a user's canary-only rule, plugin
+        #217), so which of the two wins does not matter."""
+        if not isinstance(route, HeaderRoute):
+            return False
+        refs = [r for r in rule.get("backendRefs") or [] if _weight_of(r) > 0]
+        canary = self._canary_ref(i)
+        return (
+            json_equal(rule.get("filters") or [], self.rules[i].get("filters") or [])
+            and len(refs) == 1
+            and backend_is(
+                refs[0], self.config.canary, self.config.namespace, self.target.namespace
+            )
+            and refs[0].get("port", canary.get("port")) == canary.get("port")
+            and json_equal(refs[0].get("filters") or [], canary.get("filters") or [])
+        )
+
     def _bodies(
         self, route: ManagedRoute, i: int, pairs: Sequence[Pair], split: weights.Split
     ) -> list[JSON]:
@@ -671,6 +754,7 @@ class RoutePlanner:
         if not routes:
             return []  # a weight-only step: no match translation to do
         pairs = {i: self._first_route_wins(routes, i) for i in self.weighted}
+        self.window = self._window(routes, pairs)
         out: list[DesiredRule] = []
         for n, route in enumerate(routes):
             kind: ManagedKind = "header" if isinstance(route, HeaderRoute) else "mirror"
@@ -692,7 +776,7 @@ class RoutePlanner:
             if not self.weighted:
                 raise self._error(
                     f"no rule references both Service {self.config.stable!r} and Service "
-                    f"{self.config.canary!r} (namespace {self.config.service_namespace}); "
+                    f"{self.config.canary!r} (namespace {self.config.namespace}); "
                     "add both backendRefs to the rules that should be split"
                 )
             split: weights.Split | None = weights.split(desired)
@@ -711,8 +795,8 @@ class RoutePlanner:
             {d.id: LedgerRule(d.kind, fingerprint(self.kind, d.body)) for d in wanted}, tuple(added)
         )
         ours = {
-            "stable": f"{self.config.service_namespace}/{self.config.stable}",
-            "canary": f"{self.config.service_namespace}/{self.config.canary}",
+            "stable": f"{self.config.namespace}/{self.config.stable}",
+            "canary": f"{self.config.namespace}/{self.config.canary}",
         }
         self.ledger.view.write(
             b,
@@ -777,12 +861,19 @@ class RoutePlanner:
         b.test(path + "/name" if b.get(path + "/name", None) else path)
 
     def _place(self, b: PatchBuilder, wanted: Sequence[DesiredRule]) -> None:
+        """Our rules as one block in ``self.window``: kept where they stand when that is inside
+        it (another owner's block may precede ours), else moved to its first place."""
         live = [(rid, idx) for rid, idx in self.managed.items()]
         current = [normalized(self.kind, self.rules[idx]) for _, idx in live]
         target = [normalized(self.kind, d.body) for d in wanted]
-        if json_equal(current, target):
+        lo, hi = self.window
+        at = live[0][1] if live else lo
+        placed = [idx for _, idx in live] == list(range(at, at + len(live)))
+        if not (placed and lo <= at and (hi is None or at <= hi)):
+            at = lo
+        elif json_equal(current, target):
             return
-        if [rid for rid, _ in live] == [d.id for d in wanted]:
+        elif [rid for rid, _ in live] == [d.id for d in wanted]:
             for (_, idx), d, have, want in zip(live, wanted, current, target, strict=True):
                 if not json_equal(have, want):
                     self._guard_rule(b, idx)
@@ -792,7 +883,7 @@ class RoutePlanner:
             self._guard_rule(b, idx)
             b.remove(pointer("spec", "rules", idx))
         for k, d in enumerate(wanted):
-            b.add(pointer("spec", "rules", k), d.body)
+            b.add(pointer("spec", "rules", at + k), d.body)
 
     def _check_limits(self, doc: Mapping[str, Any]) -> None:
         rules = (doc.get("spec") or {}).get("rules") or []

@@ -8,6 +8,7 @@ reading our own rules back, so a rule that looks right but loses precedence fail
 
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 from typing import Any
 
@@ -366,19 +367,93 @@ def test_cleanup_gives_rescaled_foreign_backends_their_weights_back() -> None:
     assert weights_of(rules_of(kept)[0])["legacy"] == 77
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known (found in issue 12): a managed rule derived from a catch-all rule gains one "
-    "header, ties a user's one-header rule on the same path and wins the tie by standing first",
-)
-def test_simulator_header_route_does_not_take_a_tied_foreign_header_rule() -> None:
-    """The user's rule `internal` (path /, header X-Internal) serves requests carrying both
-    X-Internal and the header route's X-Canary; the managed rule copied from the catch-all rule
-    `default` (path /, now one header too) ties it and, placed first, takes them."""
+def internal_rule(*headers: tuple[str, str]) -> dict[str, Any]:
+    """The user's rule: path / plus headers, to their own Service."""
     internal = rule("/")
-    internal["matches"][0]["headers"] = [{"name": "X-Internal", "value": "yes"}]
+    internal["name"] = "internal"
+    internal["matches"][0]["headers"] = [{"name": n, "value": v} for n, v in headers]
     internal["backendRefs"] = [ref("internal-svc")]
-    catch_all = {"backendRefs": [ref("web-stable", weight=100), ref("web-canary", weight=0)]}
-    after = run(config(), live(route(internal, catch_all)), state(weight=25, headerRoutes=[HEADER]))
+    return internal
+
+
+CATCH_ALL = {"backendRefs": [ref("web-stable", weight=100), ref("web-canary", weight=0)]}
+
+
+def test_simulator_header_route_does_not_take_a_tied_foreign_header_rule() -> None:
+    """Found in issue 12: the user's rule `internal` (path /, header X-Internal) serves requests
+    carrying both X-Internal and the header route's X-Canary; the managed rule copied from the
+    catch-all rule (path /, now one header too) ties it, and a tie goes to the first rule of the
+    route: the managed rule stands after `internal`, not at the front."""
+    after = run(
+        config(),
+        live(route(internal_rule(("X-Internal", "yes")), CATCH_ALL)),
+        state(weight=25, headerRoutes=[HEADER]),
+    )
+    assert [r.get("name") for r in rules_of(after)] == ["internal", "canary-header", None]
     got = routed(after, "GET / -H X-Canary:always -H X-Internal:yes")
     assert got.shares == {"internal-svc": 1}
+    assert routed(after, "GET /x -H X-Canary:always").shares == {"web-canary": 1}
+    assert routed(after, "GET / -H X-Internal:yes").shares == {"internal-svc": 1}
+    split = routed(after, "GET /").shares
+    assert split == {"web-stable": Fraction(3, 4), "web-canary": Fraction(1, 4)}
+
+
+def test_managed_rules_move_behind_a_tied_user_rule_added_later() -> None:
+    """Declarative: the user appends the tied rule after our rules stand at the front; the next
+    plan moves our block behind it, and planning again changes nothing (``run``)."""
+    first = run(config(), live(route(CATCH_ALL)), state(weight=25, headerRoutes=[HEADER]))
+    assert [r.get("name") for r in rules_of(first)] == ["canary-header", None]
+    edited = copy.deepcopy(obj_of(first))
+    edited["spec"]["rules"].append(internal_rule(("X-Internal", "yes")))
+    after = run(config(), live(edited), state(weight=25, headerRoutes=[HEADER]))
+    assert [r.get("name") for r in rules_of(after)] == [None, "internal", "canary-header"]
+    assert routed(after, "GET / -H X-Canary:always -H X-Internal:yes").shares == {"internal-svc": 1}
+    assert routed(after, "GET / -H X-Canary:always").shares == {"web-canary": 1}
+    # Cleanup removes exactly our rule wherever it stands.
+    cleaned = run(config(), after, Cleanup())
+    assert [r.get("name") for r in rules_of(cleaned)] == [None, "internal"]
+
+
+def test_a_managed_rule_that_would_outrank_a_users_rule_is_refused() -> None:
+    """Two headers outrank the user's one: the requests carrying all three are `internal`'s
+    today and no match can leave them out, so the header route is refused, not half-right."""
+    two = {
+        "name": "canary-header",
+        "matches": [
+            {"headers": [{"name": "X-Canary", "exact": "always"}, {"name": "X-B", "exact": "1"}]}
+        ],
+    }
+    objs = live(route(internal_rule(("X-Internal", "yes")), CATCH_ALL))
+    with pytest.raises(UnsupportedError) as err:
+        plan(config(), objs, state(weight=25, headerRoutes=[two]))
+    text = str(err.value)
+    assert "setHeaderRoute 'canary-header'" in text and "rules[0] (internal)" in text
+    assert "X-Internal" in text and "would outrank" in text
+    # A method outranks a query parameter: a POST mirror beside a method-less query rule.
+    beta = rule("/")
+    beta["matches"][0]["queryParams"] = [{"name": "beta", "value": "1"}]
+    beta["backendRefs"] = [ref("beta-svc")]
+    post = {"name": "shadow", "matches": [{"method": "POST"}]}
+    with pytest.raises(UnsupportedError, match=r"setMirrorRoute 'shadow'.*rules\[1\]"):
+        plan(config(), live(route(CATCH_ALL, beta)), state(mirrorRoutes=[post]))
+    # Disjoint from the user's rule (another value of its header): nothing to refuse.
+    other = internal_rule(("X-Canary", "never"))
+    after = run(config(), live(route(other, CATCH_ALL)), state(weight=25, headerRoutes=[two]))
+    assert routed(after, "GET / -H X-Canary:always -H X-B:1").shares == {"web-canary": 1}
+
+
+def test_a_users_canary_only_rule_is_no_conflict() -> None:
+    """Plugin #217: the user's own all-to-canary rule and our header rule do the same with a
+    request, so which one wins does not matter (golden http-standard-v1.2-reassert)."""
+    mine = internal_rule(("X-Internal", "yes"))
+    mine["backendRefs"] = [ref("web-canary", weight=1)]
+    two = {
+        "name": "canary-header",
+        "matches": [
+            {"headers": [{"name": "X-Canary", "exact": "always"}, {"name": "X-B", "exact": "1"}]}
+        ],
+    }
+    after = run(config(), live(route(mine, CATCH_ALL)), state(weight=25, headerRoutes=[two]))
+    assert routed(after, "GET / -H X-Canary:always -H X-B:1 -H X-Internal:yes").shares == {
+        "web-canary": 1
+    }

@@ -65,7 +65,7 @@ def test_argo_section_binds_through_the_plugins_key() -> None:
     (binding,) = bind(routing)
     assert binding.name == "gatewayapi"
     (t,) = binding.config.targets
-    assert (t.name, t.namespace, t.managed_rules, binding.config.service_namespace) == (
+    assert (t.name, t.namespace, t.managed_rules, binding.config.namespace) == (
         "r",
         "edge",
         True,

@@ -452,6 +452,8 @@ def _plan_vs(
             )
     b = PatchBuilder(t.obj)
     ed = _Editor(b)
+    # Per route, the weights of destinations we do not own before we rescaled them.
+    kept = weights.foreign_record(view.data(weights.FOREIGN))
     added_after: set[str] = set()
     weighted_after: set[str] = set()
     wanted = {d.service: d for d in state.additional_destinations} if state is not None else {}
@@ -489,6 +491,9 @@ def _plan_vs(
             dest = entries[d.index].get("destination") or {}
             return [*rg, *(dpath(d, "destination", k) for k in ("host", "subset") if k in dest)]
 
+        where = weights.location(route.get("name"), [sel.kind, route.get("match") or []])
+        theirs_now = dict(zip(_foreign_keys(route, foreign, t.namespace), foreign, strict=True))
+
         if state is not None:
             requested = weights.split(state)
             ours_now = sum(d.weight for d in dests if d.role != "foreign" and d not in foreign)
@@ -507,6 +512,8 @@ def _plan_vs(
                 result.notes.append(
                     Note(PLUGIN, f"{t.describe()} {sel.label}: {placed.describe(requested)}")
                 )
+            before_w = {k: d.weight for k, d in theirs_now.items()}
+            weights.remember(kept, where, before_w, placed, ours=ours_now)
             for d, w in zip(foreign, placed.foreign, strict=True):
                 ed.set(dpath(d, "weight"), w, guards(d))
             ed.set(dpath(stable, "weight"), emitted.stable, guards(stable))
@@ -527,6 +534,14 @@ def _plan_vs(
             appended = []
             ours = stable.weight + canary.weight + sum(d.weight for d in remove)
             if desired.restore_stable:
+                # The destinations we rescaled get their weights back (stable the sum that
+                # keeps every share) when nobody changed them since.
+                now = {k: d.weight for k, d in theirs_now.items()}
+                got = weights.give_back(kept, where, now, ours)
+                if got is not None:
+                    given, ours = got
+                    for k, d in theirs_now.items():
+                        ed.set(dpath(d, "weight"), given[k], guards(d))
                 if ours == 0 and not foreign:
                     ours = cfg.section.fixed_total or 100
                 ed.set(dpath(stable, "weight"), ours, guards(stable))
@@ -561,10 +576,33 @@ def _plan_vs(
             "destinations": added_after,
             "weights": weighted_after,
             SPLIT: base.split() if state is not None else None,
+            weights.FOREIGN: (kept or None) if state is not None else None,
         },
     )
     result.patch = b.patch(t.ref, _reason(t, desired))
     return result
+
+
+def _foreign_keys(route: Mapping[str, Any], foreign: Sequence[Dest], ns: str | None) -> list[str]:
+    """Ledger keys of the destinations we do not own: host, subset and port."""
+    keys = []
+    for d in foreign:
+        entry = route["route"][d.index]
+        dest = entry.get("destination") if isinstance(entry, Mapping) else None
+        if not isinstance(dest, Mapping) or not isinstance(dest.get("host"), str):
+            keys.append(f"#{d.index}")
+            continue
+        port = (
+            (dest.get("port") or {}).get("number")
+            if isinstance(dest.get("port"), Mapping)
+            else None
+        )
+        keys.append(
+            canonical(dest["host"], ns)
+            + (f"#{dest['subset']}" if isinstance(dest.get("subset"), str) else "")
+            + (f":{port}" if port is not None else "")
+        )
+    return weights.unique_keys(keys)
 
 
 def _reason(t: Target, desired: Desired) -> str:

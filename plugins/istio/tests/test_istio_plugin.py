@@ -601,3 +601,55 @@ def test_additional_destination_changing_form_replaces_ours() -> None:
     entries = get(current)["spec"]["http"][0]["route"]
     assert [e["destination"] for e in entries[2:]] == [{"host": "svc", "subset": "exp"}]
     assert weights_of(get(current)["spec"]["http"][0]) == [80, 10, 10]
+
+
+# -- cleanup gives rescaled foreign destinations their weights back ---------------------------
+
+
+def _legacy_vs(stable: int, legacy: int, name: str | None = "primary") -> dict[str, Any]:
+    r = route(name or "x", dest("svc", stable), dest("svc-canary", 0), dest("legacy", legacy))
+    if name is None:
+        del r["name"]
+        r["match"] = [{"uri": {"prefix": "/"}}]
+    return vs("app", r)
+
+
+@pytest.mark.parametrize(
+    ("stable", "legacy", "rescaled"),
+    [
+        (100, 10, 9),  # 10 of 110 in a total of 100: rounded (9 of 100), no exact factor
+        (180, 20, 10),  # 20 of 200: exactly half
+    ],
+)
+def test_cleanup_gives_rescaled_foreign_destinations_their_weights_back(
+    stable: int, legacy: int, rescaled: int
+) -> None:
+    """Istio weights are written in the state's total, so a route whose weights sum to more
+    rescales the destination we do not own; the ledger keeps its weight (and our sum) and
+    cleanup restores the route as it was, like Gateway API, SMI and Traefik (one helper,
+    ``weights.give_back``)."""
+    cfg = config({"virtualService": {"name": "app", "routes": ["primary"]}})
+    after = run(cfg, live(_legacy_vs(stable, legacy)), state(weight=20))
+    primary = get(after)["spec"]["http"][0]
+    assert weights_of(primary) == [100 - 20 - rescaled, 20, rescaled]
+    assert '"foreign"' in get(after)["metadata"]["annotations"][LEDGER]
+    again = run(cfg, after, state(weight=40))  # a later step keeps the remembered weight
+    cleaned = run(cfg, again, Cleanup())
+    assert weights_of(get(cleaned)["spec"]["http"][0]) == [stable, 0, legacy]
+    assert LEDGER not in (get(cleaned)["metadata"].get("annotations") or {})
+    # Changed by someone else meanwhile: theirs to set; stable takes what we held.
+    edited = copy.deepcopy(get(after))
+    edited["spec"]["http"][0]["route"][2]["weight"] = 7
+    kept = run(cfg, live(edited), Cleanup())
+    assert weights_of(get(kept)["spec"]["http"][0]) == [100 - rescaled, 0, 7]
+
+
+def test_give_back_finds_an_unnamed_route_after_managed_routes_shift_it() -> None:
+    """The record is keyed by the route's name, else its match: our header route, inserted
+    before it, moves its index."""
+    cfg = config({"virtualService": {"name": "app"}})
+    desired = state(weight=20, headerRoutes=[HEADER])
+    after = run(cfg, live(_legacy_vs(100, 10, name=None)), desired)
+    assert [weights_of(r) for r in get(after)["spec"]["http"]][-1] == [71, 20, 9]
+    cleaned = run(cfg, after, Cleanup())
+    assert [weights_of(r) for r in get(cleaned)["spec"]["http"]] == [[100, 0, 10]]

@@ -20,6 +20,7 @@ from routers.model import RoutingConfig
 from routers.model._base import Model
 from routers.model._validators import ObjectName
 from routers.planning.objects import ObjectRef
+from routers.planning.sections import Common, SectionConfig
 from routers_nginx import annotations as ann
 
 __all__ = [
@@ -123,17 +124,11 @@ class Pair:
     name is kept and used instead (see planner.canary_ref), never duplicated."""
 
 
-@dataclass(frozen=True)
-class Config:
-    section: NginxSection
-    namespace: str
-    stable_service: str
-    canary_service: str
+@dataclass(frozen=True, kw_only=True)
+class Config(SectionConfig[NginxSection]):
     pairs: tuple[Pair, ...]
     static: Mapping[str, str]
     """Annotations from the config, prefixed and merged (canaryIngressAnnotations win)."""
-    owner: str = ""
-    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
     rollout: str | None = None
     """The Rollout's name, when the config names one (it names the canary Ingress)."""
 
@@ -224,7 +219,7 @@ def _static_annotations(section: NginxSection) -> tuple[dict[str, str], list[Pro
 def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
     section = NginxSection.parse(dict(body))
     static, problems = _static_annotations(section)
-    namespace = routing.namespace or "default"
+    namespace = Common.of(routing).namespace
     names = section.stable_names
     field = "stableIngress" if section.stable_ingress else "stableIngresses"
     pairs: list[Pair] = []
@@ -250,14 +245,4 @@ def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    stable_service, canary_service = routing.services()
-    return Config(
-        section=section,
-        namespace=namespace,
-        stable_service=stable_service,
-        canary_service=canary_service,
-        pairs=tuple(pairs),
-        static=static,
-        owner=routing.owner_key(),
-        rollout=rollout,
-    )
+    return Config.build(section, routing, pairs=tuple(pairs), static=static, rollout=rollout)

@@ -92,15 +92,15 @@ def derive(config: Config, pair: Pair, stable: Mapping[str, Any]) -> CanarySpec:
             continue
         kept = []
         for path in _paths(rule):
-            if _is_stable(path, config.stable_service):
+            if _is_stable(path, config.stable):
                 backend = path["backend"]
-                service = {**backend["service"], "name": config.canary_service}
+                service = {**backend["service"], "name": config.canary}
                 kept.append({**path, "backend": {**backend, "service": service}})
         if kept:
             rules.append({**rule, "http": {**rule["http"], "paths": kept}})
     if not rules:
         raise PlanError(
-            f"no rule routes to the stable Service {config.stable_service!r}; the canary Ingress "
+            f"no rule routes to the stable Service {config.stable!r}; the canary Ingress "
             "can only join paths the stable Ingress sends to it",
             plugin=PLUGIN,
             obj=str(pair.stable),
@@ -124,7 +124,7 @@ def derive(config: Config, pair: Pair, stable: Mapping[str, Any]) -> CanarySpec:
 
 
 def service_ref(config: Config) -> ObjectRef:
-    return ObjectRef("", "Service", config.namespace, config.canary_service, "v1")
+    return ObjectRef("", "Service", config.namespace, config.canary, "v1")
 
 
 def needs_service(config: Config, live: LiveObjects) -> bool:
@@ -132,7 +132,7 @@ def needs_service(config: Config, live: LiveObjects) -> bool:
     for pair in config.pairs:
         stable = live.get(pair.stable)
         if stable is not None:
-            for service in stable_backends(stable, config.stable_service):
+            for service in stable_backends(stable, config.stable):
                 port = service.get("port")
                 if isinstance(port, Mapping) and port.get("name"):
                     return True
@@ -162,7 +162,7 @@ def mirror_target(
             for rule in _rules(stable)
             if isinstance(rule, Mapping)
             for path in _paths(rule)
-            if isinstance(path, Mapping) and not _is_stable(path, config.stable_service)
+            if isinstance(path, Mapping) and not _is_stable(path, config.stable)
         }
     )
     spec = stable.get("spec") if isinstance(stable.get("spec"), Mapping) else {}
@@ -170,7 +170,7 @@ def mirror_target(
     default = spec.get("defaultBackend")
     default_service = _service(default)
     if default is not None and (
-        default_service is None or default_service.get("name") != config.stable_service
+        default_service is None or default_service.get("name") != config.stable
     ):
         foreign.append("defaultBackend")
     if foreign:
@@ -188,7 +188,7 @@ def mirror_target(
         )
     scheme, default_port = _SCHEMES[protocol.upper()]
     ports = set()
-    for service in stable_backends(stable, config.stable_service):
+    for service in stable_backends(stable, config.stable):
         ports.add(_port_number(config, service.get("port"), live, pair))
     if default_service is not None:
         ports.add(_port_number(config, default_service.get("port"), live, pair))
@@ -200,14 +200,14 @@ def mirror_target(
         )
     (port,) = ports
     suffix = "" if port == default_port else f":{port}"
-    host = f"{config.canary_service}.{config.namespace}.svc.{config.section.cluster_domain}"
+    host = f"{config.canary}.{config.namespace}.svc.{config.section.cluster_domain}"
     return f"{scheme}://{host}{suffix}$request_uri"
 
 
 def mirror_host(config: Config) -> str:
     if config.section.mirror_host:
         return config.section.mirror_host
-    return f"{config.canary_service}.{config.namespace}.svc.{config.section.cluster_domain}"
+    return f"{config.canary}.{config.namespace}.svc.{config.section.cluster_domain}"
 
 
 def _port_number(config: Config, port: Any, live: LiveObjects, pair: Pair) -> int:

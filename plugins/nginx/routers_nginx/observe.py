@@ -126,7 +126,7 @@ def _mirrors(
 ) -> tuple[dict[str, float], list[str]]:
     annotations = get_annotations(stable)
     target = annotations.get(config.key(ann.MIRROR_TARGET)) or ""
-    expected = f"://{config.canary_service}.{config.namespace}.svc."
+    expected = f"://{config.canary}.{config.namespace}.svc."
     out: dict[str, float] = {}
     problems: list[str] = []
     for name in stable_ledger(config, pair, stable).names(LEDGER_MIRROR_ROUTES):

@@ -74,7 +74,7 @@ def stable_ledger(config: Config, pair: Pair, stable: Mapping[str, Any]) -> Owne
     owner's when ``mirror-target`` points at its canary Service, or is gone (stale entries
     nobody else can claim; only mirror keys are ever removed through them)."""
     target = get_annotations(stable).get(config.key(ann.MIRROR_TARGET))
-    mine = target is None or f"://{config.canary_service}.{config.namespace}.svc." in target
+    mine = target is None or f"://{config.canary}.{config.namespace}.svc." in target
     return read_ledger(
         stable,
         config.owner,
@@ -99,7 +99,7 @@ def _routes_to(ingress: Mapping[str, Any], service: str) -> bool:
 def canary_ledger(config: Config, ref: ObjectRef, canary: Mapping[str, Any]) -> OwnerLedger:
     """A canary Ingress's ledger as this owner sees it; an ownerless one (written by an older
     canary-routers) is this owner's when it routes to its canary Service."""
-    mine = _routes_to(canary, config.canary_service)
+    mine = _routes_to(canary, config.canary)
     return read_ledger(canary, config.owner, lambda _k, _n: mine, what=str(ref))
 
 
@@ -368,7 +368,7 @@ def _edit_stable(
         claims += [
             (
                 LEDGER_SERVICE,
-                [config.stable_service],
+                [config.stable],
                 "the paths of stable Service {!r}",
                 "ingress-nginx merges one canary per host and path: two canary Ingresses for "
                 "one Service's paths cannot both apply",
@@ -397,7 +397,7 @@ def _edit_stable(
             LEDGER_ANNOTATIONS: list(wanted),
             LEDGER_MIRROR_ROUTES: [mirror_route] if mirror_route else [],
             LEDGER_CANARY_INGRESS: [canary.name] if canary is not None else [],
-            LEDGER_SERVICE: [config.stable_service] if canary is not None else [],
+            LEDGER_SERVICE: [config.stable] if canary is not None else [],
         },
     )
     return builder

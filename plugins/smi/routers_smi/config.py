@@ -16,10 +16,11 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from routers.errors import ConfigError, Problem
-from routers.model import RoutingConfig, WeightScope
+from routers.model import RoutingConfig
 from routers.model._base import Model
 from routers.model._validators import ObjectName
 from routers.planning.objects import ObjectRef
+from routers.planning.sections import SectionConfig
 
 __all__ = [
     "ROUTE_GROUP_KIND",
@@ -82,20 +83,11 @@ class SmiSection(Model):
         return _LONG.get(v) or next(k for k in VERSIONS if k == v)
 
 
-@dataclass(frozen=True)
-class Config:
-    section: SmiSection
-    namespace: str
-    stable: str
-    canary: str
+@dataclass(frozen=True, kw_only=True)
+class Config(SectionConfig[SmiSection]):
     root: str
     split_name: str
     group_name: str
-    managed_order: tuple[str, ...]
-    owner: str = ""
-    """Whose ledger entries this config reads and writes (``RoutingConfig.owner_key``)."""
-    weight_scope: WeightScope = "all"
-    """What weights are a share of beside backends others listed (``RoutingConfig``)."""
 
     @property
     def pinned(self) -> Version | None:
@@ -148,15 +140,4 @@ def parse(section: Mapping[str, Any], routing: RoutingConfig) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    return Config(
-        section=body,
-        namespace=routing.namespace or "default",
-        stable=stable,
-        canary=canary,
-        root=root,
-        split_name=split_name,
-        group_name=group_name,
-        managed_order=tuple(r.name for r in routing.managed_routes),
-        owner=routing.owner_key(),
-        weight_scope=routing.weight_scope,
-    )
+    return Config.build(body, routing, root=root, split_name=split_name, group_name=group_name)

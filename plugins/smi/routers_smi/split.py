@@ -257,7 +257,7 @@ class SplitPlanner:
         except WeightFitError as exc:
             raise exc.located(plugin=self.plugin, obj=str(self.ref)) from None
         before = {service: w for (service, _), w in zip(foreign, ints[1:], strict=True)}
-        weights.remember(self.kept, _LOCATION, before, placed)
+        weights.remember(self.kept, _LOCATION, before, placed, ours=ints[0])
         self.notes.append(
             Note(
                 self.plugin,
@@ -325,16 +325,20 @@ class SplitPlanner:
     def _unscale(self, stable: Fraction) -> Fraction:
         """Give the backends others listed the weights they had before we rescaled them (when
         nobody changed them since); returns stable's weight that keeps every share."""
-        before = self.kept.pop(_LOCATION, None)
-        current = {str(x.get("service")): parse_weight(x.get("weight")) for x in self._backends()}
-        if not before or stable.denominator != 1 or set(before) - set(current):
+        ours = {self.config.stable, self.config.canary} | self.added_backends
+        now: dict[str, int] = {}
+        for x in self._backends():
+            w = parse_weight(x.get("weight"))
+            if x.get("service") in ours or not w:
+                continue
+            if w.denominator != 1 or stable.denominator != 1:
+                self.kept.pop(_LOCATION, None)
+                return stable
+            now[str(x.get("service"))] = int(w)
+        got = weights.give_back(self.kept, _LOCATION, now, int(stable))
+        if got is None:
             return stable
-        now = [current[k] for k in before]
-        if any(w is None or w.denominator != 1 for w in now):
-            return stable
-        back = weights.unscale(list(before.values()), [int(w or 0) for w in now], int(stable))
-        if back is None:
-            return stable
+        before, back = got
         for service, weight in before.items():
             self.set_weight(service, weight)
         return Fraction(back)

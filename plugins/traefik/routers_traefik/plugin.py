@@ -335,7 +335,7 @@ def _plan_weighted(
     added: list[str] = [config.canary] if config.canary in entries.ledger else []
     kept = weights.foreign_record(view.data(weights.FOREIGN))
     if split is None:
-        _set_weight(b, s, _unscale(entries, kept.get(_WRR), ours_before or 1, b))
+        _set_weight(b, s, _unscale(entries, kept, ours_before or 1, b))
         for c in entries.canary:
             _set_weight(b, c, 0)
         added = [n for n in added if n != config.canary]
@@ -369,29 +369,29 @@ _WRR = "weighted"
 """The one weighted list of a round robin, as a location in the ledger's ``foreign`` record."""
 
 
-def _foreign_key(entries: _Entries, i: int) -> str:
-    e = entries.services[i]
-    if isinstance(e, Mapping):
-        return f"{e.get('kind') or 'Service'}:{e.get('namespace') or ''}/{e.get('name')}"
-    return f"#{i}"
+def _foreign_keys(entries: _Entries) -> list[str]:
+    keys = []
+    for i in entries.foreign:
+        e = entries.services[i]
+        if isinstance(e, Mapping):
+            keys.append(f"{e.get('kind') or 'Service'}:{e.get('namespace') or ''}/{e.get('name')}")
+        else:
+            keys.append(f"#{i}")
+    return weights.unique_keys(keys)
 
 
 def _unscale(
-    entries: _Entries, before: Mapping[str, int] | None, stable: int, b: PatchBuilder
+    entries: _Entries, kept: dict[str, dict[str, int]], stable: int, b: PatchBuilder
 ) -> int:
     """Cleanup gives the entries we rescaled their weights back (and stable the weight that
     keeps every share), when nobody changed them since; returns stable's weight."""
-    if not before:
+    keys = dict(zip(_foreign_keys(entries), entries.foreign, strict=True))
+    now = {k: weight_of(entries.services[i]) for k, i in keys.items()}
+    got = weights.give_back(kept, _WRR, now, stable)
+    if got is None:
         return stable
-    keys = [_foreign_key(entries, i) for i in entries.foreign]
-    if sorted(keys) != sorted(before):
-        return stable
-    back = weights.unscale(
-        [before[k] for k in keys], [weight_of(entries.services[i]) for i in entries.foreign], stable
-    )
-    if back is None:
-        return stable
-    for i, k in zip(entries.foreign, keys, strict=True):
+    before, back = got
+    for k, i in keys.items():
         _set_weight(b, i, before[k])
     return back
 
@@ -419,7 +419,8 @@ def _place(
         )
     except WeightFitError as exc:
         raise exc.located(plugin=PLUGIN, obj=str(config.weighted)) from None
-    weights.remember(kept, _WRR, {_foreign_key(entries, i): w for i, w in foreign}, placed)
+    before = dict(zip(_foreign_keys(entries), (w for _, w in foreign), strict=True))
+    weights.remember(kept, _WRR, before, placed, ours=ours)
     for (i, w), new in zip(foreign, placed.foreign, strict=True):
         if new != w:
             _set_weight(b, i, new)

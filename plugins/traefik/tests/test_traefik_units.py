@@ -285,3 +285,22 @@ def test_observe_reports_weights_mirror_and_what_someone_removed() -> None:
     problems = " ".join(_observe(objects).problems)
     assert "Service 'web-canary' is missing" in problems
     assert "mirror route 'shadow' has no mirrors entry" in problems
+
+
+def test_cleanup_gives_a_rescaled_foreign_service_its_weight_back() -> None:
+    """legacy holds 1 of 2; 20% to the canary needs a finer sum (legacy 5 of 10): the ledger
+    keeps its 1 (and our sum) and cleanup restores the list as it was."""
+    legacy = {"name": "web-legacy", "port": 8080, "weight": 1}
+    out = after(plan([weighted({**STABLE, "weight": 1}, legacy)], {"weight": 20}), "web")
+    pairs = [(s["name"], s.get("weight")) for s in out["spec"]["weighted"]["services"]]
+    assert pairs == [("web-stable", 3), ("web-legacy", 5), ("web-canary", 2)]
+    cleaned = after(plan([out], Cleanup()), "web")
+    pairs = [(s["name"], s.get("weight")) for s in cleaned["spec"]["weighted"]["services"]]
+    assert pairs == [("web-stable", 1), ("web-legacy", 1)]
+    assert LEDGER not in (cleaned["metadata"].get("annotations") or {})
+    # Changed by someone else meanwhile: theirs; stable takes what we held (3 + 2).
+    edited = copy.deepcopy(out)
+    edited["spec"]["weighted"]["services"][1]["weight"] = 2
+    kept = after(plan([edited], Cleanup()), "web")
+    pairs = [(s["name"], s.get("weight")) for s in kept["spec"]["weighted"]["services"]]
+    assert pairs == [("web-stable", 5), ("web-legacy", 2)]
