@@ -73,21 +73,41 @@ def _read(path: str) -> tuple[str, str]:
         raise ConfigError([Problem("", f"cannot read file: {exc.strerror}")], source=path) from None
 
 
+def _object_problem(doc: Any) -> str | None:
+    """What makes ``doc`` something the API server would never return (None: nothing).
+
+    Plugins read live objects as plain dicts and may rely on this much of their shape; the rest
+    (``spec``, ``status``) is theirs to read defensively.
+    """
+    if not isinstance(doc, dict) or "kind" not in doc or "metadata" not in doc:
+        return "not a Kubernetes object (needs kind and metadata)"
+    if not isinstance(doc["kind"], str) or not isinstance(doc.get("apiVersion", ""), str):
+        return "kind and apiVersion must be strings"
+    meta = doc["metadata"]
+    if not isinstance(meta, dict):
+        return "metadata must be a mapping"
+    for key in ("name", "namespace", "uid", "resourceVersion"):
+        if key in meta and not isinstance(meta[key], str):
+            return f"metadata.{key} must be a string"
+    for key in ("labels", "annotations"):
+        values = meta.get(key)
+        if values is not None and (
+            not isinstance(values, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
+        ):
+            return f"metadata.{key} must map strings to strings"
+    return None
+
+
 def load_documents(paths: Iterable[str]) -> list[dict[str, Any]]:
     """Every object in every file (multi-document YAML, JSON, ``kind: List`` expanded)."""
     out: list[dict[str, Any]] = []
     for path in paths:
         text, source = _read(path)
         for i, doc in enumerate(load_text(text, source)):
-            if not isinstance(doc, dict) or "kind" not in doc or "metadata" not in doc:
-                raise ConfigError(
-                    [
-                        Problem(
-                            f"document[{i}]", "not a Kubernetes object (needs kind and metadata)"
-                        )
-                    ],
-                    source=source,
-                )
+            problem = _object_problem(doc)
+            if problem is not None:
+                raise ConfigError([Problem(f"document[{i}]", problem)], source=source)
             out.append(doc)
     return out
 

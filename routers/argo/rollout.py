@@ -17,6 +17,7 @@ from routers.cluster import InvolvedObject
 from routers.errors import ConfigError, Problem
 from routers.model import WEIGHT_SCOPE_ANNOTATION, AdditionalDestination, RoutingConfig
 from routers.model._base import require_mapping
+from routers.model.config import RolloutRef
 
 __all__ = [
     "RolloutView",
@@ -56,12 +57,19 @@ class RolloutView:
     def of(cls, rollout: Any, plugin: str) -> RolloutView:
         doc = require_mapping(rollout, "rollout")
         meta = _mapping(doc.get("metadata"))
-        name = meta.get("name")
-        if not isinstance(name, str) or not name:
+        if not meta.get("name"):
             raise ConfigError([Problem("rollout.metadata.name", "missing")])
-        namespace = meta.get("namespace") or "default"
-        uid = meta.get("uid") or f"{namespace}/{name}"
-        return cls(str(uid), name, str(namespace), routing_document(doc, plugin))
+        # Checked before anything quotes them: a name with a line break would split the
+        # messages Argo records (events, controller log) and the record we write.
+        try:
+            ref = RolloutRef.parse(
+                {k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k)}
+            )
+        except ConfigError as exc:
+            raise exc.within("rollout.metadata") from None
+        namespace = ref.namespace or "default"
+        uid = ref.uid or f"{namespace}/{ref.name}"
+        return cls(uid, ref.name, namespace, routing_document(doc, plugin))
 
     @property
     def key(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable
@@ -14,9 +15,17 @@ from routers.cli import _render
 from routers.errors import ConfigError, Problem
 from routers.io import dump_yaml, load_documents, load_one
 from routers.model import Cleanup, Desired, RoutingConfig, TrafficState
+from routers.model._validators import is_dns_label
 from routers.registry import default_registry
 
 OUTPUT_PLAN = click.Choice(["yaml", "json", "patch"])
+
+
+def _namespace(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-n`` replaces the config's namespace without re-validating it, so it is checked here."""
+    if value is not None and not is_dns_label(value):
+        raise click.BadParameter(f"{value!r} is not a valid namespace (DNS-1123 label)")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -66,6 +75,7 @@ def load_desired(state_path: str | None, cleanup: bool, keep_weights: bool) -> D
     "-n",
     "--namespace",
     default=None,
+    callback=_namespace,
     help="Namespace for objects that name none (default: the config's or Rollout's, else the "
     "one the manifest objects share).",
 )
@@ -221,9 +231,13 @@ def parse_duration(text: str) -> float:
     number of seconds; ValueError otherwise."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # "inf" would be no limit at all, "nan" none either
+            raise ValueError(f"{text!r} is not a duration (e.g. 30s, 2m, 1m30s)")
+        return seconds
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{text!r} is not a duration (e.g. 30s, 2m, 1m30s)")
@@ -274,7 +288,13 @@ def _kube_flags(f: Any, *, config_required: bool) -> Any:
         "--kubeconfig", envvar="KUBECONFIG", default=None, help="Path to the kubeconfig."
     )(f)
     f = click.option("--context", default=None, help="kubeconfig context.")(f)
-    f = click.option("-n", "--namespace", default=None, help="Namespace (overrides the config).")(f)
+    f = click.option(
+        "-n",
+        "--namespace",
+        default=None,
+        callback=_namespace,
+        help="Namespace (overrides the config).",
+    )(f)
     return click.option(
         "--config",
         "config_path",
@@ -501,7 +521,7 @@ def cleanup(
 
 @cli.command()
 @click.option("--config", "config_path", required=True, metavar="FILE")
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, callback=_namespace)
 @click.option("--name", default="canary-routers", show_default=True, help="Role name.")
 @click.option(
     "--service-account",
@@ -676,7 +696,7 @@ def abort(
     metavar="FILE",
     help="Live objects from manifest files (otherwise: capabilities only).",
 )
-@click.option("-n", "--namespace", default=None)
+@click.option("-n", "--namespace", default=None, callback=_namespace)
 @click.option(
     "--request",
     "requests",

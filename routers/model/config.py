@@ -16,7 +16,14 @@ from pydantic import Field, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, require_mapping
-from routers.model._validators import ObjectName, OwnerName, RouteName
+from routers.model._validators import (
+    Namespace,
+    ObjectName,
+    OwnerName,
+    RouteName,
+    ServiceName,
+    Uid,
+)
 from routers.model.state import MAX_TOTAL, TrafficState
 
 __all__ = [
@@ -66,8 +73,8 @@ class RolloutRef(Model):
     """The Argo Rollout a config belongs to: the source of Argo's defaults and of our owner key."""
 
     name: ObjectName
-    namespace: ObjectName | None = None
-    uid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    namespace: Namespace | None = None
+    uid: Uid | None = None
     """Recorded for humans; ownership is keyed by namespace/name, which survives re-creation."""
 
 
@@ -80,12 +87,12 @@ class Section(Model):
 
 
 class RoutingConfig(Model):
-    stable_service: ObjectName | None = None
+    stable_service: ServiceName | None = None
     """Required by every target except Istio with a DestinationRule (subset-level split), as in
     Argo; the engine refuses a config without it for plugins that do not declare
     ``services_optional``."""
-    canary_service: ObjectName | None = None
-    namespace: ObjectName | None = None
+    canary_service: ServiceName | None = None
+    namespace: Namespace | None = None
     managed_routes: Annotated[tuple[ManagedRouteRef, ...], Field(strict=False)] = ()
     max_traffic_weight: Annotated[int, Field(ge=1, le=MAX_TOTAL)] | None = None
     owner: OwnerName | None = None
@@ -142,7 +149,9 @@ class RoutingConfig(Model):
         """Accept our own file, an Argo ``trafficRouting``-style file, or a whole Rollout."""
         doc = require_mapping(doc, "config")
         if doc.get("kind") == "Rollout":
-            canary = (((doc.get("spec") or {}).get("strategy") or {}).get("canary")) or {}
+            spec = require_mapping(doc.get("spec") or {}, "spec")
+            strategy = require_mapping(spec.get("strategy") or {}, "spec.strategy")
+            canary = require_mapping(strategy.get("canary") or {}, "spec.strategy.canary")
             if not canary.get("trafficRouting"):
                 raise ConfigError(
                     [
@@ -159,7 +168,7 @@ class RoutingConfig(Model):
                 if k in canary
             }
             picked.update(_ping_pong(canary, doc.get("status")))
-            meta = doc.get("metadata") or {}
+            meta = require_mapping(doc.get("metadata") or {}, "metadata")
             ns = meta.get("namespace")
             if ns:
                 picked["namespace"] = ns
@@ -167,7 +176,8 @@ class RoutingConfig(Model):
                 picked["rollout"] = {
                     k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k) is not None
                 }
-            scope = (meta.get("annotations") or {}).get(WEIGHT_SCOPE_ANNOTATION)
+            annotations = require_mapping(meta.get("annotations") or {}, "metadata.annotations")
+            scope = annotations.get(WEIGHT_SCOPE_ANNOTATION)
             if scope is not None:
                 picked["weightScope"] = scope
             return cls.parse(picked, source=source)

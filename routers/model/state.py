@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from routers.errors import ConfigError, Problem
 from routers.model._base import Model, config_error
-from routers.model._validators import ObjectName, RouteName
+from routers.model._validators import PodTemplateHash, RouteName, ServiceName
 from routers.model.matches import RequestMatch
 
 __all__ = [
@@ -39,15 +39,10 @@ MAX_TOTAL = 1_000_000
 Matches = Annotated[tuple[RequestMatch, ...], Field(strict=False, max_length=64)]
 
 
-PodTemplateHash = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-]
-
-
 class AdditionalDestination(Model):
     """An extra weighted destination, e.g. an experiment Service; stable receives the rest."""
 
-    service: ObjectName
+    service: ServiceName
     weight: Annotated[int, Field(ge=0, le=MAX_TOTAL)]
     pod_template_hash: PodTemplateHash | None = None
 

@@ -34,7 +34,7 @@ __all__ = [
     "steps_from_document",
 ]
 
-_DURATION = re.compile(r"^(\d+)(s|m|h)?$")
+_DURATION = re.compile(r"(\d+)(s|m|h)?")
 
 
 def parse_duration(value: int | str, path: str) -> float:
@@ -44,7 +44,7 @@ def parse_duration(value: int | str, path: str) -> float:
     if isinstance(value, int):
         seconds = value
     else:
-        m = _DURATION.match(str(value).strip())
+        m = _DURATION.fullmatch(str(value).strip())
         if not m:
             raise ConfigError(
                 [Problem(path, f"invalid duration {value!r} (use e.g. 30, '30s', '5m', '1h')")]

@@ -7,22 +7,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, Union
 
+from routers.errors import PlanError
+from routers.model._validators import is_dns_label, is_path_segment_name
 from routers.model.selectors import LabelSelector
 
 __all__ = [
     "LiveObjects",
     "ObjectRef",
+    "Required",
     "SelectorRef",
+    "Shape",
+    "check_shapes",
     "get_annotations",
     "get_labels",
     "resource_version",
+    "shape_problem",
     "short_host",
     "uid",
+    "without_nulls",
 ]
 
 JSON = dict[str, Any]
+Shape: TypeAlias = Union[Mapping[str, "Shape"], list["Shape"], type, tuple[type, ...], "Required"]
+"""What a plugin relies on in a live object: ``{key: shape}`` a mapping whose listed keys, when
+present, have their shapes and are not null (others are free; ``"*"`` stands for every key not
+listed; ``Required(shape)`` for a key that must be there); ``[shape]`` a list of such items; a
+type (or tuple of types) for anything else."""
+
+
+@dataclass(frozen=True)
+class Required:
+    """A mapping key that must be present (and not null), with its shape."""
+
+    shape: Shape
 
 
 @dataclass(frozen=True, order=True)
@@ -115,7 +134,25 @@ class LiveObjects(Mapping[ObjectRef, JSON]):
     def from_manifests(
         cls, docs: Iterable[JSON], default_namespace: str | None = None
     ) -> LiveObjects:
-        return cls((ObjectRef.of(d, default_namespace), d) for d in docs)
+        """Objects read from files, as the API server would have stored them (nulls dropped);
+        a name or namespace no API server would hold is a :class:`PlanError`."""
+        out: list[tuple[ObjectRef, JSON]] = []
+        for d in docs:
+            ref = ObjectRef.of(d, default_namespace)
+            meta = d.get("metadata") or {}
+            where = f"malformed {ref.kind} in the manifests: metadata"
+            if meta.get("namespace") and not is_dns_label(str(meta["namespace"])):
+                raise PlanError(
+                    f"{where}.namespace {meta['namespace']!r} is not a valid namespace "
+                    "(DNS-1123 label)"
+                )
+            if ref.name and not is_path_segment_name(ref.name):
+                raise PlanError(
+                    f"{where}.name {ref.name!r} is not a valid object name (no '/', '%' or "
+                    "control characters, not '.' or '..', at most 253 characters)"
+                )
+            out.append((ref, without_nulls(d)))
+        return cls(out)
 
     def select(self, selector: SelectorRef) -> list[tuple[ObjectRef, JSON]]:
         """The objects ``selector`` matches, by name (a complete answer only once it is in
@@ -188,3 +225,74 @@ def short_host(host: str, namespace: str | None) -> str:
     ):
         return parts[0]
     return host
+
+
+def without_nulls(obj: JSON) -> JSON:
+    """``obj`` without its null mapping values, at any depth.
+
+    The API server prunes a null it is sent for a field (kubectl apply of ``matches:`` with
+    nothing after it, as Argo's own Gateway API guides write) and applies the field's default, so
+    no reader of a cluster sees one; read offline, such a manifest reads the same way instead of
+    failing the shape checks (which refuse a null where a plugin relies on a value).
+    """
+    return {k: _pruned(v) for k, v in obj.items() if v is not None}
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
+    """Where ``value`` lacks ``shape``, as ``"spec.rules[2] is not a mapping"``; None if it fits.
+
+    Offline, live objects come from files that no API server validated; a plugin states the
+    structure it reads once, checks it before planning and reports a malformed object as a
+    typed error instead of crashing on it.
+    """
+    if isinstance(shape, Mapping):
+        if not isinstance(value, Mapping):
+            return f"{path or 'the object'} is not a mapping"
+        for key, wanted in shape.items():
+            if isinstance(wanted, Required) and value.get(key) is None:
+                return f"{f'{path}.{key}' if path else key} is missing"
+        rest = shape.get("*")
+        for key, item in value.items():
+            inner = shape.get(key, rest) if key != "*" else rest
+            if inner is None:
+                continue
+            where = f"{path}.{key}" if path else str(key)
+            if item is None:
+                # The API server prunes nulls of non-nullable fields: a reader never sees one.
+                return f"{where} is null (omit the field instead)"
+            problem = shape_problem(item, inner, where)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{path} is not a list"
+        for i, item in enumerate(value):
+            problem = shape_problem(item, shape[0], f"{path}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(shape, Required):  # a list item or the top level: required anyway
+        return shape_problem(value, shape.shape, path)
+    types = shape if isinstance(shape, tuple) else (shape,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = " or ".join(t.__name__ for t in types)
+        return f"{path} is not a {names}"
+    return None
+
+
+def check_shapes(plugin: str, live: LiveObjects, shapes: Mapping[tuple[str, str], Shape]) -> None:
+    """Refuse the first object of ``live`` whose ``(group, kind)`` has a shape it lacks."""
+    for ref, obj in live.items():
+        shape = shapes.get((ref.group, ref.kind))
+        problem = shape_problem(obj, shape) if shape is not None else None
+        if problem is not None:
+            raise PlanError(f"malformed {ref.kind}: {problem}", plugin=plugin, obj=str(ref))

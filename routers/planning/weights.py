@@ -427,8 +427,8 @@ def _fill(
 
 
 _QUANTITY = re.compile(
-    r"^(?P<num>[+]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<bin>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<exp>[eE][+-]?\d+)|(?P<dec>[numkMGTPE])?)$"
+    r"(?P<num>[+]?(?:\d+(?:\.\d*)?|\.\d+))"
+    r"(?:(?P<bin>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<exp>[eE][+-]?\d+)|(?P<dec>[numkMGTPE])?)"
 )
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
@@ -445,7 +445,7 @@ def parse_weight(value: Any) -> Fraction | None:
         return Fraction(value) if math.isfinite(value) and value >= 0 else None
     if not isinstance(value, str):
         return None
-    m = _QUANTITY.match(value.strip())
+    m = _QUANTITY.fullmatch(value.strip())
     if m is None:
         return None
     number = Fraction(m.group("num"))

@@ -243,3 +243,17 @@ def live_view(routing: RoutingConfig, objects: Sequence[JSON]) -> LiveObjects:
 
 def facts_for(case: Case) -> Any:
     return facts_from_manifests(case.manifests)
+
+
+def bridge_form(rollout: dict[str, Any]) -> dict[str, Any]:
+    """The Rollout as Argo's controller hands it to the canary-routers bridge: every target's
+    block moved, unchanged, under ``plugins["canary-routers/<target>"]``."""
+    out = copy.deepcopy(rollout)
+    routing = out["spec"]["strategy"]["canary"]["trafficRouting"]
+    plugins = routing.setdefault("plugins", {})
+    for name in ("istio", "nginx", "smi", "traefik"):
+        if name in routing:
+            plugins[f"canary-routers/{name}"] = routing.pop(name)
+    if "argoproj-labs/gatewayAPI" in plugins:
+        plugins["canary-routers/gatewayapi"] = plugins.pop("argoproj-labs/gatewayAPI")
+    return out

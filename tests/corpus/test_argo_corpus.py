@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import re
 from fractions import Fraction
-from typing import Any
 
 import pytest
 
@@ -36,6 +35,7 @@ from routers.simulate import Request
 from tests.corpus.argo_corpus import (
     Case,
     Outcome,
+    bridge_form,
     facts_for,
     idempotence_problems,
     live_view,
@@ -144,20 +144,6 @@ def test_upstream_rollout_is_accepted_or_refused_as_argo_refuses(case: Case) -> 
     COUNTS["states"] += len(outcome.steps)
     COUNTS["requests"] += checked
     RESULTS[case.id] = "accepted"
-
-
-def bridge_form(rollout: dict[str, Any]) -> dict[str, Any]:
-    """The Rollout as Argo's controller hands it to the canary-routers bridge: every target's
-    block moved, unchanged, under ``plugins["canary-routers/<target>"]``."""
-    out = copy.deepcopy(rollout)
-    routing = out["spec"]["strategy"]["canary"]["trafficRouting"]
-    plugins = routing.setdefault("plugins", {})
-    for name in ("istio", "nginx", "smi", "traefik"):
-        if name in routing:
-            plugins[f"canary-routers/{name}"] = routing.pop(name)
-    if "argoproj-labs/gatewayAPI" in plugins:
-        plugins["canary-routers/gatewayapi"] = plugins.pop("argoproj-labs/gatewayAPI")
-    return out
 
 
 def _changed(step_after: list[JSON], before: list[JSON]) -> dict[tuple[str, str], JSON]:

@@ -722,3 +722,54 @@ def test_an_aborted_rollout_reaches_stable_past_a_route_step() -> None:
     assert record(kube) is None and len(events.warnings) == failed
     set_weight(p, stopped, 0)
     assert weights(kube) == (0, 100)
+
+
+# -- names from the Rollout and the calls (issue 13, part 2) ----------------------------------
+
+
+def _canary(ro: dict[str, Any]) -> dict[str, Any]:
+    return ro["spec"]["strategy"]["canary"]  # type: ignore[no-any-return]
+
+
+def _section(ro: dict[str, Any]) -> dict[str, Any]:
+    return _canary(ro)["trafficRouting"]["plugins"][PLUGIN]  # type: ignore[no-any-return]
+
+
+_NEWLINE_CASES: list[tuple[str, Any, str, dict[str, Any], str]] = [
+    ("name", lambda ro: ro["metadata"].update(name="web\n"), "SetWeight", {}, "rollout.metadata.name"),
+    ("namespace", lambda ro: ro["metadata"].update(namespace="shop\n"), "SetWeight", {}, "rollout.metadata.namespace"),
+    ("uid", lambda ro: ro["metadata"].update(uid="uid-1\n"), "SetWeight", {}, "rollout.metadata.uid"),
+    ("canaryService", lambda ro: _canary(ro).update(canaryService="web-canary\n"), "SetWeight", {}, "canaryService"),
+    ("stableService", lambda ro: _canary(ro).update(stableService="web-stable\n"), "SetWeight", {}, "stableService"),
+    ("virtualService", lambda ro: _section(ro)["virtualService"].update(name="web\n"), "SetWeight", {}, "virtualService.name"),
+    ("routes", lambda ro: _section(ro)["virtualService"].update(routes=["primary\n"]), "SetWeight", {}, "virtualService.routes[0]"),
+    ("managedRoutes", lambda ro: _canary(ro)["trafficRouting"].update(managedRoutes=[{"name": "hdr\n"}]), "SetWeight", {}, "managedRoutes[0].name"),
+    ("setHeaderRoute", None, "SetHeaderRoute", {"setHeaderRoute": {**HEADER, "name": "shadow\n"}}, "setHeaderRoute.name"),
+    ("setMirrorRoute", None, "SetMirrorRoute", {"setMirrorRoute": {"name": "shadow\n", "match": [{"method": {"exact": "GET"}}]}}, "setMirrorRoute.name"),
+    ("additionalDestinations", None, "SetWeight", {"additionalDestinations": [{"serviceName": "web-exp\n", "weight": 10}]}, "additionalDestinations[0].service"),
+    ("canaryHash", None, "UpdateHash", {"canaryHash": "5f7d9c\n"}, "canary_hash"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "method", "args", "where"),
+    [c[1:] for c in _NEWLINE_CASES],
+    ids=[c[0] for c in _NEWLINE_CASES],
+)
+def test_a_name_with_a_trailing_newline_is_refused_on_the_argo_path(
+    edit: Any, method: str, args: dict[str, Any], where: str
+) -> None:
+    """Names from the Rollout and the call's arguments reach objects, ledgers and the record:
+    each is checked by the shared validators, the call fails with the field and the quoted
+    value, the message stays one line (Argo records it as an event), nothing is written."""
+    kube = FakeKube(virtual_service())
+    before = copy.deepcopy(kube.objects)
+    ro = rollout()
+    if edit is not None:
+        edit(ro)
+    with pytest.raises(CallError) as info:
+        plugin(kube).handle(method, ro, {"desiredWeight": 20, **args})
+    text = str(info.value)
+    assert where in text and "\\n'" in text, text
+    assert "\n" not in text, text
+    assert kube.writes == [] and kube.objects == before

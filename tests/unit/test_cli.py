@@ -249,7 +249,16 @@ def test_request_timeout_reads_kubectl_durations(text: str, seconds: float) -> N
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("value", "why"), [("0", "more than 0"), ("soon", "not a duration")])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0", "more than 0"),
+        ("soon", "not a duration"),
+        ("inf", "not a duration"),
+        ("nan", "not a duration"),
+        ("1e999", "not a duration"),
+    ],
+)
 def test_request_timeout_must_be_a_positive_duration(
     value: str, why: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

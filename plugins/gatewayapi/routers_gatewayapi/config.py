@@ -17,15 +17,13 @@ from pydantic import Field
 from routers.errors import ConfigError, PlanError, Problem, TargetNotFoundError
 from routers.model import RoutingConfig
 from routers.model._base import Model
-from routers.model._validators import ObjectName
+from routers.model._validators import Namespace, ObjectName, ReleaseVersion
 from routers.model.selectors import LabelSelector
 from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef
 from routers.planning.sections import Common, SectionConfig
 from routers_gatewayapi.kinds import GROUP, KINDS, RouteKind
 
 __all__ = ["Config", "GatewayApiSection", "RouteEntry", "RouteSelector", "Target", "parse"]
-
-BundleVersion = Annotated[str, Field(pattern=r"^v\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$")]
 
 # Argo plugin keys we recognise but refuse, each with the reason (a plain "unknown field" would
 # leave an Argo user guessing).
@@ -59,11 +57,11 @@ class GatewayApiSection(Model):
     grpc_route_selector: LabelSelector | None = None
     tcp_route_selector: LabelSelector | None = None
     tls_route_selector: LabelSelector | None = None
-    namespace: ObjectName | None = None
+    namespace: Namespace | None = None
     """Namespace of the routes (default: the routing config's namespace)."""
     disable_in_progress_label: bool = True
     """Accepted for Argo compatibility; we never add the label, so only ``true`` is valid."""
-    crd_bundle_version: BundleVersion | None = None
+    crd_bundle_version: ReleaseVersion | None = None
     """Offline override of the CRD bundle version (``v1.2.1``); cluster facts win when present."""
     crd_channel: Literal["standard", "experimental"] | None = None
     tolerate_missing_observed_generation: bool = False

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import re2
 
 from routers.model import HeaderMatch, PathMatch, QueryParamMatch, RequestMatch
+from routers.model._validators import is_field_value
 from routers.planning import matching
 
 __all__ = [
@@ -42,10 +43,8 @@ _HEADER_VALUE_MAX = 4096
 _QUERY_VALUE_MAX = 1024
 _PATH_VALUE_MAX = 1024
 # CRD CEL for Exact/PathPrefix paths (standard and experimental since v1.0).
-_PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
+_PATH_CHARS = re.compile(r"(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+")
 _PATH_FORBIDDEN = ("//", "/./", "/../", "%2f", "%2F", "#")
-# Experimental channel's header value pattern; enforced everywhere so one plan fits both channels.
-_FIELD_VALUE = re.compile(r"^[!-~]+([\t ]?[!-~]+)*$")
 
 
 class Unexpressible(Exception):
@@ -69,7 +68,8 @@ def gateway_string_match(m: HeaderMatch | QueryParamMatch, *, query: bool = Fals
             f"{what} {m.name!r}: the value is {len(out['value'])} characters as Gateway API "
             f"writes it, the CRD allows {limit}"
         )
-    if not _FIELD_VALUE.match(out["value"]):
+    # The experimental channel's header value pattern, enforced everywhere so one plan fits both.
+    if not is_field_value(out["value"]):
         raise Unexpressible(
             f"{what} {m.name!r}: value {out['value']!r} is not printable ASCII with single inner "
             "spaces (the experimental CRD's pattern)"
@@ -105,7 +105,7 @@ def path_is_valid(value: str) -> str | None:
             return f"must not contain {bad!r} (Gateway API CRD validation)"
     if value.endswith(("/..", "/.")):
         return "must not end with '/..' or '/.' (Gateway API CRD validation)"
-    if not _PATH_CHARS.match(value):
+    if not _PATH_CHARS.fullmatch(value):
         return "contains characters Gateway API does not allow in a path (CRD validation)"
     return None
 

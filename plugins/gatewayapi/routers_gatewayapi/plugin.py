@@ -18,7 +18,7 @@ from routers.contract import (
 )
 from routers.errors import TargetNotFoundError, UnsupportedError
 from routers.model import MAX_TOTAL, Cleanup, Desired, RoutingConfig, TrafficState
-from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef
+from routers.planning.objects import LiveObjects, ObjectRef, SelectorRef, check_shapes
 from routers.planning.plan import Note, Plan
 from routers.planning.routes import ordered_routes
 from routers.simulate import Request, Routed
@@ -26,7 +26,7 @@ from routers_gatewayapi import config as config_mod
 from routers_gatewayapi import evaluate
 from routers_gatewayapi.config import Config
 from routers_gatewayapi.features import Features, detect
-from routers_gatewayapi.kinds import GROUP, RouteKind
+from routers_gatewayapi.kinds import GROUP, SHAPES, RouteKind
 from routers_gatewayapi.observe import observe_route
 from routers_gatewayapi.planner import MAX_MATCHES_PER_RULE, MAX_RULES, RoutePlanner, instruction
 
@@ -127,6 +127,7 @@ class Plugin:
     def plan(
         self, config: Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
+        check_shapes(self.name, live, SHAPES)
         notes: list[Note] = []
         present = []
         unmatched: list[str] = []

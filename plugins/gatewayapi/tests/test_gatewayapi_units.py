@@ -119,7 +119,7 @@ def test_singular_route_implies_header_routes_and_list_entries_default_to_false(
             "no request matches",
         ),
         ({"httpRoute": "a", "crdChannel": "experimental"}, "crdChannel", "crdBundleVersion"),
-        ({"httpRoute": "a", "crdBundleVersion": "1.2"}, "crdBundleVersion", "pattern"),
+        ({"httpRoute": "a", "crdBundleVersion": "1.2"}, "crdBundleVersion", "release version"),
         ({"httpRoutes": [{"name": "Bad_Name"}]}, "httpRoutes[0].name", "DNS-1123"),
         ({"httpRoute": "a", "bogus": 1}, "bogus", "unknown field"),
         ({}, "", "no route configured"),

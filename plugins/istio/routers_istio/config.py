@@ -12,7 +12,6 @@ VirtualService, ``delegate`` / ``delegateRoutes`` for routes that hand off to a 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -22,7 +21,7 @@ from pydantic import AfterValidator, Field, PlainValidator, model_validator
 from routers.errors import ConfigError, Problem
 from routers.model import MAX_TOTAL, RoutingConfig, WeightScope
 from routers.model._base import Model
-from routers.model._validators import LabelKey
+from routers.model._validators import FreeName, LabelKey, is_dns_label, is_dns_subdomain
 from routers.planning.objects import ObjectRef
 
 __all__ = [
@@ -39,11 +38,9 @@ __all__ = [
 GROUP = "networking.istio.io"
 VERSION = "v1"
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _LABEL.match(value):
+    if not is_dns_label(value):
         raise ValueError(f"{value!r} is not a DNS-1123 label (Istio subset names must be)")
     return value
 
@@ -55,13 +52,13 @@ def _ref_name(value: str) -> str:
     ``istio-subset-split-in-stable-downscale-after-canary-abort-destrule`` has 66 characters),
     the namespace is a DNS-1123 label (63)."""
     name, namespace = split_name(value)
-    for part, limit in ((name, 253), (namespace, 63)):
-        if part is not None and (len(part) > limit or not _LABEL.match(part)):
-            raise ValueError(
-                f"{value!r} is not 'name' or 'name.namespace' (a name without dots, a "
-                "DNS-1123 label namespace); object names containing dots cannot be referenced "
-                "in Argo's format"
-            )
+    # split_name leaves no dot in the name: a dotless DNS-1123 subdomain is a label of up to 253.
+    if not is_dns_subdomain(name) or (namespace is not None and not is_dns_label(namespace)):
+        raise ValueError(
+            f"{value!r} is not 'name' or 'name.namespace' (a name without dots, a "
+            "DNS-1123 label namespace); object names containing dots cannot be referenced "
+            "in Argo's format"
+        )
     return value
 
 
@@ -91,7 +88,7 @@ def split_name(value: str) -> tuple[str, str | None]:
 
 SubsetName = Annotated[str, Field(min_length=1), AfterValidator(_dns_label)]
 RefName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_ref_name)]
-RouteName = Annotated[str, Field(min_length=1, max_length=256)]
+RouteName = FreeName
 Port = Annotated[int, Field(ge=1, le=65535)]
 SniHost = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_sni_host)]
 

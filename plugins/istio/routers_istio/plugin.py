@@ -9,7 +9,6 @@ destinations we do not own pass through untouched (Argo #2767, #2266, #3125).
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,7 +41,7 @@ from routers.model import (
     TrafficState,
 )
 from routers.planning import weights
-from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
 from routers.planning.ownership import SPLIT, OwnerLedger, read_ledger
 from routers.planning.patch import PatchBuilder, json_equal, pointer
 from routers.planning.plan import Note, Patch, Plan
@@ -70,6 +69,7 @@ from routers_istio.routes import (
     resolve,
     route_label,
 )
+from routers_istio.shapes import SHAPES
 
 __all__ = ["IstioPlugin"]
 
@@ -126,6 +126,7 @@ class IstioPlugin:
 
     def targets(self, config: Any, live: LiveObjects) -> Sequence[ObjectRef]:
         cfg = _config(config)
+        check_shapes(self.name, live, SHAPES)
         refs = [vs.ref for vs in cfg.virtual_services]
         if cfg.destination_rule is not None:
             refs.append(cfg.destination_rule)
@@ -140,6 +141,7 @@ class IstioPlugin:
 
     def plan(self, config: Any, live: LiveObjects, desired: Desired, facts: ClusterFacts) -> Plan:
         cfg = _config(config)
+        check_shapes(self.name, live, SHAPES)
         state = desired if isinstance(desired, TrafficState) else None
         base = _base_context(cfg, live, state)
         targets = resolve(cfg, live, base)
@@ -626,26 +628,13 @@ def _new_destination(
     weight: int,
 ) -> dict[str, Any]:
     if ctx.additional.get(service) == "subset":
-        if not _is_label(service):
-            raise UnsupportedError(
-                PLUGIN,
-                f"additional destination {service!r}",
-                "its DestinationRule subset would be named after the Service, which must then be "
-                "a DNS-1123 label",
-            )
+        # The subset is named after the Service: a DNS-1035 label (ServiceName), so a valid one.
         host = route["route"][stable.index]["destination"]["host"]
         return {"destination": {"host": host, "subset": service}, "weight": weight}
     return {
         "destination": {"host": host_for(service, cfg.namespace, t.namespace)},
         "weight": weight,
     }
-
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _is_label(value: str) -> bool:
-    return len(value) <= 63 and _DNS_LABEL.match(value) is not None
 
 
 # -- managed routes ---------------------------------------------------------------------------
@@ -956,13 +945,6 @@ def _plan_dr(
                     else:
                         labelled.append(d.service)
                     continue
-                if not _is_label(d.service):
-                    raise UnsupportedError(
-                        PLUGIN,
-                        f"additional destination {d.service!r}",
-                        "its DestinationRule subset would be named after the Service, which must "
-                        "then be a DNS-1123 label",
-                    )
                 created_after.add(d.service)
                 body = {"name": d.service, "labels": {key: d.pod_template_hash}}
                 if b.exists(pointer("spec", "subsets")):

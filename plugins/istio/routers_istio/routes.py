@@ -158,7 +158,7 @@ def route_label(kind: str, route: Mapping[str, Any], index: int) -> str:
     return f"{kind}[{name}]" if isinstance(name, str) and name else f"{kind}[{index}]"
 
 
-_COPY = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9][0-9]*)$")
+_COPY = re.compile(r"(?P<base>.+)\.(?P<n>[1-9][0-9]*)")
 
 
 def copy_name(route: str, k: int) -> str:
@@ -172,7 +172,7 @@ def copy_name(route: str, k: int) -> str:
 
 def managed_name(name: str) -> str:
     """The managed route an Istio route name of ours stands for (inverse of :func:`copy_name`)."""
-    m = _COPY.match(name)
+    m = _COPY.fullmatch(name)
     return m["base"] if m is not None and int(m["n"]) >= 2 else name
 
 

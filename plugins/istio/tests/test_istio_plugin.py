@@ -603,6 +603,15 @@ def test_additional_destination_changing_form_replaces_ours() -> None:
     assert weights_of(get(current)["spec"]["http"][0]) == [80, 10, 10]
 
 
+def test_copy_suffix_is_a_full_match() -> None:
+    """A foreign route named ``canary-header.2\\n`` is not a copy of managed route
+    ``canary-header`` (``$`` matched before the newline), so cleanup never takes it."""
+    from routers_istio.routes import copy_name, managed_name
+
+    assert managed_name(copy_name("canary-header", 1)) == "canary-header"
+    assert managed_name("canary-header.2\n") == "canary-header.2\n"
+
+
 # -- cleanup gives rescaled foreign destinations their weights back ---------------------------
 
 

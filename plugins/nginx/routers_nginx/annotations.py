@@ -1,20 +1,28 @@
-"""ingress-nginx annotation names, the value charsets it accepts, and header-route translation.
+"""ingress-nginx annotation names, the values and annotations we may write, header routes.
 
-ingress-nginx does not reject a canary annotation whose value fails its validator: it logs a
-warning and resets the field (``internal/ingress/annotations/canary``). A dropped
-``canary-by-header-value`` silently turns a header route into the ``always``/``never`` form, so
-every value we write is checked against the same charsets first. The charsets contain no
-newline, quote, ``;`` or space, so a value can never add configuration either.
+Values. ingress-nginx does not reject a canary annotation whose value fails its validator: it
+logs a warning and resets the field (``internal/ingress/annotations/canary``). A dropped
+``canary-by-header-value`` silently turns a header route into the ``always``/``never`` form. And
+a value with ``;``, ``{``, ``}``, a quote or a newline can add nginx configuration: the
+injection family of CVE-2021-25742 and CVE-2025-1974 (IngressNightmare). So every value we write
+into an annotation, whether it comes from the traffic state, the config or a live object,
+passes :func:`value_problem`: the charset of the annotation's own ingress-nginx validator, or a
+safe set for every other annotation.
+
+Annotations. The ones ingress-nginx rates High or Critical risk (every ``*-snippet``,
+``auth-url``, ``server-alias``, ...) are refused in config unless ``allowUnsafeAnnotations``
+names them; so are values outside the safe sets (:func:`check_static`).
 """
 
 from __future__ import annotations
 
-import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from routers.errors import Problem, UnsupportedError
 from routers.model import HeaderRoute, RequestMatch
+from routers.model._validators import has_control_character
 from routers.planning import matching
 from routers.planning.ownership import DOMAIN
 
@@ -33,6 +41,8 @@ __all__ = [
     "check_cookie_name",
     "check_static",
     "header_condition",
+    "risk",
+    "value_problem",
 ]
 
 CANARY = "canary"
@@ -51,14 +61,75 @@ HEADER_KEYS = (CANARY_BY_HEADER, CANARY_BY_HEADER_VALUE, CANARY_BY_HEADER_PATTER
 ROUTING_KEYS = (*HEADER_KEYS, CANARY_BY_COOKIE)
 CANARY_KEYS = (CANARY, CANARY_WEIGHT, CANARY_WEIGHT_TOTAL, *ROUTING_KEYS)
 
-# parser.BasicCharsRegex and parser.IsValidRegex of ingress-nginx (spaces refused outright: the
-# basic validator strips them before checking, then uses the value with them).
+# Value charsets, from ingress-nginx's internal/ingress/annotations/parser/validators.go
+# (controller v1.15.1). BasicCharsRegex and IsValidRegex are the validators of the canary and
+# mirror annotations; spaces are refused outright (the basic validator strips them before
+# checking, then uses the value with them).
 BASIC = frozenset(string.ascii_letters + string.digits + "-._~/:")
 REGEX = BASIC | frozenset("^$[](){}*+?|&=\\")
+# Every other annotation: what the validators of ingress-nginx's Low/Medium-risk annotations
+# accept together (BasicChars, ExtendedChars' ", ", URLIsValid's "?&=", NGINXVariable's "$", the
+# regex operators, the cipher lists' "!@") minus the characters of the annotation-value-word-
+# blocklist the configmap docs suggest ({ } ' "), the backslash, ';' and '#'. Nothing in it
+# can end an nginx directive, open a block or start a string or a comment.
+SAFE = BASIC | frozenset(", ?&=$^[]()*+|!@")
+# Cookie names: RFC 6265 token characters that BasicChars also accepts.
+_COOKIE = frozenset(string.ascii_letters + string.digits + "-._~")
 # nginx's ignore_invalid_headers (on by default) drops request headers whose names hold
 # anything but letters, digits and '-' (and '_' with enable-underscores-in-headers).
 _HEADER_NAME = frozenset(string.ascii_letters + string.digits + "-")
-_COOKIE_NAME = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+_BASIC_NAMES = (
+    CANARY,
+    CANARY_WEIGHT,
+    CANARY_WEIGHT_TOTAL,
+    CANARY_BY_HEADER,
+    CANARY_BY_HEADER_VALUE,
+    CANARY_BY_COOKIE,
+)
+_CHARSETS: dict[str, tuple[frozenset[str], str]] = {
+    **dict.fromkeys(
+        _BASIC_NAMES, (BASIC, "ingress-nginx's BasicChars: letters, digits and -._~/:")
+    ),
+    CANARY_BY_HEADER_PATTERN: (
+        REGEX,
+        "ingress-nginx's IsValidRegex: BasicChars plus ^$[](){}*+?|&=\\",
+    ),
+    # Rendered into nginx.conf (proxy_pass, proxy_set_header): IsValidRegex without { } \\.
+    **dict.fromkeys(
+        (MIRROR_TARGET, MIRROR_HOST),
+        (REGEX - frozenset("{}\\"), "letters, digits and -._~/:^$[]()*+?|&="),
+    ),
+}
+_SAFE_DESCRIPTION = "the safe set: letters, digits, spaces and -._~/:,?&=$^[]()*+|!@"
+
+# docs/user-guide/nginx-configuration/annotations-risk.md (controller v1.15.1): the annotations
+# rated Critical (not validated at all: raw nginx or ModSecurity configuration) and High (URLs,
+# regexes or nginx variables rendered into the configuration). The admission webhook refuses
+# every key ending in "-snippet", whatever its prefix, unless allow-snippet-annotations is set.
+CRITICAL = frozenset(
+    {
+        "auth-snippet",
+        "configuration-snippet",
+        "modsecurity-snippet",
+        "server-snippet",
+        "stream-snippet",
+    }
+)
+HIGH = frozenset(
+    {
+        "auth-signin",
+        "auth-tls-error-page",
+        "auth-tls-match-cn",
+        "auth-url",
+        "mirror-host",
+        "mirror-target",
+        "modsecurity-transaction-id",
+        "proxy-ssl-name",
+        "server-alias",
+        "upstream-hash-by",
+    }
+)
 
 _OWNED = {
     CANARY: "canary-routers sets it on the canary Ingress it creates",
@@ -74,35 +145,112 @@ def _bad(value: str, allowed: frozenset[str]) -> str:
     return "".join(sorted({c for c in value if c not in allowed}))
 
 
+def _name(key: str, prefix: str) -> str | None:
+    """The annotation's name when ingress-nginx reads it (``<prefix>/<name>``), else None."""
+    return key[len(prefix) + 1 :] if key.startswith(prefix + "/") else None
+
+
+def value_problem(
+    key: str, value: str, prefix: str, *, blocklist: Sequence[str] = (), unsafe: bool = False
+) -> str | None:
+    """Why ``value`` must not be written to annotation ``key``, or None.
+
+    The one check every annotation value we write passes: state, config and live-derived alike.
+    ``blocklist`` mirrors the controller's ``annotation-value-word-blocklist`` (its admission
+    webhook refuses the whole Ingress when a value under the prefix contains a listed word);
+    ``unsafe`` (allowUnsafeAnnotations) leaves only that check.
+    """
+    name = _name(key, prefix)
+    if name is not None:
+        for word in blocklist:
+            if word in value:
+                return (
+                    f"value {value!r} contains {word!r}, listed in annotationValueWordBlocklist "
+                    "(the controller's annotation-value-word-blocklist refuses the whole Ingress)"
+                )
+    if unsafe:
+        return None
+    charset, description = (
+        _CHARSETS.get(name, (SAFE, _SAFE_DESCRIPTION)) if name else (SAFE, _SAFE_DESCRIPTION)
+    )
+    if has_control_character(value):
+        return f"value {value!r} contains a control character (newline, tab, ...)"
+    bad = _bad(value, charset)
+    if bad:
+        return f"value {value!r} contains {bad!r}, outside {description}"
+    if name is not None and not value:
+        return "empty value (ingress-nginx treats it as invalid)"
+    if value != value.strip():
+        return f"value {value!r} has leading or trailing spaces"
+    return None
+
+
+def risk(key: str, prefix: str) -> str | None:
+    """ingress-nginx's risk level of annotation ``key`` when High or Critical, else None."""
+    name = _name(key, prefix)
+    if key.endswith(("-snippet", "-snippets")) or name in CRITICAL:
+        return "Critical"
+    return "High" if name in HIGH else None
+
+
 def check_cookie_name(value: str) -> None:
-    if not _COOKIE_NAME.match(value):
+    if not value or _bad(value, _COOKIE):
         raise ValueError(
             f"{value!r} is not a cookie name ingress-nginx accepts (letters, digits and -._~)"
         )
 
 
-def check_static(key: str, value: str, prefix: str, where: str) -> Problem | None:
-    """Problems of one config-supplied annotation on the canary Ingress."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        return Problem(where, f"value {value!r} contains a control character (newline, tab, ...)")
+_UNSAFE_HINT = (
+    "list the key in allowUnsafeAnnotations to pass it through verbatim, after checking that "
+    "whoever can edit this config may also write nginx configuration"
+)
+
+
+def check_static(
+    key: str,
+    value: str,
+    prefix: str,
+    where: str,
+    *,
+    allow_unsafe: bool = False,
+    blocklist: Sequence[str] = (),
+) -> Problem | None:
+    """Problems of one config-supplied annotation on the canary Ingress.
+
+    ``allow_unsafe`` (the key is in ``allowUnsafeAnnotations``) lifts the risk and safe-set
+    checks, never the rules of our own keys, the validators of the canary routing keys or the
+    word blocklist.
+    """
     if key.startswith(DOMAIN + "/"):
         return Problem(where, f"{key} is canary-routers' own bookkeeping and cannot be set")
     if key == CLASS_ANNOTATION:
         return Problem(where, f"{key} is copied from the stable Ingress (the class must match)")
-    if not key.startswith(prefix + "/"):
-        return None
-    name = key[len(prefix) + 1 :]
+    name = _name(key, prefix)
     if name in _OWNED:
         return Problem(where, f"{key} cannot be set here: {_OWNED[name]}")
-    charset = REGEX if name == CANARY_BY_HEADER_PATTERN else BASIC
-    if name in (*HEADER_KEYS, CANARY_BY_COOKIE):
-        bad = _bad(value, charset)
-        if bad or not value:
-            return Problem(
-                where,
-                f"value {value!r} would be dropped by ingress-nginx's annotation validation"
-                + (f" (characters {bad!r} are not accepted)" if bad else " (empty)"),
-            )
+    if name in ROUTING_KEYS:
+        problem = value_problem(key, value, prefix, blocklist=blocklist)
+        if problem is not None:
+            return Problem(where, f"{problem}: ingress-nginx's annotation validation would drop it")
+        return None
+    if allow_unsafe:
+        problem = value_problem(key, value, prefix, blocklist=blocklist, unsafe=True)
+        return Problem(where, problem) if problem is not None else None
+    level = risk(key, prefix)
+    if level is not None:
+        return Problem(
+            where,
+            f"{key} is a {level}-risk annotation in ingress-nginx (it puts raw configuration, "
+            "URLs or nginx variables into nginx.conf: the injection path of CVE-2025-1974, "
+            f"IngressNightmare, and CVE-2021-25742); refused: {_UNSAFE_HINT}",
+        )
+    problem = value_problem(key, value, prefix, blocklist=blocklist)
+    if problem is not None:
+        return Problem(
+            where,
+            f"{problem}: such values can add nginx configuration (the CVE-2025-1974 / "
+            f"CVE-2021-25742 injection family); refused: {_UNSAFE_HINT}",
+        )
     return None
 
 

@@ -2,13 +2,13 @@
 
 An Argo user's section validates unchanged (``annotationPrefix``, ``stableIngress`` /
 ``stableIngresses``, ``additionalIngressAnnotations``, ``canaryIngressAnnotations``). The
-switches default to the strict reading: nothing is rounded, nothing silently dropped.
+switches default to the strict reading: nothing is rounded, nothing silently dropped, and no
+annotation ingress-nginx rates risky passes unless ``allowUnsafeAnnotations`` names it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,7 +18,13 @@ from pydantic import AfterValidator, Field, model_validator
 from routers.errors import ConfigError, Problem
 from routers.model import RoutingConfig
 from routers.model._base import Model
-from routers.model._validators import ObjectName
+from routers.model._validators import (
+    DnsSubdomain,
+    ObjectName,
+    has_control_character,
+    is_host_port,
+    is_qualified_key,
+)
 from routers.planning.objects import ObjectRef
 from routers.planning.sections import Common, SectionConfig
 from routers_nginx import annotations as ann
@@ -39,20 +45,9 @@ VERSION = "v1"
 _MAX_NAME = 253
 _SUFFIX = "-canary"
 
-# Kubernetes qualified name (the part after the optional "<prefix>/" of an annotation key).
-_QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# A DNS name with an optional port, or nginx's $host: the only mirror-host values that cannot
-# break out of the `proxy_set_header Host ...;` line ingress-nginx renders them into.
-_MIRROR_HOST = re.compile(
-    r"^(\$host|\$http_host|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d{1,5})?)$"
-)
-
-
-def _prefix(value: str) -> str:
-    if len(value) > _MAX_NAME or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a valid annotation prefix (DNS-1123 subdomain)")
-    return value
+# nginx's variables for the client's Host; with a DNS name (optional :port) the only mirror-host
+# values that cannot break out of the `proxy_set_header Host ...;` line they are rendered into.
+_HOST_VARIABLES = ("$host", "$http_host")
 
 
 def _cookie(value: str) -> str:
@@ -61,7 +56,7 @@ def _cookie(value: str) -> str:
 
 
 def _mirror_host(value: str) -> str:
-    if not _MIRROR_HOST.match(value):
+    if value not in _HOST_VARIABLES and not is_host_port(value):
         raise ValueError(
             f"{value!r} is not a valid mirror host (a lowercase DNS name with optional :port, "
             "or $host / $http_host to keep the client's Host)"
@@ -69,14 +64,22 @@ def _mirror_host(value: str) -> str:
     return value
 
 
-AnnotationPrefix = Annotated[str, AfterValidator(_prefix)]
 CookieName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_cookie)]
 MirrorHost = Annotated[str, Field(min_length=1, max_length=260), AfterValidator(_mirror_host)]
-ClusterDomain = Annotated[str, AfterValidator(_prefix)]
+
+
+def _word(value: str) -> str:
+    # The controller trims each word; an empty one would be found in every value.
+    if not value.strip() or value != value.strip() or has_control_character(value):
+        raise ValueError(f"{value!r} is not a blocklist word (non-empty, no surrounding spaces)")
+    return value
+
+
+BlockedWord = Annotated[str, AfterValidator(_word)]
 
 
 class NginxSection(Model):
-    annotation_prefix: AnnotationPrefix = "nginx.ingress.kubernetes.io"
+    annotation_prefix: DnsSubdomain = "nginx.ingress.kubernetes.io"
     stable_ingress: ObjectName | None = None
     stable_ingresses: Annotated[tuple[ObjectName, ...], Field(strict=False)] = ()
     additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
@@ -93,7 +96,15 @@ class NginxSection(Model):
     """Emit ``canary-weight-total`` (controller >= v1.1.1); false expresses weights in 100ths."""
     mirror_host: MirrorHost | None = None
     """``mirror-host`` value; default: the canary Service's cluster DNS name."""
-    cluster_domain: ClusterDomain = "cluster.local"
+    cluster_domain: DnsSubdomain = "cluster.local"
+    annotation_value_word_blocklist: Annotated[tuple[BlockedWord, ...], Field(strict=False)] = ()
+    """The controller's ``annotation-value-word-blocklist`` (ConfigMap), as a list: a value we
+    would write under the prefix that contains one of these words is refused before the
+    controller's admission webhook refuses the whole Ingress."""
+    allow_unsafe_annotations: Annotated[tuple[str, ...], Field(strict=False)] = ()
+    """Annotation keys passed through verbatim although ingress-nginx rates them High/Critical
+    risk (``configuration-snippet``, ``auth-url``, ...) or their values leave the safe set.
+    Names without ``/`` get ``<annotationPrefix>/``, as in ``additionalIngressAnnotations``."""
 
     @model_validator(mode="after")
     def _one_stable(self) -> NginxSection:
@@ -131,6 +142,8 @@ class Config(SectionConfig[NginxSection]):
     """Annotations from the config, prefixed and merged (canaryIngressAnnotations win)."""
     rollout: str | None = None
     """The Rollout's name, when the config names one (it names the canary Ingress)."""
+    unsafe: frozenset[str] = frozenset()
+    """Keys of ``static`` passed verbatim because ``allowUnsafeAnnotations`` names them."""
 
     @property
     def prefix(self) -> str:
@@ -159,20 +172,36 @@ def canary_ingress_name(stable: str, rollout: str | None = None) -> str:
 
 
 def _annotation_key(key: str, where: str) -> Problem | None:
-    prefix, slash, name = key.rpartition("/")
-    if (
-        not name
-        or len(name) > 63
-        or not _QUALIFIED.match(name)
-        or (slash and (len(prefix) > _MAX_NAME or not _DNS_SUBDOMAIN.match(prefix)))
-    ):
+    if not is_qualified_key(key):
         return Problem(where, f"{key!r} is not a valid annotation key")
     return None
 
 
-def _static_annotations(section: NginxSection) -> tuple[dict[str, str], list[Problem]]:
+def _prefixed(section: NginxSection, key: str) -> str:
+    """Argo's rule: a key without ``/`` is an ingress-nginx annotation name."""
+    return key if "/" in key else f"{section.annotation_prefix}/{key}"
+
+
+def _allowed_unsafe(section: NginxSection) -> tuple[frozenset[str], list[Problem]]:
     problems: list[Problem] = []
+    keys: set[str] = set()
+    for i, raw in enumerate(section.allow_unsafe_annotations):
+        key = _prefixed(section, raw)
+        problem = _annotation_key(key, f"allowUnsafeAnnotations[{i}]")
+        if problem is not None:
+            problems.append(problem)
+        keys.add(key)
+    return frozenset(keys), problems
+
+
+def _static_annotations(
+    section: NginxSection,
+) -> tuple[dict[str, str], frozenset[str], list[Problem]]:
+    """The merged config annotations, the unsafe keys among them that the config allows, and
+    the problems of both fields."""
+    allowed, problems = _allowed_unsafe(section)
     merged: dict[str, str] = {}
+    configured: set[str] = set()
     sources: list[tuple[str, Mapping[str, str], bool]] = [
         ("additionalIngressAnnotations", section.additional_ingress_annotations, True),
         ("canaryIngressAnnotations", section.canary_ingress_annotations, False),
@@ -180,14 +209,18 @@ def _static_annotations(section: NginxSection) -> tuple[dict[str, str], list[Pro
     for field, values, add_prefix in sources:
         for raw_key, value in values.items():
             where = f"{field}.{raw_key}"
-            key = (
-                raw_key
-                if (not add_prefix or "/" in raw_key)
-                else f"{section.annotation_prefix}/{raw_key}"
-            )
+            key = _prefixed(section, raw_key) if add_prefix else raw_key
+            configured.add(key)
             problem = _annotation_key(key, where)
             if problem is None:
-                problem = ann.check_static(key, value, section.annotation_prefix, where)
+                problem = ann.check_static(
+                    key,
+                    value,
+                    section.annotation_prefix,
+                    where,
+                    allow_unsafe=key in allowed,
+                    blocklist=section.annotation_value_word_blocklist,
+                )
             if problem is not None:
                 problems.append(problem)
                 continue
@@ -213,12 +246,20 @@ def _static_annotations(section: NginxSection) -> tuple[dict[str, str], list[Pro
                 f"{ann.CANARY_BY_HEADER} has no effect in ingress-nginx",
             )
         )
-    return merged, problems
+    unused = sorted(allowed - configured)
+    problems.extend(
+        Problem(
+            "allowUnsafeAnnotations",
+            f"{key} is not set by additionalIngressAnnotations or canaryIngressAnnotations",
+        )
+        for key in unused
+    )
+    return merged, allowed & set(merged), problems
 
 
 def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
     section = NginxSection.parse(dict(body))
-    static, problems = _static_annotations(section)
+    static, unsafe, problems = _static_annotations(section)
     namespace = Common.of(routing).namespace
     names = section.stable_names
     field = "stableIngress" if section.stable_ingress else "stableIngresses"
@@ -245,4 +286,6 @@ def parse(body: Mapping[str, Any], routing: RoutingConfig) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    return Config.build(section, routing, pairs=tuple(pairs), static=static, rollout=rollout)
+    return Config.build(
+        section, routing, pairs=tuple(pairs), static=static, rollout=rollout, unsafe=unsafe
+    )

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from routers.planning.objects import LiveObjects, short_host
 from routers.simulate import Outcome, Request, Routed
 from routers.simulate.equivalence import path_probes
+from routers_nginx.annotations import BASIC, REGEX
 from routers_nginx.config import GROUP, Config
 
 __all__ = ["PREFIX", "evaluate", "is_canary", "sample_requests", "simulate_ingress_nginx"]
@@ -38,9 +39,8 @@ __all__ = ["PREFIX", "evaluate", "is_canary", "sample_requests", "simulate_ingre
 JSON = Mapping[str, Any]
 PREFIX = "nginx.ingress.kubernetes.io/"
 
-# Character sets of the controller's annotation validators (spec §4.2).
-_HEADER_CHARS = re.compile(r"^[-._~a-zA-Z0-9/:]+$")
-_REGEX_CHARS = re.compile(r"^[-._~a-zA-Z0-9/:^$\[\](){}*+?|&=\\]+$")
+# strconv.Atoi, which the controller parses weights with: no spaces, no trailing newline.
+_ATOI = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
 
@@ -53,21 +53,19 @@ def _ann(obj: JSON, prefix: str) -> Mapping[str, str]:
     return {k[len(prefix) :]: str(v) for k, v in _annotations(obj).items() if k.startswith(prefix)}
 
 
-def _get(ann: Mapping[str, str], key: str, pattern: re.Pattern[str] | None = None) -> str:
+def _get(ann: Mapping[str, str], key: str, charset: frozenset[str] | None = None) -> str:
+    """The value as the controller keeps it: one its validator refuses is reset to ""."""
     value = str(ann.get(key, ""))
-    if pattern is not None:
+    if charset is not None:
         value = value.replace(" ", "") if key == "canary-by-header" else value
-        if value and not pattern.match(value):
+        if not set(value) <= charset:
             return ""
     return value
 
 
 def _int(ann: Mapping[str, str], key: str, default: int) -> int:
-    raw = str(ann.get(key, "")).strip()
-    try:
-        return int(raw)
-    except ValueError:
-        return default
+    raw = str(ann.get(key, ""))
+    return int(raw) if _ATOI.fullmatch(raw) else default
 
 
 def is_canary(ingress: JSON, prefix: str = PREFIX) -> bool:
@@ -157,12 +155,12 @@ def _header_value(req: Request, name: str) -> str | None:
 def _decide(canary: JSON, req: Request, prefix: str) -> tuple[Fraction, str]:
     """The canary's share for this request, and which step decided."""
     ann = _ann(canary, prefix)
-    header = _get(ann, "canary-by-header", _HEADER_CHARS)
+    header = _get(ann, "canary-by-header", BASIC)
     if header:
         value = _header_value(req, header)
         if value is not None:
-            want = _get(ann, "canary-by-header-value", _HEADER_CHARS)
-            pattern = _get(ann, "canary-by-header-pattern", _REGEX_CHARS)
+            want = _get(ann, "canary-by-header-value", BASIC)
+            pattern = _get(ann, "canary-by-header-pattern", REGEX)
             if want:
                 if value == want:
                     return Fraction(1), f"header {header} == {want!r}"
@@ -177,7 +175,7 @@ def _decide(canary: JSON, req: Request, prefix: str) -> tuple[Fraction, str]:
                 return Fraction(1), f"header {header}: always"
             elif value == "never":
                 return Fraction(0), f"header {header}: never"
-    cookie = _get(ann, "canary-by-cookie", _HEADER_CHARS)
+    cookie = _get(ann, "canary-by-cookie", BASIC)
     if cookie:
         value = req.cookie(cookie)
         if value == "always":

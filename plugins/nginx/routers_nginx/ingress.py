@@ -15,17 +15,45 @@ from typing import Any
 
 from routers.errors import PlanError, TargetNotFoundError, UnsupportedError
 from routers.model import MirrorRoute, RequestMatch
-from routers.planning.objects import JSON, LiveObjects, ObjectRef, get_annotations
+from routers.planning.objects import (
+    JSON,
+    LiveObjects,
+    ObjectRef,
+    Shape,
+    get_annotations,
+)
 from routers_nginx import annotations as ann
-from routers_nginx.config import PLUGIN, Config, Pair
+from routers_nginx.config import GROUP, PLUGIN, Config, Pair
 
 __all__ = [
+    "SHAPES",
     "CanarySpec",
     "derive",
     "mirror_target",
     "service_ref",
     "stable_backends",
 ]
+
+
+# What we read of an Ingress and a Service (networking.k8s.io/v1 and core/v1 types): objects
+# from manifest files were never validated by an API server.
+_BACKEND: Shape = {"service": {"name": str, "port": {"number": int, "name": str}}}
+SHAPES: Mapping[tuple[str, str], Shape] = {
+    (GROUP, "Ingress"): {
+        "spec": {
+            "ingressClassName": str,
+            "defaultBackend": _BACKEND,
+            "tls": [{"hosts": [str], "secretName": str}],
+            "rules": [
+                {
+                    "host": str,
+                    "http": {"paths": [{"path": str, "pathType": str, "backend": _BACKEND}]},
+                }
+            ],
+        }
+    },
+    ("", "Service"): {"spec": {"ports": [{"name": str, "port": int}]}},
+}
 
 
 def _is_mapping(value: Any) -> bool:

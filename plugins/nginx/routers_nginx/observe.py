@@ -32,11 +32,12 @@ __all__ = ["observe"]
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-_INT = re.compile(r"^[+-]?[0-9]+$")
+# strconv.Atoi, which ingress-nginx parses weights with: no spaces, no trailing newline.
+_INT = re.compile(r"[+-]?[0-9]+")
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and _INT.match(value) else None
+    return int(value) if value is not None and _INT.fullmatch(value) else None
 
 
 def _canary(

@@ -217,6 +217,24 @@ def _canary_annotations(
     return out
 
 
+def _checked(config: Config, ref: ObjectRef, wanted: Mapping[str, str]) -> Mapping[str, str]:
+    """The last gate before an annotation is written: the same value check for every value,
+    whether it came from the state, the config or a live object (the copied class)."""
+    for key, value in sorted(wanted.items()):
+        problem = ann.value_problem(
+            key,
+            value,
+            config.prefix,
+            blocklist=config.section.annotation_value_word_blocklist,
+            unsafe=key in config.unsafe,
+        )
+        if problem is not None:
+            raise PlanError(
+                f"refusing to write annotation {key}: {problem}", plugin=PLUGIN, obj=str(ref)
+            )
+    return wanted
+
+
 def _edit_canary(
     builder: PatchBuilder,
     view: OwnerLedger,
@@ -292,6 +310,7 @@ def _plan_canary(
     wanted: dict[str, str],
     header_route: str | None,
 ) -> tuple[Operation | None, list[Note]]:
+    _checked(config, ref, wanted)
     current = live.get(ref)
     if current is None:
         skeleton: JSON = {
@@ -359,6 +378,7 @@ def _edit_stable(
 ) -> PatchBuilder:
     """Mirror annotations, and this owner's claim on the stable Ingress: its canary Ingress and
     stable Service (``canary=None``: cleanup, the claim goes)."""
+    _checked(config, pair.stable, wanted)
     builder = PatchBuilder(stable)
     view = stable_ledger(config, pair, stable)
     claims: list[tuple[str, list[str], str, str]] = [
@@ -407,6 +427,15 @@ def _plan_state(config: Config, live: LiveObjects, state: TrafficState) -> Plan:
     header, header_route = _routes(config, state)
     weight, total, weight_note = express_weight(config, state)
     notes: list[Note] = [weight_note] if weight_note else []
+    notes.extend(
+        Note(
+            PLUGIN,
+            f"{key} is passed to the canary Ingress verbatim (allowUnsafeAnnotations): it is not "
+            "checked against ingress-nginx's risk levels or safe value characters",
+            "warning",
+        )
+        for key in sorted(config.unsafe)
+    )
     mirror: MirrorRoute | None = state.mirror_routes[0] if state.mirror_routes else None
     if mirror is not None and mirror.percentage != 100:
         if not config.section.allow_mirror_round_up:

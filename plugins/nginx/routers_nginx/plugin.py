@@ -16,13 +16,13 @@ from routers.contract import (
     Permission,
 )
 from routers.model import Desired, RoutingConfig
-from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
 from routers.planning.plan import Plan
 from routers.simulate import Request, Routed
 from routers_nginx import annotations as ann
 from routers_nginx import config as cfg
 from routers_nginx import evaluate
-from routers_nginx.ingress import needs_service, service_ref
+from routers_nginx.ingress import SHAPES, needs_service, service_ref
 from routers_nginx.observe import observe
 from routers_nginx.planner import PLUGIN, plan
 
@@ -69,6 +69,7 @@ class Plugin:
         return cfg.parse(section, routing)
 
     def targets(self, config: cfg.Config, live: LiveObjects) -> Sequence[ObjectRef]:
+        check_shapes(PLUGIN, live, SHAPES)
         refs: list[ObjectRef] = []
         for pair in config.pairs:
             refs += [pair.stable, pair.canary]
@@ -81,6 +82,7 @@ class Plugin:
     def plan(
         self, config: cfg.Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
+        check_shapes(PLUGIN, live, SHAPES)
         return plan(config, live, desired)
 
     def evaluate(

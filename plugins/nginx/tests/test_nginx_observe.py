@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from nginx_fixtures import (
     FACTS,
     PLUGIN,
@@ -81,12 +82,14 @@ def test_go_bool_spellings_count_as_true() -> None:
     assert PLUGIN.observe(config(), objs, FACTS).problems == ()
 
 
-def test_unparsable_weight_reads_as_zero() -> None:
+@pytest.mark.parametrize("value", ["10%", "10\n", " 10", "1_0"])
+def test_unparsable_weight_reads_as_zero(value: str) -> None:
+    """strconv.Atoi refuses all of these (a trailing newline too), so ingress-nginx uses 0."""
     objs = planned(state(weight=10))
-    objs[CANARY]["metadata"]["annotations"][f"{P}/canary-weight"] = "10%"
+    objs[CANARY]["metadata"]["annotations"][f"{P}/canary-weight"] = value
     obs = PLUGIN.observe(config(), objs, FACTS)
     assert obs.weights[0].canary == 0
-    assert any("'10%' is not an integer" in p for p in obs.problems)
+    assert any(f"{value!r} is not an integer" in p for p in obs.problems)
 
 
 def test_total_below_100_reads_as_100_and_weight_is_capped() -> None:

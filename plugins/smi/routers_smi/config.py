@@ -18,7 +18,7 @@ from pydantic import field_validator
 from routers.errors import ConfigError, Problem
 from routers.model import RoutingConfig
 from routers.model._base import Model
-from routers.model._validators import ObjectName
+from routers.model._validators import ObjectName, ServiceName
 from routers.planning.objects import ObjectRef
 from routers.planning.sections import SectionConfig
 
@@ -52,7 +52,7 @@ _LONG = {f"{SPLIT_GROUP}/{v}": v for v in VERSIONS}
 
 
 class SmiSection(Model):
-    root_service: ObjectName | None = None
+    root_service: ServiceName | None = None
     """The Service clients call (``spec.service``); default: the stable Service, as in Argo."""
     traffic_split_name: ObjectName | None = None
     api_version: str | None = None

@@ -18,7 +18,7 @@ from routers.contract import (
 from routers.errors import ConfigError, PlanError, Problem, UnsupportedError
 from routers.model import Cleanup, Desired, HeaderRoute, RoutingConfig, TrafficState
 from routers.planning import weights
-from routers.planning.objects import LiveObjects, ObjectRef, resource_version, uid
+from routers.planning.objects import LiveObjects, ObjectRef, check_shapes, resource_version, uid
 from routers.planning.ownership import is_created_by_us
 from routers.planning.plan import Delete, Note, Operation, Plan
 from routers.planning.routes import ordered_routes
@@ -33,6 +33,7 @@ from routers_smi.config import (
 )
 from routers_smi.observe import observe_split
 from routers_smi.routegroup import create_group, group_ledger, patch_group
+from routers_smi.shapes import SHAPES
 from routers_smi.split import (
     Backend,
     SplitPlanner,
@@ -135,6 +136,7 @@ class Plugin:
     def targets(self, config: Config, live: LiveObjects) -> Sequence[ObjectRef]:
         # HTTPRouteGroups exist only beside versions with matches (a group the cluster does not
         # serve reads as absent); an unpinned first plan still looks for a leftover group.
+        check_shapes(self.name, live, SHAPES)
         ref = config.split_ref(config.pinned)
         refs = [ref]
         obj = live.get(ref)
@@ -161,6 +163,7 @@ class Plugin:
     def plan(
         self, config: Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
+        check_shapes(self.name, live, SHAPES)
         if isinstance(desired, Cleanup):
             return self._cleanup(config, live, desired, facts)
         resolved = resolve(config, facts, strict=True)

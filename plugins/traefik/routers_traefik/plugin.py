@@ -41,14 +41,14 @@ from routers.errors import (
 )
 from routers.model import Cleanup, Desired, MirrorRoute, RoutingConfig, TrafficState
 from routers.planning import weights
-from routers.planning.objects import LiveObjects, ObjectRef
+from routers.planning.objects import LiveObjects, ObjectRef, Required, Shape, check_shapes
 from routers.planning.ownership import SPLIT, Ledger, OwnerLedger, split_entry
 from routers.planning.patch import PatchBuilder, pointer
 from routers.planning.plan import Note, Operation, Plan
 from routers.simulate import Request, Routed
 from routers_traefik import config as config_mod
 from routers_traefik import evaluate
-from routers_traefik.config import CRD, GROUP, Config
+from routers_traefik.config import CRD, GROUP, KIND, Config
 from routers_traefik.evaluate import weight_of
 
 __all__ = ["Plugin"]
@@ -107,6 +107,7 @@ class Plugin:
     def plan(
         self, config: Config, live: LiveObjects, desired: Desired, facts: ClusterFacts
     ) -> Plan:
+        check_shapes(PLUGIN, live, {(GROUP, KIND): _SHAPE})
         notes: list[Note] = []
         ops = [_plan_weighted(config, live, desired, notes), _plan_mirror(config, live, desired)]
         return Plan.of(PLUGIN, ops, notes)
@@ -168,6 +169,22 @@ class Plugin:
 
 
 # -- the weighted round robin -------------------------------------------------------------------
+
+
+# What we read of a TraefikService (traefik.io/v1alpha1 types): objects from manifest files were
+# never validated by an API server.
+_ENTRY: dict[str, Shape] = {
+    "name": Required(str),
+    "namespace": str,
+    "kind": str,
+    "port": (int, str),
+}
+_SHAPE: Shape = {
+    "spec": {
+        "weighted": {"services": [{**_ENTRY, "weight": int}]},
+        "mirroring": {**_ENTRY, "name": str, "mirrors": [{**_ENTRY, "percent": int}]},
+    }
+}
 
 
 def _is_service(entry: Any, name: str, namespace: str) -> bool:
