@@ -1,4 +1,4 @@
-"""``uv run python -m bench [--quick] [--only planning|api|throughput|memory] [--update-readme]``
+"""``uv run python -m bench [--quick] [--only planning|api|latency|throughput|memory] [--update-readme]``
 
 Runs on demand, never as a test. Prints the results as Markdown, writes the raw numbers to
 ``bench/results/<date>[-quick].json`` and, only with ``--update-readme`` (full runs of every
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from bench import machine, report
 from bench.scenarios import available, bench_registry
 
-SECTIONS = ("planning", "api", "throughput", "memory")
+SECTIONS = ("planning", "api", "latency", "throughput", "memory")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -31,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rollouts", help="comma-separated N for throughput (default 100,500)")
     p.add_argument(
         "--rounds", type=int, help="throughput rounds per driver, median kept (default 3; quick 1)"
+    )
+    p.add_argument(
+        "--samples", type=int, help="latency: steps per plugin, each also as a raw PATCH (200)"
+    )
+    p.add_argument(
+        "--note",
+        help="what else loads the machine (printed with the results, e.g. shared cores)",
     )
     p.add_argument("--update-readme", action="store_true")
     args = p.parse_args(argv)
@@ -52,14 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.describe(),
         "plugins": plugins,
         "skipped": skipped,
+        "command": shlex.join(["uv", "run", "python", "-m", "bench", *(argv or sys.argv[1:])]),
+        "note": args.note,
     }
     if "planning" in sections:
         from bench import planning
 
         print("planning ...", file=sys.stderr)
         results["planning"] = planning.run(registry, plugins, quick=args.quick)
-    if "api" in sections or "throughput" in sections:
-        from bench import api, cluster, throughput
+    if {"api", "latency", "throughput"} & set(sections):
+        from bench import api, cluster, latency, throughput
 
         with cluster.control_plane(plugins) as cp:
             results["apiserver"] = cp.version().get("gitVersion")
@@ -70,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                     results["api"] = api.run(cp, client, registry, plugins)
                 finally:
                     client.close()  # type: ignore[no-untyped-call]
+            if "latency" in sections:
+                samples = args.samples or (40 if args.quick else 200)
+                print(f"step latency ({samples} steps per plugin) ...", file=sys.stderr)
+                results["latency"] = latency.run(cp, registry, plugins, samples)
             if "throughput" in sections:
                 print(f"throughput N={sizes} ...", file=sys.stderr)
                 rounds = args.rounds or (1 if args.quick else 3)

@@ -2,12 +2,14 @@
 
 Each driver gets its own namespace with fresh copies of the same objects, runs the 10-step canary
 once, then repeats the last state (the no-op reconcile). Requests are counted at the transport
-hook: method, status and body bytes of every request, nothing estimated. One-time setup
-(discovery, CRD facts, the informer's initial list) is excluded and reported separately.
+hook: method, status and body bytes of every request, nothing estimated; ``ours-watch`` also
+counts the bytes its watch stream received (the events of its own writes). One-time setup
+(discovery, CRD facts, the watch cache's first list) is excluded and reported separately.
 """
 
 from __future__ import annotations
 
+import time
 from statistics import mean
 from typing import Any
 
@@ -16,7 +18,8 @@ from kubernetes.client import ApiClient
 from bench.cluster import DRIVERS, Counter, canary_steps, make_driver, new_kube, seed
 from bench.scenarios import SPECS, Scenario
 from e2e.cluster import ControlPlane
-from routers.cluster import RequestRecord
+from routers.cluster import RequestRecord, WatchCache
+from routers.model import TrafficState
 from routers.registry import Registry
 
 __all__ = ["run"]
@@ -43,16 +46,29 @@ def measure(
     ns = cp.new_namespace("bench-api")
     stored = seed(cp, kube, scenario, ns)
     setup_mark = counter.mark
-    d = make_driver(driver, kube, scenario, ns, stored, registry)
-    setup = _tally(counter.since(setup_mark))
-    steps: list[dict[str, int]] = []
-    for state in canary_steps():
-        mark = counter.mark
-        changed = d.step(state)
-        steps.append({**_tally(counter.since(mark)), "changedObjects": changed})
-    mark = counter.mark
-    changed = d.step(canary_steps()[-1])
-    noop = {**_tally(counter.since(mark)), "changedObjects": changed}
+    cache = WatchCache(kube) if driver == "ours-watch" else None
+    try:
+        d = make_driver(driver, kube, scenario, ns, stored, registry, cache)
+        setup = _tally(counter.since(setup_mark))
+
+        def step(state: TrafficState) -> dict[str, int]:
+            mark = counter.mark
+            before = cache.stats().watch_bytes if cache is not None else 0
+            changed = d.step(state)
+            if cache is not None and changed:  # the events of this step's own writes
+                _settle(cache, before)
+            after = cache.stats().watch_bytes if cache is not None else 0
+            return {
+                **_tally(counter.since(mark)),
+                "watchBytes": after - before,
+                "changedObjects": changed,
+            }
+
+        steps = [step(state) for state in canary_steps()]
+        noop = step(canary_steps()[-1])
+    finally:
+        if cache is not None:
+            cache.stop()
 
     def avg(key: str) -> float:
         return round(mean(s[key] for s in steps), 1)
@@ -72,6 +88,7 @@ def measure(
                 "requestBytes",
                 "writeBytes",
                 "responseBytes",
+                "watchBytes",
             )
         },
         "steps": steps,
@@ -97,6 +114,14 @@ def run(cp: ControlPlane, api: ApiClient, registry: Registry, plugins: list[str]
                 }
                 rows.append(row)
     return {"rows": rows}
+
+
+def _settle(cache: WatchCache, before: int, timeout: float = 5.0) -> None:
+    """Wait (bounded) until the watch delivered something after ``before``: the event of the
+    step's write, so its bytes count for this step and not the next."""
+    deadline = time.monotonic() + timeout
+    while cache.stats().watch_bytes == before and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 def _ratio(baseline: float, ours: float) -> float | None:

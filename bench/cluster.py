@@ -3,6 +3,8 @@ the three ways of driving a rollout step that are compared.
 
 * ``ours-read``  -- :class:`Router` reads the targets, plans, sends guarded JSON patches;
 * ``ours-live``  -- the same with ``live=`` (an informer-like cache fed by write responses);
+* ``ours-watch`` -- the same through one :class:`WatchCache` shared by every rollout of the run
+  (list+watch, cluster-wide, as a controller's informers);
 * ``get+put``    -- the incumbents' pattern (Argo Rollouts' Gateway API plugin, Flagger's
   ``SetRoutes``): GET every target, edit it, PUT the whole object back, unconditionally.
 
@@ -29,6 +31,7 @@ from routers.cluster import (
     RequestRecord,
     Router,
     Transport,
+    WatchCache,
     gather_facts,
     reader,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "Driver",
     "OursLive",
     "OursRead",
+    "OursWatch",
     "canary_steps",
     "client",
     "control_plane",
@@ -54,7 +58,7 @@ __all__ = [
     "seed_many",
 ]
 
-DRIVERS = ("ours-read", "ours-live", "get+put")
+DRIVERS = ("ours-read", "ours-live", "ours-watch", "get+put")
 MAX_ATTEMPTS = 8
 
 
@@ -170,6 +174,20 @@ class OursLive:
         return len({a.op.ref for a in outcome.applied})
 
 
+class OursWatch:
+    """The Router over a watch cache shared with every other rollout of the run: the step
+    reads from memory, and ``verify`` (what a controller does next) too."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.unverified = 0
+
+    def step(self, state: TrafficState) -> int:
+        outcome = self.router.apply_state(state)
+        self.unverified += not self.router.verify(state).ok
+        return len({a.op.ref for a in outcome.applied})
+
+
 class Baseline:
     """GET every target, compute the edit with the same plugin, PUT the whole object back
     (also when nothing changed, as Argo's Gateway API plugin and Flagger do); retry on 409.
@@ -228,10 +246,19 @@ def make_driver(
     namespace: str,
     stored: dict[ObjectRef, JSON],
     registry: Registry,
+    cache: WatchCache | None = None,
 ) -> Driver:
+    """One rollout's driver; ``ours-watch`` needs the run's shared ``cache`` (over ``kube``)."""
     config = RoutingConfig.from_document(scenario.with_namespace(namespace).routing)
     if kind == "get+put":
         return Baseline(kube, config, registry)
+    if kind == "ours-watch":
+        if cache is None:
+            raise ValueError("ours-watch needs a WatchCache")
+        watching = Router(config, cache=cache, registry=registry)
+        watching.facts()
+        cache.prefetch(watching.targets(live=stored))  # the first list, outside any timing
+        return OursWatch(watching)
     router = Router(config, kube=kube, registry=registry)
     router.facts()
     if kind == "ours-read":

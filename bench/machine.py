@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["describe", "load_average"]
+__all__ = ["cpu_seconds", "describe", "load_average"]
 
 
 def _cpuinfo_model() -> str:
@@ -50,3 +50,15 @@ def describe() -> dict[str, Any]:
         "kernel": platform.release(),
         "loadAverageAtStart": load_average(),
     }
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU seconds of a process so far (``None``: this one), from /proc."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -18,7 +18,10 @@ END = "<!-- bench:end -->"
 PLAN_BUDGET_US = 5000.0
 BYTES_FACTOR = 10.0
 THROUGHPUT_FACTOR = 2.0
-OURS = ("ours-read", "ours-live")
+LATENCY_FACTOR = 1.25
+OURS = ("ours-read", "ours-live", "ours-watch")
+THROUGHPUT_MODES = ("ours-live", "ours-watch")
+"""The modes issue 15 sets the throughput goal for (``ours-read`` is shown, not judged)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ def _api_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def evaluate(results: dict[str, Any]) -> list[Verdict]:
-    """Every issue-8 target, per plugin/object/driver where it applies."""
+    """Every issue-8 and issue-15 target, per plugin/object/driver where it applies."""
     out: list[Verdict] = []
     api = _api_rows(results)
     for row in api:
@@ -61,6 +64,17 @@ def evaluate(results: dict[str, Any]) -> list[Verdict]:
                 f"steps {bad} wrote more than they changed" if bad else "",
             )
         )
+        if row["driver"] == "ours-watch":
+            gets = [s["gets"] for s in row["steps"]] + [row["noop"]["gets"]]
+            out.append(
+                Verdict(
+                    "0 GETs per step with the watch cache (steady state)",
+                    case,
+                    f"{sum(gets)} GETs in {len(gets)} reconciles (each with a verify)",
+                    sum(gets) == 0,
+                    f"{sum(gets)} GETs" if sum(gets) else "",
+                )
+            )
         if row["driver"] == "ours-live":
             gets = [s["gets"] for s in row["steps"]] + [row["noop"]["gets"]]
             out.append(
@@ -125,19 +139,38 @@ def evaluate(results: dict[str, Any]) -> list[Verdict]:
             )
         )
     for row in (results.get("throughput") or {}).get("rows", []):
-        if row["driver"] not in OURS:
+        if row["driver"] not in THROUGHPUT_MODES:
             continue
         ratio = row["vsBaseline"]
+        unfinished = row.get("unfinishedRollouts") or 0
         ok = ratio is not None and ratio >= THROUGHPUT_FACTOR and not row["errors"]
+        ok = ok and not unfinished
         out.append(
             Verdict(
                 ">=2x the GET+PUT throughput",
                 f"{row['plugin']} N={row['rollouts']} ({row['driver']})",
                 f"{row['stepsPerSecond']} steps/s, {ratio}x",
                 ok,
-                "" if ok else f"{ratio}x ({row['errors']} errors)",
+                ""
+                if ok
+                else f"{ratio}x ({row['errors']} errors"
+                + (f", {unfinished} rollouts unfinished" if unfinished else "")
+                + ")",
             )
         )
+    for row in (results.get("latency") or {}).get("rows", []):
+        for q in ("P50", "P99"):
+            ratio = row[f"ratio{q}"]
+            ok = ratio is not None and ratio <= LATENCY_FACTOR
+            out.append(
+                Verdict(
+                    f"step <= 1.25x one raw PATCH ({'median' if q == 'P50' else 'p99'})",
+                    f"{row['plugin']}: {row['object']}",
+                    f"{row[f'ours{q}Ms']} ms vs {row[f'raw{q}Ms']} ms; {ratio}x",
+                    ok,
+                    "" if ok else f"{ratio}x, {(ratio or 0) / LATENCY_FACTOR:.2f}x over the goal",
+                )
+            )
     return out
 
 
@@ -151,19 +184,26 @@ def _kib(v: int | None) -> str:
     return "" if v is None else f"{v / 1024:.1f} MiB"
 
 
+def _mib(kib: float | None) -> str:
+    return "" if kib is None else f"{kib / 1024:.1f}"
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
+    command = results.get("command") or "uv run python -m bench" + (
+        " --quick" if results["mode"] == "quick" else ""
+    )
     lines = [
         f"Measured {results['date']} ({results['mode']} run, {results['seconds']:.0f} s) on "
         f"{m['nproc']} CPUs ({m['cpu']}), {m['memoryGiB']} GiB, {m['implementation']} "
         f"{m['python']}, Linux {m['kernel']}; load average {m['loadAverageAtStart']} at start, "
         f"{m.get('loadAverageAtEnd')} at end"
         + (f"; kube-apiserver {results['apiserver']}" if results.get("apiserver") else "")
-        + ". Command: `uv run python -m bench"
-        + (" --quick" if results["mode"] == "quick" else "")
-        + "`.",
+        + f". Command: `{command}`.",
         "",
     ]
+    if results.get("note"):
+        lines += [f"Load: {results['note']}", ""]
     if results.get("skipped"):
         lines += [
             "Skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(results["skipped"].items())),
@@ -171,7 +211,7 @@ def render(results: dict[str, Any]) -> str:
         ]
     verdicts = evaluate(results)
     if verdicts:
-        lines += ["**Targets (issue 8)**", ""]
+        lines += ["**Targets (issues 8 and 15)**", ""]
         lines += _table(
             ("target", "case", "measured", "result", "gap"),
             ((v.target, v.case, v.measured, v.status, v.gap) for v in verdicts),
@@ -232,8 +272,9 @@ def render(results: dict[str, Any]) -> str:
     api = _api_rows(results)
     if api:
         lines += [
-            "**API efficiency** (per step of a 10-step canary; bytes are request bodies; "
-            "ratio = GET+PUT / ours)",
+            "**API efficiency** (per step of a 10-step canary; req bytes are request bodies, "
+            "resp bytes response bodies, watch bytes what the watch stream delivered; "
+            "ratio = GET+PUT / ours; `ours-watch` steps include a verify)",
             "",
         ]
         lines += _table(
@@ -246,6 +287,7 @@ def render(results: dict[str, Any]) -> str:
                 "writes/step",
                 "req bytes/step",
                 "resp bytes/step",
+                "watch bytes/step",
                 "bytes ratio",
                 "req ratio",
                 "no-op req",
@@ -261,6 +303,7 @@ def render(results: dict[str, Any]) -> str:
                     r["perStep"]["writes"],
                     int(r["perStep"]["requestBytes"]),
                     int(r["perStep"]["responseBytes"]),
+                    int(r["perStep"].get("watchBytes") or 0),
                     r["vsBaseline"]["requestBytes"],
                     r["vsBaseline"]["requests"],
                     r["noop"]["requests"],
@@ -272,8 +315,9 @@ def render(results: dict[str, Any]) -> str:
     tp = (results.get("throughput") or {}).get("rows", [])
     if tp:
         lines += [
-            "**Throughput** (N rollouts x 10 steps, concurrent; the median round by steps/s; "
-            "ratio = ours / GET+PUT; failed steps are not counted as steps)",
+            "**Throughput** (N rollouts x 10 steps, concurrent, on each plugin's typical object; "
+            "the median round by steps/s; ratio = ours / GET+PUT; failed steps are not counted "
+            "as steps; CPU is per step, by process)",
             "",
         ]
         lines += _table(
@@ -287,6 +331,7 @@ def render(results: dict[str, Any]) -> str:
                 "p50 ms",
                 "p99 ms",
                 "req/step",
+                "CPU ms/step client / apiserver / etcd",
                 "ratio",
                 "errors",
             ),
@@ -301,10 +346,56 @@ def render(results: dict[str, Any]) -> str:
                     r["p50Ms"],
                     r["p99Ms"],
                     r["requestsPerStep"],
+                    " / ".join(
+                        str(v) for v in (r.get("cpuMsPerStep") or {}).values() if v is not None
+                    ),
                     r["vsBaseline"],
                     r["errors"],
                 )
                 for r in tp
+            ),
+        )
+    lat = (results.get("latency") or {}).get("rows", [])
+    if lat:
+        lines += [
+            "**Step latency** (one rollout, one step at a time: plan from the watch cache + "
+            "guarded patch + verify from the cache, vs one raw PATCH of the same bytes to a twin "
+            "object, alternating; client CPU is this process's time per step)",
+            "",
+        ]
+        lines += _table(
+            (
+                "plugin",
+                "object",
+                "steps",
+                "ours p50 ms",
+                "raw p50 ms",
+                "p50 ratio",
+                "ours p99 ms",
+                "raw p99 ms",
+                "p99 ratio",
+                "client CPU ms ours / raw",
+                "patch bytes",
+                "response bytes",
+                "GETs",
+            ),
+            (
+                (
+                    r["plugin"],
+                    r["object"],
+                    r["samples"],
+                    r["oursP50Ms"],
+                    r["rawP50Ms"],
+                    r["ratioP50"],
+                    r["oursP99Ms"],
+                    r["rawP99Ms"],
+                    r["ratioP99"],
+                    f"{r['oursCpuMs']} / {r['rawCpuMs']}",
+                    r["patchBytes"],
+                    r["responseBytes"],
+                    r["cacheGets"],
+                )
+                for r in lat
             ),
         )
     mem = (results.get("memory") or {}).get("rows", [])
@@ -332,6 +423,35 @@ def render(results: dict[str, Any]) -> str:
                     _kib(r.get("planningDeltaKiB")),
                 )
                 for r in mem
+            ),
+        )
+    cache = (results.get("memory") or {}).get("cache", [])
+    if cache:
+        counts = [p["rollouts"] for p in (cache[0].get("points") or [])]
+        lines += [
+            "**Watch cache memory** (child process; RSS growth in MiB as N rollouts' objects go "
+            "into one cache; the same objects held as parsed dicts for comparison)",
+            "",
+        ]
+        lines += _table(
+            (
+                "plugin",
+                "object",
+                "JSON bytes/rollout",
+                *(f"N={n}" for n in counts),
+                "KiB/rollout",
+                "as dicts KiB/rollout",
+            ),
+            (
+                (
+                    r["plugin"],
+                    r.get("object", r.get("error", "")),
+                    r.get("objectBytes"),
+                    *(_mib(p["rssKiB"]) for p in (r.get("points") or [])),
+                    r.get("kibPerRollout"),
+                    r.get("dictsKibPerRollout"),
+                )
+                for r in cache
             ),
         )
     return "\n".join(lines).rstrip() + "\n"

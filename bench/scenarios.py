@@ -291,6 +291,37 @@ def smi(backends: int) -> Scenario:
     return Scenario("smi", f"TrafficSplit {backends} backends", routing, (split,), backends)
 
 
+# -- Traefik: TraefikService weighted round robin (traefik.io/v1alpha1) ---------------------
+
+
+def traefik(services: int) -> Scenario:
+    """A weighted TraefikService: stable, canary and ``services - 2`` other weighted services."""
+    others = [
+        {"name": f"other-{i:04d}", "port": 80, "weight": 1} for i in range(max(0, services - 2))
+    ]
+    wrr = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "TraefikService",
+        "metadata": _meta("web-wrr"),
+        "spec": {
+            "weighted": {
+                "services": [
+                    {"name": STABLE, "port": 80, "weight": 100},
+                    {"name": CANARY, "port": 80, "weight": 0},
+                    *others,
+                ]
+            }
+        },
+    }
+    routing = {
+        "namespace": "bench",
+        "stableService": STABLE,
+        "canaryService": CANARY,
+        "trafficRouting": {"traefik": {"weightedTraefikServiceName": "web-wrr"}},
+    }
+    return Scenario("traefik", f"TraefikService {services} services", routing, (wrr,), services)
+
+
 # -- the example third-party plugin: ConfigMap ------------------------------------------------
 
 
@@ -342,6 +373,14 @@ SPECS: dict[str, TargetSpec] = {
             "nginx", None, nginx(3), (nginx(300),), (("Ingress paths", nginx),), (nginx(300),)
         ),
         TargetSpec("smi", "smi-sdk", smi(2), (smi(20),), (("backends", smi),), (smi(20),)),
+        TargetSpec(
+            "traefik",
+            "traefik",
+            traefik(2),
+            (traefik(50),),
+            (("weighted services", traefik),),
+            (traefik(20),),
+        ),
     )
 }
 

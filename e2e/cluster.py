@@ -22,6 +22,7 @@ collection, no EndpointSlices for selector Services, no ServiceAccount tokens, p
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import json
@@ -650,6 +651,27 @@ class ControlPlane:
                 return
             time.sleep(0.2)
         self._fail("RBAC did not authorize the routers user within 60s of a restart")
+
+    def compact_etcd(self) -> int:
+        """Advance etcd's revision (a key outside /registry) and compact everything before it, as
+        etcd's periodic compaction would: a watch resumed from an older resourceVersion then gets
+        410 Gone. Talks to etcd's JSON gateway; returns the compaction revision."""
+
+        def etcd(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{self.etcd_port}{path}",
+                data=json.dumps(body).encode(),
+                method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                data: dict[str, Any] = json.loads(r.read())
+                return data
+
+        key = base64.b64encode(b"/routers-e2e/compaction-bump").decode()
+        put = etcd("/v3/kv/put", {"key": key, "value": base64.b64encode(b"x").decode()})
+        revision = int(put["header"]["revision"])
+        etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
 
     def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "wb") as out:  # fresh log per attempt

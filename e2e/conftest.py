@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,11 @@ def control_plane(control_plane_bin_dir: Path) -> Iterator[Callable[..., Control
         yield planes
     finally:
         planes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def configmap_plugins() -> Iterator[Any]:
+    """A registry of only the example third-party ConfigMap plugin (built-in kinds: no CRDs)."""
+    from tests.conftest import configmap_registry
+
+    yield from configmap_registry()

@@ -17,11 +17,12 @@ import pytest
 
 from e2e.cluster import ControlPlane
 from e2e.test_plugins_e2e import create_all, grant, kube_for
-from routers.cluster import Router, rbac_manifests
+from routers.cluster import Router, WatchCache, rbac_manifests
 from routers.errors import ForbiddenError
 from routers.model import RoutingConfig, TrafficState
 from routers.planning.objects import JSON, ObjectRef
 from routers.registry import Registry
+from tests.conftest import eventually
 from tests.corpus.argo_corpus import CASES, load_case
 
 pytestmark = pytest.mark.e2e
@@ -132,6 +133,65 @@ def test_route_selector_is_one_list_call_with_the_generated_role(
         "list",
         "httproutes.gateway.networking.k8s.io",
     )
+
+
+def test_route_selector_from_a_watch_cache_sends_only_patches(
+    control_plane: Callable[..., ControlPlane], registry: Registry
+) -> None:
+    """``httpRouteSelector`` over a WatchCache, as the user holding the ``--watch-cache`` Role:
+    after the first list, steps send only their PATCHes (no LIST with the selector, no GET),
+    and a route labelled later joins through the watch."""
+    cp = control_plane(("gateway-standard-v1.6",))
+    ns = cp.new_namespace("selector-cache")
+    admin = kube_for(cp, "admin")
+    routes = [
+        http_route("web", {"app": "web"}),
+        http_route("web-internal", {"app": "web", "tier": "internal"}),
+        http_route("other", {"app": "other"}),
+    ]
+    create_all(cp, admin, routes, ns)
+    routing = RoutingConfig.from_document(
+        {
+            "stableService": "web-stable",
+            "canaryService": "web-canary",
+            "namespace": ns,
+            "plugins": {
+                "argoproj-labs/gatewayAPI": {
+                    "httpRouteSelector": {
+                        "matchLabels": {"app": "web"},
+                        "matchExpressions": [
+                            {"key": "tier", "operator": "NotIn", "values": ["internal"]}
+                        ],
+                    }
+                }
+            },
+        }
+    )
+    user = "routers-limited"  # bound below to exactly the --watch-cache Role of this namespace
+    grant(cp, rbac_manifests(routing, registry=registry, watch_cache=True), ns, user=user)
+    with WatchCache(kube_for(cp, user)) as cache:
+        router = Router(routing, cache=cache, registry=registry)
+        router.apply_state(TrafficState(weight=10))  # warm-up: discovery, facts, the list
+        mark = cp.audit_mark()
+        for w in (20, 30, 40):
+            assert router.apply_state(TrafficState(weight=w)).writes == 1
+            assert router.verify(TrafficState(weight=w)).ok
+        assert router.apply_state(TrafficState(weight=40)).writes == 0
+        seen = [e["verb"] for e in cp.audit_events(mark, user=user) if e["verb"] != "watch"]
+        assert seen == ["patch"] * 3, seen
+        status, body = cp.request(
+            "PATCH",
+            f"/apis/{GROUP}/v1/namespaces/{ns}/httproutes/other",
+            {"metadata": {"labels": {"app": "web"}}},
+            content_type="application/merge-patch+json",
+        )
+        assert status == 200, body
+        eventually("the relabel", lambda: "other" in [r.name for r in router.targets()])
+        assert router.apply_state(TrafficState(weight=50)).writes == 2
+        assert cache.stats().gets == 0
+    for name, want in (("web", [50, 50]), ("other", [50, 50]), ("web-internal", [100, 0])):
+        got = admin.get(ObjectRef(GROUP, "HTTPRoute", ns, name, "v1"))
+        assert got is not None and weights(got) == want, name
 
 
 def test_argo_tls_only_virtual_service_from_the_whole_rollout(

@@ -232,7 +232,7 @@ def _rollout_for(name: str, namespace: str) -> tuple[dict[str, Any], list[str]]:
     return rollout, managed
 
 
-def setup_target(h: Harness, name: str) -> Target:
+def setup_target(h: Harness, name: str, *, watch_cache: bool = False) -> Target:
     cp = h.cp
     ns = cp.new_namespace(f"argo-{name}")
     rollout, managed = _rollout_for(name, ns)
@@ -263,6 +263,7 @@ def setup_target(h: Harness, name: str) -> Target:
             f"{h.controller_ns}/{SA}",
             "--name",
             f"canary-routers-{name}",
+            *(["--watch-cache"] if watch_cache else []),
         ],
         capture_output=True,
         text=True,
@@ -689,3 +690,36 @@ def test_argo_calls_one_by_one(name: str, argo: Harness) -> None:
     assert_no_writes(h, mark, "reconciles of a promoted rollout")
     v = view(cp, t)
     assert (v.canary, v.stable) == (0, 100)
+
+
+def test_the_bridge_serves_from_a_watch_cache(
+    argo: Harness, binaries: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """CANARY_ROUTERS_WATCH_CACHE=1 in the controller's environment reaches the Python side
+    through the bridge: with the ``routers rbac --watch-cache`` Role, after the first list the
+    reconciles Argo sends (UpdateHash, SetWeight, VerifyWeight) read nothing from the server,
+    and each step is one PATCH, verified from its own write response."""
+    h, cp = argo, argo.cp
+    t = setup_target(h, "istio", watch_cache=True)
+    driver = Driver(
+        binaries[1],
+        kubeconfig=cp.kubeconfig,
+        namespace=h.controller_ns,
+        workdir=tmp_path,
+        log=tmp_path / "driver.log",
+        env={"CANARY_ROUTERS_WATCH_CACHE": "1"},
+    )
+    try:
+        cached = Harness(cp, driver, h.controller_ns, h.user)
+        cached.ok(t.plugin, "Connect")
+        assert reconcile(cached, t, 0) is True  # warm-up: discovery, CRD facts, the lists
+        mark = cp.audit_mark()
+        for weight in (10, 20, 30):
+            assert reconcile(cached, t, weight) is True
+        events = cp.audit_events(mark, user=h.user, include_system=True)
+        seen = [e["verb"] for e in events if e["verb"] != "watch"]
+        assert seen == ["patch"] * 3, cp.summarize(events)
+        v = view(cp, t)
+        assert (v.canary, v.stable) == (30, 70)
+    finally:
+        driver.close()

@@ -3,7 +3,7 @@
 A ``CanaryRelease`` drives a Gateway API HTTPRoute through its steps; the route's full history
 (a watch replayed from the resourceVersion before the release) must show every step's weight in
 order, once, and the release's status must record each step. Also: drift is repaired from the
-informer cache, ``spec.abort`` and deletion return traffic to stable, and a restarted operator
+watch cache, ``spec.abort`` and deletion return traffic to stable, and a restarted operator
 resumes from ``.status`` without rewriting the route. The operator runs embedded in a thread;
 each test checks it stops cleanly and leaves no thread behind.
 """
@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster import ControlPlane
+from tests.conftest import eventually as wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -79,16 +80,6 @@ def cp(control_plane: Callable[..., ControlPlane]) -> ControlPlane:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def wait_for(what: str, pred: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def ok(status: int, body: Any, *codes: int) -> Any:
@@ -218,11 +209,7 @@ def operator(mod: ModuleType, cp: ControlPlane, ns: str) -> Iterator[None]:
     before = set(threading.enumerate())
     stop, ready = threading.Event(), threading.Event()
     failures: list[BaseException] = []
-    options = mod.Options(
-        kubeconfig=str(cp.kubeconfig_for("routers")),
-        interval=0.3,
-        watch=("httproutes.v1.gateway.networking.k8s.io",),
-    )
+    options = mod.Options(kubeconfig=str(cp.kubeconfig_for("routers")), interval=0.3)
 
     def main() -> None:
         try:
@@ -240,11 +227,14 @@ def operator(mod: ModuleType, cp: ControlPlane, ns: str) -> Iterator[None]:
         thread.join(60)
         assert not thread.is_alive(), "the operator did not stop"
         assert not failures, failures
-        wait_for(
-            "the operator's threads to end",
-            lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
-            timeout=10,
-        )
+
+        def left() -> list[str]:
+            return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+
+        try:
+            wait_for("the operator's threads to end", lambda: not left(), timeout=10)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {left()}") from None
 
 
 # -- tests -----------------------------------------------------------------------------------
@@ -380,7 +370,13 @@ def test_restarted_operator_resumes_from_status(
         steady = cp.audit_mark()
         time.sleep(1.5)  # five timer ticks while nothing changes
         quiet = cp.write_requests(since=steady, user="routers", namespace=ns)
-        assert quiet == [], cp.summarize(quiet)  # a steady state costs reads only
+        assert quiet == [], cp.summarize(quiet)  # a steady state writes nothing
+        reads = [
+            e
+            for e in cp.audit_events(steady, user="routers", namespace=ns)
+            if e["verb"] in ("get", "list")
+        ]
+        assert reads == [], cp.summarize(reads)  # ... and reads nothing: the watch cache
     writes = [
         e
         for e in cp.write_requests(since=mark, resource="httproutes", namespace=ns)

@@ -35,6 +35,7 @@ from routers.model import Cleanup, Desired, RequestMatch, RoutingConfig, Section
 from routers.planning import weights
 from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef, resource_version
 from routers.planning.offline import apply_plans
+from routers.planning.patch import RV_GUARD
 from routers.planning.plan import Create, Delete, Patch, Plan
 from routers.registry import Registry, default_registry
 
@@ -253,7 +254,8 @@ def gather(
 
     ``known`` objects (an informer cache, our last write responses) are not read again; a
     ``None`` value says the object is known not to exist. Selector targets are listed with
-    ``list_objects`` every time (a cache cannot prove it holds every match).
+    ``list_objects`` every time (``known`` cannot prove it holds every match; a lister backed by
+    a watch cache that holds the whole kind can, and answers from memory).
     """
     live: dict[ObjectRef, JSON] = {r: o for r, o in (known or {}).items() if o is not None}
     absent: set[ObjectRef] = {r for r, o in (known or {}).items() if o is None}
@@ -346,7 +348,7 @@ def _check_plan(name: str, plan: Plan, live: LiveObjects) -> None:
         if isinstance(op, Patch):
             rv = resource_version(current or {})
             first = op.ops[0] if op.ops else None
-            if rv and first != {"op": "test", "path": "/metadata/resourceVersion", "value": rv}:
+            if rv and first != {"op": "test", "path": RV_GUARD, "value": rv}:
                 raise PluginError(name, f"patch of {op.ref} lacks the resourceVersion guard")
 
 

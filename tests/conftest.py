@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,14 @@ def default_registry_is(monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setattr(registry_mod, "_default", reg)
 
     return set_registry
+
+
+def eventually(what: str, pred: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll ``pred`` until it is truthy (and return it); fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

@@ -8,7 +8,8 @@ get right (README.md beside this file explains each):
   advances at most one step, only once the targets verifiably express the current one;
 * progress lives in ``.status`` and is written *before* the next step's traffic, so a restarted
   operator resumes where it was and never skips a step;
-* target objects come from a watch-backed kopf index (an informer cache) passed as ``live=``;
+* every Router shares one :class:`WatchCache` (list+watch of the targets, and of the releases):
+  a steady tick sends no request at all, and a stale read costs one conflict, never a write;
 * ``spec.abort`` and deletion (a finalizer) send 100% back to stable and remove managed routes;
 * kopf runs sync handlers on a thread pool and timers concurrently with change handlers, so each
   release is reconciled under its own lock with a fresh read of the resource.
@@ -19,7 +20,6 @@ Run it with ``kopf run examples/kopf-operator/main.py`` or embed it with :func:`
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import logging
@@ -36,7 +36,15 @@ import kopf
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from routers.cluster import DEFAULT_TIMEOUTS, ApiStatus, Kube, Router, Timeouts, Transport
+from routers.cluster import (
+    DEFAULT_TIMEOUTS,
+    ApiStatus,
+    Kube,
+    Router,
+    Timeouts,
+    Transport,
+    WatchCache,
+)
 from routers.errors import (
     ConfigError,
     LimitExceededError,
@@ -53,6 +61,7 @@ from routers.registry import Registry
 
 __all__ = [
     "GROUP",
+    "KIND",
     "PLURAL",
     "VERSION",
     "Controller",
@@ -67,6 +76,7 @@ __all__ = [
 GROUP = "examples.canary-routers.io"
 VERSION = "v1alpha1"
 PLURAL = "canaryreleases"
+KIND = "CanaryRelease"
 RESOURCE = f"{PLURAL}.{VERSION}.{GROUP}"
 
 # Errors that only a change of the spec can fix: retrying them would spin.
@@ -89,9 +99,9 @@ class Options:
     context: str | None = None
     interval: float = 5.0
     """Seconds between timer reconciles: pause clocks, verification, drift repair."""
-    watch: tuple[str, ...] = ()
-    """kopf resource specs of the target kinds to cache (``httproutes.v1.gateway.networking.k8s.io``,
-    ``configmaps``). Targets not cached are read from the API server on every reconcile."""
+    cache: bool = True
+    """Read targets and releases through one shared WatchCache (needs list/watch RBAC on the
+    target kinds: ``routers rbac --watch-cache``); False reads them with GETs every tick."""
     plugins: Registry | None = None
     """Plugin registry; None discovers the installed ``routers.plugins`` entry points."""
     clock: Callable[[], float] = time.time
@@ -101,12 +111,11 @@ class Options:
     @classmethod
     def from_env(cls) -> Options:
         """``kopf run`` takes no operator arguments, so the knobs come from the environment."""
-        watch = os.environ.get("CANARY_WATCH", "")
         return cls(
             kubeconfig=os.environ.get("KUBECONFIG") or None,
             context=os.environ.get("CANARY_CONTEXT") or None,
             interval=float(os.environ.get("CANARY_INTERVAL", "5")),
-            watch=tuple(w.strip() for w in watch.split(",") if w.strip()),
+            cache=os.environ.get("CANARY_CACHE", "1").strip().lower() not in ("0", "false", "no"),
         )
 
 
@@ -239,24 +248,41 @@ class Controller:
         self._guard = threading.Lock()
         self._releases: dict[str, _Release] = {}
         self._client: ApiClient | None = None
-        self._transport: Transport | None = None
+        self._kube: Kube | None = None
+        self._cache: WatchCache | None = None
+        self._closed = False
 
     # -- plumbing --------------------------------------------------------------------------
 
+    def _connect(self) -> Kube:
+        """One client, one Kube (discovery cached once) and one WatchCache for all releases."""
+        with self._guard:
+            if self._kube is None:
+                self._client = ApiClient(client_configuration(self.options))
+                self._kube = Kube(Transport(self._client, timeouts=self.options.timeouts))
+                # A handler still running after close() reads from the server: no new watches.
+                caching = self.options.cache and not self._closed
+                self._cache = WatchCache(self._kube) if caching else None
+            return self._kube
+
     @property
     def transport(self) -> Transport:
-        with self._guard:
-            if self._transport is None:
-                self._client = ApiClient(client_configuration(self.options))
-                self._transport = Transport(self._client, timeouts=self.options.timeouts)
-            return self._transport
+        return self._connect().transport
+
+    @property
+    def cache(self) -> WatchCache | None:
+        self._connect()
+        return self._cache
 
     def close(self) -> None:
         with self._guard:
+            self._closed = True
             self._releases.clear()
+            if self._cache is not None:
+                self._cache.stop()  # ends every watch and joins its thread
             if self._client is not None:
                 self._client.close()  # type: ignore[no-untyped-call]
-            self._client = self._transport = None
+            self._client = self._kube = self._cache = None
 
     def _release(self, uid: str) -> _Release:
         with self._guard:
@@ -271,7 +297,10 @@ class Controller:
         # release's writes; a new program (spec edited before start) gets a fresh one.
         if rel.router is None or rel.run_id != program.run_id:
             rel.router = Router(
-                program.config, kube=Kube(self.transport), registry=self.options.plugins
+                program.config,
+                kube=self._connect(),
+                cache=self.cache,
+                registry=self.options.plugins,
             )
             rel.run_id = program.run_id
         return rel.router
@@ -279,14 +308,14 @@ class Controller:
     def _path(self, namespace: str, name: str, sub: str = "") -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}{sub}"
 
-    def _get(self, namespace: str, name: str) -> JSON | None:
-        try:
-            obj: JSON = self.transport.request("GET", self._path(namespace, name))
-        except ApiStatus as exc:
-            if exc.code == 404:
-                return None
-            raise
-        return obj
+    def _get(self, namespace: str, name: str, *, fresh: bool = False) -> JSON | None:
+        """The release from the watch cache (it holds our own status writes at once), or from
+        the server when ``fresh`` (after a conflict: the cache had not seen someone's write)."""
+        cache = self.cache
+        ref = ObjectRef(GROUP, KIND, namespace, name, VERSION)
+        if cache is not None:
+            return cache.fresh(ref) if fresh else cache.get(ref)
+        return self._connect().get(ref)
 
     def _write_status(self, obj: JSON, status: Mapping[str, Any]) -> JSON:
         """Merge-patch ``.status``, guarded by the resourceVersion we planned from."""
@@ -310,32 +339,32 @@ class Controller:
             if exc.code == 409:
                 raise _Conflict(str(exc)) from None
             raise
+        cache = self.cache
+        if cache is not None:
+            cache.record(new)  # the next tick, on any thread, sees this status at once
         return new
 
     # -- reconcile -------------------------------------------------------------------------
 
-    def reconcile(
-        self, namespace: str, name: str, uid: str, live: Mapping[ObjectRef, JSON] | None = None
-    ) -> None:
+    def reconcile(self, namespace: str, name: str, uid: str) -> None:
         """Bring one release one step closer to done; safe to call any time, from any thread."""
         rel = self._release(uid)
         with rel.lock:
-            for _ in range(5):
-                # Fresh read under the lock: kopf's ``status`` kwarg may predate a status write
-                # made by a concurrent handler (timers run alongside change handlers).
-                obj = self._get(namespace, name)
+            for attempt in range(5):
+                # Read under the lock: kopf's ``status`` kwarg may predate a status write made by
+                # a concurrent handler (timers run alongside change handlers); the cache has it.
+                obj = self._get(namespace, name, fresh=attempt > 0)
                 meta = (obj or {}).get("metadata") or {}
                 if obj is None or meta.get("uid") != uid or meta.get("deletionTimestamp"):
                     return
                 try:
-                    self._drive(rel, obj, live)
+                    self._drive(rel, obj)
                     return
                 except _Conflict:
-                    live = None  # our picture is stale; the next round reads everything
-                    continue
+                    continue  # our picture was stale: the next round reads from the server
             raise kopf.TemporaryError("CanaryRelease kept changing under us", delay=1)
 
-    def _drive(self, rel: _Release, obj: JSON, live: Mapping[ObjectRef, JSON] | None) -> None:
+    def _drive(self, rel: _Release, obj: JSON) -> None:
         spec = obj.get("spec") or {}
         old = obj.get("status") or {}
         namespace = obj["metadata"]["namespace"]
@@ -357,7 +386,7 @@ class Controller:
             if spec.get("abort"):
                 self._abort(router, program, obj, base)
             else:
-                self._advance(router, program, obj, base, live)
+                self._advance(router, program, obj, base)
         except PERMANENT as exc:
             # Keep runId/step so an edit back to the original spec resumes this run.
             self._write_status(obj, {**old, **base, "phase": "Failed", "message": str(exc)})
@@ -389,7 +418,6 @@ class Controller:
         program: Program,
         obj: JSON,
         base: dict[str, Any],
-        live: Mapping[ObjectRef, JSON] | None,
     ) -> None:
         old = obj.get("status") or {}
         last = len(program.steps.steps) - 1
@@ -399,7 +427,7 @@ class Controller:
         pause_started = _parse_iso(old.get("pauseStartedAt"))
         if pause_started is None and step >= 0 and isinstance(program.steps.steps[step], Pause):
             pause_started = self.options.clock()  # status edited by hand: the clock restarts
-        verified = self._assert(router, program.state_at(step), live) if step >= 0 else True
+        verified = self._assert(router, program.state_at(step)) if step >= 0 else True
         if not done and verified and self._gate_open(program, obj, step, pause_started):
             if step == last:
                 done = True
@@ -413,14 +441,12 @@ class Controller:
                 obj = self._write_status(
                     obj, self._status(program, base, step, False, pause_started, done)
                 )
-                verified = self._assert(router, program.state_at(step), None)
+                verified = self._assert(router, program.state_at(step))
         self._write_status(obj, self._status(program, base, step, verified, pause_started, done))
 
-    def _assert(
-        self, router: Router, state: TrafficState, live: Mapping[ObjectRef, JSON] | None
-    ) -> bool:
+    def _assert(self, router: Router, state: TrafficState) -> bool:
         """Apply ``state`` (zero writes when in place) and tell whether the targets express it."""
-        outcome = router.apply_state(state, live=live)
+        outcome = router.apply_state(state)
         # Verify against what the server answered to our writes (the cache lags behind the
         # watch for a moment): no extra reads, and still the server's own view.
         return router.verify(state, live=outcome.result).ok
@@ -493,17 +519,6 @@ class Controller:
 # -- kopf wiring -----------------------------------------------------------------------------
 
 
-def _cache(indexes: Mapping[str, Any]) -> dict[ObjectRef, JSON]:
-    """Flatten the kopf indexes (``live_*`` kwargs) into the ``live=`` mapping a Router takes."""
-    out: dict[ObjectRef, JSON] = {}
-    for key, index in indexes.items():
-        if key.startswith("live_"):
-            for ref, store in index.items():
-                for obj in store:
-                    out[ref] = obj
-    return out
-
-
 def configure(settings: kopf.OperatorSettings, options: Options) -> None:
     """kopf settings of this operator (called at startup)."""
     # Our own annotation prefix, and no kopf progress in .status: the status schema is ours.
@@ -538,17 +553,9 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> Controller:
     def close(**_: Any) -> None:
         controller.close()
 
-    for i, resource in enumerate(options.watch):
-
-        @kopf.index(resource, id=f"live_{i}", registry=registry)
-        def index(body: kopf.Body, **_: Any) -> dict[ObjectRef, JSON]:
-            # A detached copy: kopf keeps mutating its own view as events arrive.
-            obj = copy.deepcopy(dict(body))
-            return {ObjectRef.of(obj): obj}
-
-    def reconcile(namespace: str | None, name: str, uid: str, **kwargs: Any) -> None:
+    def reconcile(namespace: str | None, name: str, uid: str, **_: Any) -> None:
         assert namespace is not None, "CanaryRelease is namespaced"
-        controller.reconcile(namespace, name, uid, _cache(kwargs) or None)
+        controller.reconcile(namespace, name, uid)
 
     kopf.on.create(RESOURCE, registry=registry, id="reconcile-create")(reconcile)
     kopf.on.resume(RESOURCE, registry=registry, id="reconcile-resume")(reconcile)

@@ -1,7 +1,6 @@
 """Entry point for ``kopf run examples/kopf-operator/main.py`` (knobs from the environment).
 
-    KUBECONFIG=~/.kube/config CANARY_WATCH=httproutes.v1.gateway.networking.k8s.io \\
-        kopf run --standalone --namespace shop examples/kopf-operator/main.py
+KUBECONFIG=~/.kube/config kopf run --standalone --namespace shop examples/kopf-operator/main.py
 """
 
 import sys

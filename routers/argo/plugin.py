@@ -31,7 +31,7 @@ from typing import Any
 
 from routers.argo.rollout import RolloutView, aborted, destinations
 from routers.argo.session import RouterFactory, Session, Sessions, make_router_factory
-from routers.cluster import ApiStatus, EventRecorder, Kube, Outcome
+from routers.cluster import ApiStatus, EventRecorder, Kube, Outcome, WatchCache
 from routers.errors import ApplyError, ConfigError, Problem, RoutersError
 from routers.model import AdditionalDestination, RemoveManagedRoutes, TrafficState
 from routers.model.config import plugin_name
@@ -73,7 +73,11 @@ def _hash(value: Any) -> str | None:
 
 
 class ArgoPlugin:
-    """Serves one ``trafficRouterPlugins`` entry (e.g. ``canary-routers/istio``)."""
+    """Serves one ``trafficRouterPlugins`` entry (e.g. ``canary-routers/istio``).
+
+    With ``cache`` (a :class:`WatchCache` on ``kube``), every Rollout's Router reads its
+    targets from memory: a steady SetWeight/VerifyWeight sends no GET, a step only its PATCH.
+    """
 
     def __init__(
         self,
@@ -82,17 +86,19 @@ class ArgoPlugin:
         *,
         registry: Registry | None = None,
         make_router: RouterFactory | None = None,
+        cache: WatchCache | None = None,
         events: EventRecorder | None = None,
         limit: int = 1024,
     ) -> None:
         self.plugin = plugin
         self.kube = kube
+        self.cache = cache
         self.events = events
         """Where the errors of :data:`EVENT_METHODS` are recorded (None: not recorded)."""
         self.registry = registry or default_registry()
         self.sessions = Sessions(
             plugin,
-            make_router or make_router_factory(kube, self.registry),
+            make_router or make_router_factory(kube, self.registry, cache),
             self.registry,
             limit=limit,
         )

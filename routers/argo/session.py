@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from routers.argo.rollout import RolloutView, status_weights
-from routers.cluster import Kube, Outcome, Router
+from routers.cluster import Kube, Outcome, Router, WatchCache
 from routers.cluster.holder import find_holder, write_annotation
 from routers.engine import bind
 from routers.errors import ConfigError, PlanError
@@ -275,8 +275,12 @@ class Sessions:
             return fresh
 
 
-def make_router_factory(kube: Kube, registry: Registry | None) -> RouterFactory:
+def make_router_factory(
+    kube: Kube, registry: Registry | None, cache: WatchCache | None = None
+) -> RouterFactory:
+    """Routers on ``kube``; with ``cache``, every session's Router reads through it."""
+
     def make(config: RoutingConfig) -> Router:
-        return Router(config, kube=kube, registry=registry)
+        return Router(config, kube=kube, registry=registry, cache=cache)
 
     return make

@@ -530,6 +530,11 @@ def cleanup(
     help="Also bind the roles to this ServiceAccount (e.g. argo-rollouts/argo-rollouts).",
 )
 @click.option(
+    "--watch-cache",
+    is_flag=True,
+    help="Also list and watch what is read (for a controller using routers.cluster.WatchCache).",
+)
+@click.option(
     "--events/--no-events",
     default=True,
     show_default=True,
@@ -540,6 +545,7 @@ def rbac(
     namespace: str | None,
     name: str,
     service_account: str | None,
+    watch_cache: bool,
     events: bool,
 ) -> None:
     """Print the minimal Role (and CRD-reading ClusterRole) a config needs."""
@@ -555,7 +561,12 @@ def rbac(
             )
         subject = (sa_ns, sa_name)
     manifests = rbac_manifests(
-        config, name=name, namespace=namespace, service_account=subject, events=events
+        config,
+        name=name,
+        namespace=namespace,
+        service_account=subject,
+        watch_cache=watch_cache,
+        events=events,
     )
     click.echo(dump_yaml(manifests), nl=False)
 
@@ -781,6 +792,14 @@ ARGO_REQUEST_SECONDS = 30.0
     type=click.Choice(["text", "hclog"]),
     help="hclog: '[LEVEL] message' lines, which Argo's plugin client logs at that level.",
 )
+@click.option(
+    "--watch-cache/--no-watch-cache",
+    envvar="CANARY_ROUTERS_WATCH_CACHE",
+    default=False,
+    show_default=True,
+    help="Read targets from one list+watch cache per kind and namespace instead of a GET per "
+    "call (needs list and watch: routers rbac --watch-cache; without them, GETs as before).",
+)
 def argo_plugin(
     plugin: str,
     kubeconfig: str | None,
@@ -788,6 +807,7 @@ def argo_plugin(
     workers: int,
     log_level: str,
     log_format: str,
+    watch_cache: bool,
 ) -> int:
     """Serve Argo Rollouts' traffic-router calls for the canary-routers bridge.
 
@@ -799,13 +819,21 @@ def argo_plugin(
 
     from routers.argo import ArgoPlugin, serve
     from routers.argo.server import EXIT_CALLS_LEFT, log_handler
-    from routers.cluster import EventRecorder
+    from routers.cluster import EventRecorder, WatchCache
     from routers.cluster.connect import connect
 
     logging.basicConfig(level=log_level.upper(), handlers=[log_handler(plugin, log_format)])
     kube = connect(kubeconfig, context, timeouts=_timeouts(ARGO_REQUEST_SECONDS))
-    handler = ArgoPlugin(plugin, kube, events=EventRecorder(kube.transport, plugin))
-    code = serve(handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers)
+    # A first read waits for its kind's first list at most a third of a call's 60 s, then GETs.
+    cache = WatchCache(kube, sync_timeout=ARGO_REQUEST_SECONDS / 3) if watch_cache else None
+    handler = ArgoPlugin(plugin, kube, cache=cache, events=EventRecorder(kube.transport, plugin))
+    try:
+        code = serve(
+            handler.handle, plugin=plugin, version=version("canary-routers"), workers=workers
+        )
+    finally:
+        if cache is not None:
+            cache.stop(timeout=5.0)  # ends every watch; reads still running go to the server
     if code == EXIT_CALLS_LEFT:
         # The interpreter would join the call threads still running at exit: end without them.
         logging.shutdown()

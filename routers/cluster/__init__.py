@@ -1,6 +1,7 @@
 """Cluster layer: the only code that talks to the API server (through the official client).
 
 * :class:`Router` -- the controller-facing API (threads welcome);
+* :class:`WatchCache` -- list+watch cache shared by many Routers: no GET in a steady state;
 * :func:`reconcile` -- read, plan, apply with guards, retry conflicts, revert partial applies;
 * :func:`rbac_manifests` -- the minimal Role a config needs;
 * :class:`EventRecorder` -- best-effort Kubernetes Events on the objects we act for.
@@ -15,6 +16,7 @@ from routers.cluster._transport import (
     Timeouts,
     Transport,
 )
+from routers.cluster._watch import CacheStats, WatchCache
 from routers.cluster.events import EventRecorder, InvolvedObject
 from routers.cluster.rbac import rbac_manifests
 from routers.cluster.router import Router
@@ -24,6 +26,7 @@ __all__ = [
     "FIELD_MANAGER",
     "ApiStatus",
     "Applied",
+    "CacheStats",
     "EventRecorder",
     "InvolvedObject",
     "Kube",
@@ -33,6 +36,7 @@ __all__ = [
     "Router",
     "Timeouts",
     "Transport",
+    "WatchCache",
     "execute",
     "gather_facts",
     "rbac_manifests",

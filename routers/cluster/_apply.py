@@ -19,13 +19,14 @@ from typing import Any
 
 from routers.cluster._kube import Kube
 from routers.cluster._transport import ApiStatus
+from routers.cluster._watch import WatchCache
 from routers.contract import ClusterFacts
 from routers.engine import Binding, bind, crd_facts, gather, plan_all
 from routers.errors import ApplyError, ConflictError, ForbiddenError, RoutersError
 from routers.model import Desired, RoutingConfig
 from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef
-from routers.planning.patch import inverse_ops
-from routers.planning.plan import Create, Operation, Patch, Plan
+from routers.planning.patch import inverse_ops, wire_ops
+from routers.planning.plan import Create, Delete, Operation, Patch, Plan
 from routers.registry import Registry
 
 __all__ = ["Applied", "Outcome", "execute", "gather_facts", "lister", "reader", "reconcile"]
@@ -116,10 +117,16 @@ def is_conflict(exc: ApiStatus, verb: str) -> bool:
     return exc.code == 404 and verb in ("patch", "delete")
 
 
-def reader(kube: Kube) -> Callable[[ObjectRef], JSON | None]:
+def reader(
+    kube: Kube, cache: WatchCache | None = None, *, fresh: bool = False
+) -> Callable[[ObjectRef], JSON | None]:
+    """Reads for ``gather``: from ``cache`` when there is one (``fresh``: from the server, and
+    the cache keeps the answer), else a GET; API errors become :class:`ApplyError`."""
+    get = kube.get if cache is None else (cache.fresh if fresh else cache.get)
+
     def read(ref: ObjectRef) -> JSON | None:
         try:
-            return kube.get(ref)
+            return get(ref)
         except ApiStatus as exc:
             resource = _resource_name(kube, ref)
             raise _api_error(exc, "get", ref, resource) from None
@@ -127,10 +134,18 @@ def reader(kube: Kube) -> Callable[[ObjectRef], JSON | None]:
     return read
 
 
-def lister(kube: Kube) -> Callable[[SelectorRef], list[JSON]]:
+def lister(
+    kube: Kube, cache: WatchCache | None = None, *, fresh: bool = False
+) -> Callable[[SelectorRef], list[JSON]]:
+    """Selector lists for ``gather``: from ``cache`` when there is one (it holds every object of
+    the kind in the namespace; ``fresh``: one LIST, and the cache keeps the answer), else one
+    LIST; API errors become :class:`ApplyError`."""
+
     def list_objects(selector: SelectorRef) -> list[JSON]:
         try:
-            return kube.list_selected(selector)
+            if cache is None:
+                return kube.list_selected(selector)
+            return cache.select_fresh(selector) if fresh else cache.select(selector)
         except ApiStatus as exc:
             ref = ObjectRef(selector.group, selector.kind, selector.namespace, "", selector.version)
             raise _api_error(exc, "list", ref, _resource_name(kube, ref)) from None
@@ -185,9 +200,6 @@ def _strip(obj: Mapping[str, Any]) -> JSON:
     return out
 
 
-_RV_GUARD_PATH = "/metadata/resourceVersion"
-
-
 def _do(
     kube: Kube, op: Operation, live: LiveObjects, dry_run: bool, relaxed: bool = False
 ) -> Applied:
@@ -195,12 +207,10 @@ def _do(
     if isinstance(op, Create):
         return Applied(op, None, kube.create(op.ref, op.body, dry_run=dry_run))
     if isinstance(op, Patch):
-        ops = op.ops
-        if relaxed:
-            # Under a writer that changes the object faster than we can read-plan-write (Argo CD
-            # self-heal, a mutating webhook), the resourceVersion test never passes. The identity
-            # and value guards of each edit still hold, so the edit cannot land in the wrong place.
-            ops = tuple(o for o in ops if not (o["op"] == "test" and o["path"] == _RV_GUARD_PATH))
+        # Relaxed: under a writer that changes the object faster than we can read-plan-write
+        # (Argo CD self-heal, a mutating webhook), the resourceVersion test never passes; the
+        # identity and value guards of each edit still keep it in its place.
+        ops = wire_ops(op.ops, relaxed=relaxed)
         return Applied(op, before, kube.json_patch(op.ref, ops, dry_run=dry_run))
     kube.delete(op.ref, uid=op.uid, resource_version=op.resource_version, dry_run=dry_run)
     return Applied(op, before, None)
@@ -274,6 +284,14 @@ def execute(
     return journal
 
 
+def _remember(cache: WatchCache, journal: Sequence[Applied]) -> None:
+    for done in journal:
+        if done.after is not None:
+            cache.record(done.after)
+        elif isinstance(done.op, Delete):
+            cache.record_deleted(done.op.ref, done.op.resource_version)
+
+
 def reconcile(
     kube: Kube,
     config: RoutingConfig,
@@ -289,19 +307,32 @@ def reconcile(
     backoff: float = 0.05,
     sleep: Callable[[float], None] = time.sleep,
     jitter: Callable[[], float] = random.random,
+    cache: WatchCache | None = None,
+    read: Callable[[ObjectRef], JSON | None] | None = None,
 ) -> Outcome:
     """Make the cluster express ``desired``. Writes nothing when it already does.
 
     Each attempt reads, plans and writes with every guard. After ``relax_after`` conflicting
     attempts the resourceVersion guard is dropped (identity and value guards stay), so a hot
     foreign writer of unrelated fields cannot starve us; ``relax_after=None`` never relaxes.
+
+    With a ``cache``, the first attempt reads from it (no request when it holds the targets);
+    a conflict means it was stale, so later attempts read from the server. Every write response
+    goes into the cache, so the next step and ``verify`` see it without waiting for the watch.
+    ``read`` replaces the first attempt's reader (the Router's, which reuses parsed objects).
     """
     bindings = list(bindings) if bindings is not None else bind(config, registry)
     facts = facts or gather_facts(kube, bindings)
     known = live
     last: _Retry | None = None
     for attempt in range(1, max_attempts + 1):
-        snapshot = gather(bindings, reader(kube), known, list_objects=lister(kube))
+        first = read if read is not None and last is None else None
+        snapshot = gather(
+            bindings,
+            first or reader(kube, cache, fresh=last is not None),
+            known,
+            list_objects=lister(kube, cache, fresh=last is not None),
+        )
         plans = plan_all(bindings, snapshot, desired, facts, routing=config)
         if all(p.empty for p in plans):
             return Outcome(tuple(plans), (), attempt, dry_run, snapshot)
@@ -319,6 +350,8 @@ def reconcile(
             known = None  # the cache was stale: read from the server
             sleep(min(backoff * 2 ** (attempt - 1), 2.0) * jitter())
             continue
+        if cache is not None and not dry_run:
+            _remember(cache, journal)
         return Outcome(tuple(plans), tuple(journal), attempt, dry_run, snapshot)
     assert last is not None
     raise ConflictError(

@@ -39,6 +39,13 @@ class ResourceInfo:
         base += f"/{self.plural}"
         return base + (f"/{quote(name, safe='')}" if name else "")
 
+    def collection(self, namespace: str | None) -> str:
+        """Where to list or watch: one namespace, or every namespace when ``None``."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        return f"{base}/{self.plural}"
+
     @property
     def resource(self) -> str:
         return f"{self.plural}.{self.group}" if self.group else self.plural

@@ -77,7 +77,11 @@ class Timeouts:
     @property
     def watch(self) -> tuple[float, float]:
         """``_request_timeout`` of a watch with ``timeoutSeconds=watch_seconds``."""
-        return (self.connect, self.watch_seconds + self.watch_slack)
+        return self.watch_for(self.watch_seconds)
+
+    def watch_for(self, seconds: float) -> tuple[float, float]:
+        """``_request_timeout`` of a watch the server ends after ``seconds``."""
+        return (self.connect, seconds + self.watch_slack)
 
 
 DEFAULT_TIMEOUTS = Timeouts()
@@ -86,6 +90,7 @@ DEFAULT_TIMEOUTS = Timeouts()
 @dataclass(frozen=True)
 class RequestRecord:
     method: str
+    """The HTTP method, or ``WATCH`` for a watch stream (a GET whose response is a stream)."""
     path: str
     status: int
     request_bytes: int
@@ -202,8 +207,9 @@ class Transport:
         timeouts: Timeouts,
     ) -> Any:
         # The client serialises the body itself (json.dumps); a JSON patch must stay a list, or
-        # the client silently switches the content type to strategic merge.
-        sent = 0 if body is None else len(json.dumps(body).encode())
+        # the client silently switches the content type to strategic merge. Its size is only
+        # worth a second serialisation when a hook counts it.
+        sent = 0 if body is None or not self._hooks else len(json.dumps(body).encode())
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method_, url, header_params, serialized, _ = self.api_client.param_serialize(
             method,
@@ -230,6 +236,47 @@ class Transport:
         if not 200 <= status <= 299:
             raise _status_error(status, text)
         return json.loads(text) if text else None
+
+    def open_stream(self, path: str, *, query: Sequence[tuple[str, str]] = (), seconds: int) -> Any:
+        """A watch: a GET with ``timeoutSeconds=seconds`` whose body is read as a stream (the
+        unread urllib3 response, which the caller must close). Each wait for the next bytes
+        is bounded by ``seconds`` plus ``Timeouts.watch_slack``: a watch silent for longer than
+        the server's own limit has a dead connection, not a quiet one."""
+        headers = {"Accept": "application/json"}
+        method_, url, header_params, _, _ = self.api_client.param_serialize(
+            "GET",
+            path,
+            query_params=[*query, ("timeoutSeconds", str(seconds))],
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api_client.call_api(
+                method_,
+                url,
+                header_params,
+                None,
+                _request_timeout=self.timeouts.watch_for(seconds),
+            )
+        except ApiException as exc:
+            body = exc.body if isinstance(exc.body, str) else (exc.body or b"").decode()
+            self._record(RequestRecord("WATCH", path, int(exc.status or 0), 0, len(body)))
+            raise _status_error(int(exc.status or 0), body) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._record(RequestRecord("WATCH", path, 0, 0, 0))
+            reason = getattr(exc, "reason", None) or exc
+            host = self.api_client.configuration.host
+            raise ApiStatus(
+                0, "Unreachable", f"cannot reach the API server at {host}: {reason}"
+            ) from None
+        raw = resp.response
+        status = int(resp.status)
+        self._record(RequestRecord("WATCH", path, status, 0, 0))
+        if not 200 <= status <= 299:
+            text = (raw.data or b"").decode("utf-8", "replace")
+            raw.release_conn()
+            raise _status_error(status, text)
+        return raw
 
     def _record(self, rec: RequestRecord) -> None:
         with self._lock:

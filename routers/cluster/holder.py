@@ -19,10 +19,11 @@ __all__ = ["find_holder", "write_annotation"]
 
 
 def find_holder(
-    router: Router, live: Mapping[ObjectRef, JSON | None] | None = None
+    router: Router, live: Mapping[ObjectRef, JSON | None] | None = None, *, fresh: bool = False
 ) -> tuple[ObjectRef, JSON] | None:
-    """The first target that exists (objects in ``live`` are not read again)."""
-    snapshot = router.read(live=live)
+    """The first target that exists (objects in ``live`` are not read again; ``fresh`` reads
+    from the server even through a watch cache)."""
+    snapshot = router.read(live=live, fresh=fresh)
     for ref in router.targets(live=snapshot):
         obj = snapshot.get(ref)
         if obj is not None:
@@ -44,9 +45,10 @@ def write_annotation(
     fresh read after a conflict). ``found`` is a holder already read (saves a GET). Returns
     ``None`` when no target exists, and the unchanged holder when nothing changes.
     """
+    stale = False
     for _ in range(attempts):
         if found is None:
-            found = find_holder(router)
+            found = find_holder(router, fresh=stale)
         if found is None:
             return None
         ref, obj = found
@@ -60,12 +62,16 @@ def write_annotation(
         if not builder.changed:
             return found
         try:
-            return ref, router.kube.json_patch(ref, builder.ops())
+            written = router.kube.json_patch(ref, builder.ops())
         except ApiStatus as exc:
             if exc.code in (409, 422):
-                found = None
+                # What we read was stale (a watch cache may lag): read from the server.
+                found, stale = None, True
                 continue
             raise ApplyError(
                 str(ref), code=exc.code, reason=exc.reason, message=exc.message, operation="patch"
             ) from None
+        if router.cache is not None:
+            router.cache.record(written)  # the next read sees it, not the watch's lag
+        return ref, written
     raise ConflictError(f"annotation {key}", attempts, "the holder object keeps changing")

@@ -19,15 +19,17 @@ def rbac_manifests(
     name: str = "canary-routers",
     namespace: str | None = None,
     service_account: tuple[str, str] | None = None,
+    watch_cache: bool = False,
     events: bool = False,
 ) -> list[dict[str, Any]]:
     """A namespaced Role with the plugins' permissions, and a ClusterRole that may read the CRDs
     whose facts the plugins use (optional: without it, plugins fall back to their config).
 
     With ``service_account`` (namespace, name), e.g. Argo Rollouts' controller running our
-    plugin, a RoleBinding and a ClusterRoleBinding grant both to it. With ``events``, the Role
-    may also record Events (the Argo plugin's Warning Events on the Rollout: create, then get
-    and patch to count repeats on the same Event).
+    plugin, a RoleBinding and a ClusterRoleBinding grant both to it. With ``watch_cache``, every
+    resource that may be read may also be listed and watched (a :class:`WatchCache` does). With
+    ``events``, the Role may also record Events (the Argo plugin's Warning Events on the Rollout:
+    create, then get and patch to count repeats on the same Event).
     """
     bindings = bind(config, registry)
     verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -36,6 +38,10 @@ def rbac_manifests(
         for perm in b.plugin.permissions(b.config):
             verbs[(perm.group, perm.resource)].update(perm.verbs)
         crds.update(b.plugin.crds)
+    if watch_cache:
+        for granted in verbs.values():
+            if "get" in granted:
+                granted.update(("list", "watch"))
     if events:
         verbs[("", "events")].update(("create", "get", "patch"))
     rules = [

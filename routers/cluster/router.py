@@ -9,14 +9,17 @@ The verbs transform the router's in-memory state, which a restarted process does
 controller should store its desired state durably (e.g. in its resource's status) and call
 ``apply_state`` with it on every reconcile.
 
-Pass ``live=`` (e.g. objects from an informer cache) to skip the reads; a stale cache costs one
-conflict and a fresh read, never a lost write.
+Give many Routers one :class:`WatchCache` (``Router(config, cache=cache)``) and they read from
+memory kept current by list+watch: a steady state sends no request at all, a write's response is
+seen by the next step and by ``verify`` at once. Or pass ``live=`` (objects from your own
+informer) per call. Either way a stale object costs one conflict and a fresh read, never a lost
+write.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -24,6 +27,7 @@ from kubernetes.client import ApiClient
 from routers.cluster._apply import Outcome, gather_facts, lister, reader, reconcile
 from routers.cluster._kube import Kube
 from routers.cluster._transport import DEFAULT_TIMEOUTS, Timeouts, Transport
+from routers.cluster._watch import WatchCache
 from routers.cluster.connect import connect
 from routers.contract import ClusterFacts, Observation
 from routers.engine import (
@@ -48,7 +52,7 @@ from routers.model import (
     SetWeight,
     TrafficState,
 )
-from routers.planning.objects import JSON, LiveObjects, ObjectRef
+from routers.planning.objects import JSON, LiveObjects, ObjectRef, resource_version
 from routers.planning.plan import Plan
 from routers.registry import Registry
 
@@ -64,18 +68,28 @@ class Router:
         kube: Kube | None = None,
         registry: Registry | None = None,
         state: TrafficState | None = None,
+        cache: WatchCache | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> None:
+        """``timeouts`` bound the requests of a Router made from an ``api_client``; a ``kube``
+        or a ``cache`` brings its own transport's."""
         if kube is None:
-            if api_client is None:
-                raise TypeError("Router needs an api_client or a kube")
-            kube = Kube(Transport(api_client, timeouts=timeouts))
+            if cache is not None:
+                kube = cache.kube
+            elif api_client is None:
+                raise TypeError("Router needs an api_client, a kube or a cache")
+            else:
+                kube = Kube(Transport(api_client, timeouts=timeouts))
         self.config = config
         self.kube = kube
+        self.cache = cache
         self._bindings: list[Binding] = bind(config, registry)
         self._lock = threading.RLock()
         self._facts: ClusterFacts | None = None
         self._state = state or TrafficState(total=config.max_traffic_weight or 100)
+        self._seen: dict[ObjectRef, JSON] = {}
+        """With a cache: the parsed targets as this Router last read or wrote them (read-only,
+        like every object a plan is made from)."""
 
     @classmethod
     def from_kubeconfig(
@@ -98,10 +112,50 @@ class Router:
             return self._state
 
     def facts(self, *, refresh: bool = False) -> ClusterFacts:
+        """Served versions and CRD facts, read once (Routers sharing a cache share them)."""
         with self._lock:
             if self._facts is None or refresh:
-                self._facts = gather_facts(self.kube, self._bindings)
+                cache = self.cache
+                if cache is None:
+                    self._facts = gather_facts(self.kube, self._bindings)
+                else:
+                    key = ("facts", *sorted({n for b in self._bindings for n in b.plugin.crds}))
+                    if refresh:
+                        cache.forget_shared(key)
+                    facts = cache.shared(key, lambda: gather_facts(self.kube, self._bindings))
+                    assert isinstance(facts, ClusterFacts)
+                    self._facts = facts
             return self._facts
+
+    def _reader(self, *, fresh: bool = False) -> Callable[[ObjectRef], JSON | None]:
+        read = reader(self.kube, self.cache, fresh=fresh)
+        cache = self.cache
+        if cache is None:
+            return read
+        seen = self._seen
+
+        def remembering(ref: ObjectRef) -> JSON | None:
+            # The parsed copy of the version the cache holds, when this Router has it (its own
+            # last write's response, or its last read): steady steps parse nothing.
+            known = seen.get(ref)
+            if not fresh and known is not None and cache.version(ref) == resource_version(known):
+                return known
+            obj = read(ref)
+            if obj is None:
+                seen.pop(ref, None)
+            else:
+                seen[ref] = obj
+            return obj
+
+        return remembering
+
+    def _remember(self, outcome: Outcome) -> None:
+        if self.cache is not None and not outcome.dry_run:
+            for ref, obj in outcome.result.items():
+                if obj is None:
+                    self._seen.pop(ref, None)
+                else:
+                    self._seen[ref] = obj
 
     # -- declarative ----------------------------------------------------------------------------
 
@@ -121,7 +175,10 @@ class Router:
                 live=live,
                 facts=self.facts(),
                 dry_run=dry_run,
+                cache=self.cache,
+                read=self._reader(),
             )
+            self._remember(outcome)
             if not dry_run:
                 self._state = state
             return outcome
@@ -142,7 +199,10 @@ class Router:
                 live=live,
                 facts=self.facts(),
                 dry_run=dry_run,
+                cache=self.cache,
+                read=self._reader(),
             )
+            self._remember(outcome)
             if not dry_run:
                 self._state = TrafficState(total=self._state.total)
             return outcome
@@ -178,9 +238,13 @@ class Router:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def read(self, *, live: Mapping[ObjectRef, JSON | None] | None = None) -> LiveObjects:
-        """The targets as they are now (objects in ``live`` are not read again)."""
-        return gather(self._bindings, reader(self.kube), live, list_objects=lister(self.kube))
+    def read(
+        self, *, live: Mapping[ObjectRef, JSON | None] | None = None, fresh: bool = False
+    ) -> LiveObjects:
+        """The targets as they are now (objects in ``live`` are not read again); ``fresh``
+        reads from the server even with a cache (after a conflict)."""
+        list_objects = lister(self.kube, self.cache, fresh=fresh)
+        return gather(self._bindings, self._reader(fresh=fresh), live, list_objects=list_objects)
 
     def plan(
         self, desired: Desired, *, live: Mapping[ObjectRef, JSON | None] | None = None

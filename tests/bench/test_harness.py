@@ -286,3 +286,93 @@ def test_throughput_keeps_the_median_round_and_sums_errors() -> None:
     assert row["stepsPerSecond"] == 20.0
     assert row["rounds"] == [30.0, 10.0, 20.0]
     assert row["errors"] == 3
+
+
+def _latency_row(p50: tuple[float, float], p99: tuple[float, float]) -> dict[str, Any]:
+    return {
+        "plugin": "istio",
+        "object": "VS",
+        "samples": 3,
+        "oursP50Ms": p50[0],
+        "rawP50Ms": p50[1],
+        "ratioP50": round(p50[0] / p50[1], 2),
+        "oursP99Ms": p99[0],
+        "rawP99Ms": p99[1],
+        "ratioP99": round(p99[0] / p99[1], 2),
+        "oursCpuMs": 1.0,
+        "rawCpuMs": 0.5,
+        "patchBytes": 200,
+        "responseBytes": 14000,
+        "cacheGets": 0,
+    }
+
+
+def test_issue_15_verdicts_latency_watch_gets_and_both_throughput_modes() -> None:
+    results = {
+        "api": {"rows": [_api_row("ours-watch", [1] * 10), _api_row("ours-watch", [1] * 10, 1)]},
+        "latency": {"rows": [_latency_row((5.0, 4.5), (20.0, 10.0))]},
+        "throughput": {
+            "rows": [
+                {
+                    "plugin": "istio",
+                    "rollouts": 500,
+                    "driver": d,
+                    "stepsPerSecond": 30.0,
+                    "vsBaseline": ratio,
+                    "errors": 0,
+                }
+                for d, ratio in (("ours-read", 0.5), ("ours-watch", 2.1), ("ours-live", 1.9))
+            ]
+        },
+    }
+    verdicts = report.evaluate(results)
+    gets = [v for v in verdicts if v.target.startswith("0 GETs")]
+    assert [v.ok for v in gets] == [True, False]
+    (p50,) = [v for v in verdicts if v.target.endswith("(median)")]
+    (p99,) = [v for v in verdicts if v.target.endswith("(p99)")]
+    assert (p50.ok, p99.ok) == (True, False)
+    assert p99.gap == "2.0x, 1.60x over the goal"
+    tp = {v.case: v.ok for v in verdicts if v.target.startswith(">=2x")}
+    assert tp == {"istio N=500 (ours-watch)": True, "istio N=500 (ours-live)": False}
+
+
+def test_render_names_the_command_the_load_and_the_new_tables() -> None:
+    results: dict[str, Any] = {
+        "date": "2026-01-01 00:00 UTC",
+        "mode": "full",
+        "seconds": 10,
+        "command": "uv run python -m bench --update-readme",
+        "note": "2 cores shared with other jobs",
+        "machine": {
+            "nproc": 2,
+            "cpu": "x",
+            "memoryGiB": 1,
+            "implementation": "CPython",
+            "python": "3.11",
+            "kernel": "6",
+            "loadAverageAtStart": [1, 2, 3],
+            "loadAverageAtEnd": [3, 2, 1],
+        },
+        "latency": {"rows": [_latency_row((5.0, 4.5), (20.0, 10.0))]},
+        "memory": {
+            "rows": [],
+            "cache": [
+                {
+                    "plugin": "istio",
+                    "object": "VS",
+                    "objectBytes": 13747,
+                    "points": [
+                        {"rollouts": 1000, "rssKiB": 12288},
+                        {"rollouts": 5000, "rssKiB": 61440},
+                    ],
+                    "kibPerRollout": 12.29,
+                    "dictsKibPerRollout": 138.1,
+                }
+            ],
+        },
+    }
+    text = report.render(results)
+    assert "Command: `uv run python -m bench --update-readme`" in text
+    assert "Load: 2 cores shared with other jobs" in text
+    assert "| istio | VS | 3 | 5.0 | 4.5 | 1.11 | 20.0 | 10.0 | 2.0 | 1.0 / 0.5 |" in text
+    assert "| istio | VS | 13747 | 12.0 | 60.0 | 12.29 | 138.1 |" in text

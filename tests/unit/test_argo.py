@@ -19,7 +19,7 @@ import pytest
 
 from routers.argo import RECORD_PREFIX, ArgoPlugin, CallError, routing_document, serve
 from routers.argo.rollout import RolloutView, destinations, status_weights
-from routers.cluster import ApiStatus, ResourceInfo
+from routers.cluster import DEFAULT_TIMEOUTS, ApiStatus, Kube, ResourceInfo, WatchCache
 from routers.errors import ConfigError
 from routers.model import WEIGHT_SCOPE_ANNOTATION
 from routers.planning.objects import ObjectRef
@@ -422,6 +422,59 @@ def test_a_changed_config_builds_a_new_router_and_keeps_what_argo_said() -> None
     p.handle("UpdateHash", ro, {"canaryHash": "c", "stableHash": "s"})  # weight from memory: 30
     moved = kube.objects[ObjectRef("networking.istio.io", "VirtualService", NS, "web2")]
     assert moved["spec"]["http"][0]["route"][1]["weight"] == 30
+
+
+class _WatchedKube(FakeKube, Kube):
+    """The fake, as a Kube a WatchCache takes (FakeKube's methods win)."""
+
+
+class _QuietSource:
+    """Lists what the fake holds; its watches deliver nothing until stopped."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
+        self.lists = 0
+
+    def list(self, info: ResourceInfo, namespace: str | None, **_: Any) -> dict[str, Any]:
+        self.lists += 1
+        items = [
+            copy.deepcopy(o)
+            for r, o in self.kube.objects.items()
+            if r.kind.lower() + "s" == info.plural and namespace in (None, r.namespace)
+        ]
+        return {"metadata": {"resourceVersion": str(self.kube.rv)}, "items": items}
+
+    def watch(self, info: ResourceInfo, namespace: str | None, **_: Any) -> Any:
+        return _Silent()
+
+
+class _Silent:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def __iter__(self) -> Any:
+        self.done.wait(30)
+        return iter(())
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+def test_with_a_watch_cache_steady_calls_read_nothing_and_verify_sees_the_write() -> None:
+    kube = _WatchedKube(virtual_service())
+    source = _QuietSource(kube)
+    with WatchCache(kube, source=source, timeouts=DEFAULT_TIMEOUTS) as cache:
+        p = ArgoPlugin(PLUGIN, kube, cache=cache)  # type: ignore[arg-type]
+        assert p.sessions.get(RolloutView.of(rollout(), PLUGIN)).router.cache is cache
+        for w in (10, 20, 30):
+            set_weight(p, rollout(weights=w - 10), w)
+            # The write's response is in the cache: verified without a read or a wait.
+            assert p.handle("VerifyWeight", rollout(weights=w), {"desiredWeight": w}) == "Verified"
+            p.handle("UpdateHash", rollout(weights=w), {"canaryHash": "c", "stableHash": "s"})
+        assert weights(kube) == (30, 70)
+        assert [(verb, ref.name) for verb, ref, _ in kube.writes] == [("patch", "web")] * 3
+        assert (kube.gets, source.lists) == (0, 1), "one list, then memory only"
+        assert cache.stats().gets == 0
 
 
 # -- the protocol loop --------------------------------------------------------------------

@@ -329,3 +329,47 @@ def test_argo_plugin_requests_stay_inside_the_bridges_call_limit(
     monkeypatch.setattr(routers.cluster.connect, "connect", connect)
     assert main(["argo-plugin", "--plugin", "canary-routers/istio", *flag]) == 1
     assert [t.request for t in seen] == [(10.0, read)]
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "cached"),
+    [([], None, False), (["--watch-cache"], None, True), ([], "1", True), ([], "0", False)],
+)
+def test_argo_plugin_serves_from_a_watch_cache_when_asked(
+    flag: list[str], env: str | None, cached: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--watch-cache`` (or CANARY_ROUTERS_WATCH_CACHE, which the bridge's environment
+    passes on): every Rollout's Router reads through one WatchCache, stopped when serving ends."""
+    from kubernetes.client import ApiClient, Configuration
+
+    import routers.argo
+    import routers.cluster.connect
+    from routers.cluster import Kube, Transport, WatchCache
+
+    if env is not None:
+        monkeypatch.setenv("CANARY_ROUTERS_WATCH_CACHE", env)
+    kubes: list[Kube] = []
+
+    def connect(*args: Any, timeouts: Any) -> Kube:
+        kubes.append(
+            Kube(Transport(ApiClient(Configuration(host="http://127.0.0.1:1")), timeouts=timeouts))
+        )
+        return kubes[-1]
+
+    monkeypatch.setattr(routers.cluster.connect, "connect", connect)
+    handlers: list[Any] = []
+
+    def serve(handle: Any, **_: Any) -> int:
+        handlers.append(handle.__self__)
+        return 0
+
+    monkeypatch.setattr(routers.argo, "serve", serve)
+    assert main(["argo-plugin", "--plugin", "canary-routers/istio", *flag]) == 0
+    (handler,) = handlers
+    if not cached:
+        assert handler.cache is None
+        return
+    assert isinstance(handler.cache, WatchCache)
+    assert handler.cache.kube is kubes[0]
+    assert handler.cache.timeouts.read == 30.0, "the plugin's request limit"
+    assert handler.cache.stopped

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import copy
+
+import jsonpatch
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routers.planning.objects import ObjectRef
-from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer
+from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer, wire_ops
 
 LIVE = {
     "apiVersion": "v1",
@@ -86,6 +91,13 @@ def test_trailing_guards_are_dropped() -> None:
         ({"a": [1]}, {"a": [1]}, True),
         ("1", 1, False),
         (None, None, True),
+        # Containers (the C-speed path must agree with the exact walk):
+        ({"a": [True]}, {"a": [1]}, False),  # Python's == says equal
+        ([{"w": 1}], [{"w": 1.0}], True),  # serialised differently, JSON-equal
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True),  # key order
+        ([[1, 2]], [(1, 2)], True),  # a tuple from code against a decoded list
+        ({"a": [0]}, {"a": [False]}, False),
+        ({"a": {"b": "x"}}, {"a": {"b": "y"}}, False),
     ],
 )
 def test_json_equal(a: object, b: object, eq: bool) -> None:
@@ -114,3 +126,88 @@ def test_inverse_ops_restore_and_guard_only_what_we_wrote() -> None:
     touched = apply_ops(after, [{"op": "replace", "path": "/spec/list/1/w", "value": 5}])
     with pytest.raises(jsonpatch.JsonPatchTestFailed):
         apply_ops(touched, inverse)
+
+
+def _weights_patch() -> tuple[dict[str, object], ...]:
+    b = PatchBuilder(LIVE)
+    b.test("/spec/list/1/name")
+    b.replace("/spec/list/1/w", 5)
+    return b.ops()
+
+
+def test_wire_ops_strict_sends_the_resource_version_guard_and_the_edits_only() -> None:
+    ops = _weights_patch()
+    sent = wire_ops(ops)
+    assert sent == (ops[0], ops[2])
+    assert apply_ops(LIVE, sent) == apply_ops(LIVE, ops)
+    # The one guard left still refuses any other version of the object.
+    moved = {**LIVE, "metadata": {**LIVE["metadata"], "resourceVersion": "8"}}  # type: ignore[dict-item]
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        apply_ops(moved, sent)
+
+
+def test_wire_ops_relaxed_keeps_identity_guards_and_drops_only_the_resource_version() -> None:
+    ops = _weights_patch()
+    sent = wire_ops(ops, relaxed=True)
+    assert sent == ops[1:]
+    # Someone reordered the list: the identity guard catches it, whatever the resourceVersion.
+    reordered = {**LIVE, "spec": {"list": [{"name": "b", "w": 2}, {"name": "a", "w": 1}]}}
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        apply_ops(reordered, sent)
+
+
+def test_wire_ops_keeps_every_guard_without_a_resource_version() -> None:
+    b = PatchBuilder({"spec": LIVE["spec"]})
+    b.test("/spec/list/1/name")
+    b.replace("/spec/list/1/w", 5)
+    assert wire_ops(b.ops()) == b.ops()
+    assert wire_ops(b.ops(), relaxed=True) == b.ops()
+
+
+def _paths(doc: object, prefix: str = "") -> list[str]:
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, prefix + "/" + escape(k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, f"{prefix}/{i}")
+    return out
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text("ab/~", max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text("ab/~", max_size=2), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(st.text("ab/~", max_size=2), _json, max_size=4), data=st.data())
+def test_the_builders_working_copy_is_what_rfc_6902_makes_of_its_ops(
+    doc: dict[str, object], data: st.DataObject
+) -> None:
+    """The builder applies its own ops natively (fast path); jsonpatch must agree, every time."""
+    before = copy.deepcopy(doc)
+    b = PatchBuilder(doc)
+    for _ in range(data.draw(st.integers(1, 6))):
+        paths = _paths(b.doc)
+        if not paths:
+            b.set("/new", data.draw(_json))
+            continue
+        path = data.draw(st.sampled_from(paths))
+        parent = b.get(path.rsplit("/", 1)[0]) if path.count("/") > 1 else b.doc
+        action = data.draw(st.sampled_from(["replace", "remove", "add", "set"]))
+        if action == "replace":
+            b.replace(path, data.draw(_json))
+        elif action == "remove":
+            b.remove(path)
+        elif action == "add" and isinstance(parent, list):
+            b.add(path, data.draw(_json))  # insert before an existing element
+        else:
+            b.set(path + "/x" if isinstance(b.get(path), dict) else path, data.draw(_json))
+    assert doc == before, "the live object must never change"
+    assert json_equal(apply_ops(doc, b.ops()), b.doc)

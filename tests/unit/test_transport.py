@@ -166,7 +166,7 @@ def test_is_transient() -> None:
     assert not is_transient(UnsupportedError("p", "i", "r"))
 
 
-def test_relaxed_attempts_drop_only_the_resource_version_guard() -> None:
+def test_guards_on_the_wire_strict_sends_rv_only_relaxed_drops_only_rv() -> None:
     from routers.cluster import execute
     from routers.planning.objects import LiveObjects, ObjectRef
     from routers.planning.plan import Patch, Plan
@@ -188,8 +188,9 @@ def test_relaxed_attempts_drop_only_the_resource_version_guard() -> None:
     live = LiveObjects([(ref, {"metadata": {"resourceVersion": "7"}})])
     execute(Kube(), [plan], live)  # type: ignore[arg-type]
     execute(Kube(), [plan], live, relax_resource_version=True)  # type: ignore[arg-type]
-    assert sent[0] == list(ops)
-    assert sent[1] == list(ops[1:])  # identity guard kept
+    # Strict: the resourceVersion pins the whole object; the identity guard is implied.
+    assert sent[0] == [ops[0], ops[2]]
+    assert sent[1] == list(ops[1:])  # relaxed: identity guard kept, resourceVersion dropped
 
 
 def test_every_request_carries_a_connect_and_a_read_timeout() -> None:

@@ -751,6 +751,8 @@ class RoutePlanner:
             return []
         split = weights.split(state)
         routes = ordered_routes(state, self.config.managed_order)
+        if not routes:
+            return []  # a weight-only step: no match translation to do
         pairs = {i: self._first_route_wins(routes, i) for i in self.weighted}
         self.window = self._window(routes, pairs)
         out: list[DesiredRule] = []
@@ -899,7 +901,8 @@ class RoutePlanner:
         for i, rule in enumerate(rules):
             label = f"rules[{i}]" + (f" ({rule.get('name')})" if rule.get("name") else "")
             if self.kind.matches != "none":
-                matches = rule_matches(self.kind, rule)
+                # Counted on the rule as stored: defaulting adds a path, never a condition.
+                matches = rule.get("matches") or ([{}] if self.kind.matches == "http" else [])
                 total += len(matches)
                 if len(matches) > MAX_MATCHES_PER_RULE:
                     raise fail(

@@ -487,8 +487,11 @@ def _plan_vs(
         def dpath(d: Dest, *rest: str, rp: str = rpath) -> str:
             return rp + pointer("route", d.index, *rest)
 
-        def guards(d: Dest, rg: list[str] = rguards) -> list[str]:
-            return [*rg, dpath(d, "destination")]
+        def guards(d: Dest, rg: list[str] = rguards, entries: Any = route["route"]) -> list[str]:
+            # A destination's role rests on its host and subset (classify), never on its port:
+            # guarding only those keeps relaxed patches small and still pins the identity.
+            dest = entries[d.index].get("destination") or {}
+            return [*rg, *(dpath(d, "destination", k) for k in ("host", "subset") if k in dest)]
 
         where = weights.location(route.get("name"), [sel.kind, route.get("match") or []])
         theirs_now = dict(zip(_foreign_keys(route, foreign, t.namespace), foreign, strict=True))

@@ -366,13 +366,15 @@ def test_plan_never_mutates_inputs_and_guards_every_edit() -> None:
         assert op.ops[0]["path"] == "/metadata/resourceVersion"
         for i, edit in enumerate(op.ops):
             if edit["op"] == "replace" and edit["path"].endswith("/weight"):
-                assert op.ops[i - 1] == {
-                    "op": "test",
-                    "path": edit["path"].rsplit("/", 1)[0] + "/destination",
-                    "value": before[op.ref]["spec"]["http"][0]["route"][
-                        int(edit["path"].split("/")[-2])
-                    ]["destination"],
-                }
+                # Only what the destination's role rests on: its host and (here) subset.
+                dest = before[op.ref]["spec"]["http"][0]["route"][int(edit["path"].split("/")[-2])][
+                    "destination"
+                ]
+                base = edit["path"].rsplit("/", 1)[0] + "/destination"
+                assert list(op.ops[i - 2 : i]) == [
+                    {"op": "test", "path": base + "/host", "value": dest["host"]},
+                    {"op": "test", "path": base + "/subset", "value": dest["subset"]},
+                ]
 
 
 def test_mirror_route_follows_weights_and_percentage() -> None:
