@@ -58,20 +58,9 @@ def weights(obj: JSON) -> list[int]:
     return [b["weight"] for b in obj["spec"]["rules"][0]["backendRefs"]]
 
 
-def test_route_selector_is_one_list_call_with_the_generated_role(
-    control_plane: Callable[..., ControlPlane], registry: Registry
-) -> None:
-    cp = control_plane(("gateway-standard-v1.6",))
-    ns = cp.new_namespace("selector")
-    admin = kube_for(cp, "admin")
-    routes = [
-        http_route("web", {"app": "web"}),
-        http_route("web-mobile", {"app": "web", "tier": "public"}),
-        http_route("web-internal", {"app": "web", "tier": "internal"}),
-        http_route("other", {"app": "other"}),
-    ]
-    create_all(cp, admin, routes, ns)
-    routing = RoutingConfig.from_document(
+def web_selector_config(ns: str) -> RoutingConfig:
+    """Argo's selector form: every HTTPRoute labelled app=web except the internal tier."""
+    return RoutingConfig.from_document(
         {
             "stableService": "web-stable",
             "canaryService": "web-canary",
@@ -88,6 +77,22 @@ def test_route_selector_is_one_list_call_with_the_generated_role(
             },
         }
     )
+
+
+def test_route_selector_is_one_list_call_with_the_generated_role(
+    control_plane: Callable[..., ControlPlane], registry: Registry
+) -> None:
+    cp = control_plane(("gateway-standard-v1.6",))
+    ns = cp.new_namespace("selector")
+    admin = kube_for(cp, "admin")
+    routes = [
+        http_route("web", {"app": "web"}),
+        http_route("web-mobile", {"app": "web", "tier": "public"}),
+        http_route("web-internal", {"app": "web", "tier": "internal"}),
+        http_route("other", {"app": "other"}),
+    ]
+    create_all(cp, admin, routes, ns)
+    routing = web_selector_config(ns)
     manifests = rbac_manifests(routing, registry=registry)
     (role,) = [m for m in manifests if m["kind"] == "Role"]
     assert role["rules"] == [
@@ -150,23 +155,7 @@ def test_route_selector_from_a_watch_cache_sends_only_patches(
         http_route("other", {"app": "other"}),
     ]
     create_all(cp, admin, routes, ns)
-    routing = RoutingConfig.from_document(
-        {
-            "stableService": "web-stable",
-            "canaryService": "web-canary",
-            "namespace": ns,
-            "plugins": {
-                "argoproj-labs/gatewayAPI": {
-                    "httpRouteSelector": {
-                        "matchLabels": {"app": "web"},
-                        "matchExpressions": [
-                            {"key": "tier", "operator": "NotIn", "values": ["internal"]}
-                        ],
-                    }
-                }
-            },
-        }
-    )
+    routing = web_selector_config(ns)
     user = "routers-limited"  # bound below to exactly the --watch-cache Role of this namespace
     grant(cp, rbac_manifests(routing, registry=registry, watch_cache=True), ns, user=user)
     with WatchCache(kube_for(cp, user)) as cache:
