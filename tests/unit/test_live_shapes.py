@@ -3,6 +3,7 @@ campaign in tests/fuzz: ``metadata: true``, a ``null`` rule, ``match: true``).""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,43 @@ def test_check_shapes_names_the_object() -> None:
         check_shapes("p", LiveObjects([(ref, {"spec": {"x": "1"}})]), shapes)
     assert str(info.value).endswith("malformed K: spec.x is not a int")
     assert info.value.obj == str(ref)
+
+
+def test_an_object_is_walked_once_per_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same dict is walked once per plugin; an equal copy, or a copy edited by hand that
+    kept its uid and resourceVersion (found by the CLI fuzz campaign), is walked again."""
+    from routers.planning import objects
+    from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
+
+    walks: list[Any] = []
+    real = objects.shape_problem
+
+    def counting(value: Any, shape: Any, path: str = "") -> str | None:
+        walks.append(value)
+        return real(value, shape, path)
+
+    monkeypatch.setattr(objects, "shape_problem", counting)
+    monkeypatch.setattr(objects, "_FITS", {})
+    ref = ObjectRef("g", "K", "ns", "walked-once")
+    shapes = {("g", "K"): {"spec": {"x": int}}}
+    meta = {"name": ref.name, "uid": "u1", "resourceVersion": "7"}
+    served = {"metadata": meta, "spec": {"x": 1}}
+    for _ in range(3):
+        check_shapes("p", LiveObjects([(ref, served)]), shapes)
+    assert len(walks) == 1
+    check_shapes("other-plugin", LiveObjects([(ref, served)]), shapes)
+    check_shapes("p", LiveObjects([(ref, copy.deepcopy(served))]), shapes)
+    assert len(walks) == 3
+    edited = {"metadata": dict(meta), "spec": {"x": ["1"]}}
+    with pytest.raises(PlanError, match="spec.x is not a int"):
+        check_shapes("p", LiveObjects([(ref, edited)]), shapes)
+    with pytest.raises(PlanError, match="spec.x is not a int"):  # a misfit is never remembered
+        check_shapes("p", LiveObjects([(ref, edited)]), shapes)
+    monkeypatch.setattr(objects, "_FITS_LIMIT", 2)
+    kept = [{"metadata": meta, "spec": {"x": i}} for i in range(3)]
+    for obj in kept:
+        check_shapes("p", LiveObjects([(ref, obj)]), shapes)
+    assert list(objects._FITS.values()) == kept[1:]  # the oldest goes first
 
 
 def _planned(example: str, edit: Any) -> Any:
