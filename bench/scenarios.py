@@ -318,6 +318,7 @@ def traefik(services: int) -> Scenario:
         "stableService": STABLE,
         "canaryService": CANARY,
         "trafficRouting": {"traefik": {"weightedTraefikServiceName": "web-wrr"}},
+        "weightScope": "ours",  # as for SMI: the other services stand for list length
     }
     return Scenario("traefik", f"TraefikService {services} services", routing, (wrr,), services)
 
