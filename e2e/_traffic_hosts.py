@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -173,6 +174,21 @@ class NetnsHosts:
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return dict(zip(self.addresses, self.procs, strict=False))[name]
+
+    def freeze(self, name: str, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+        """SIGSTOP host ``name`` and return once /proc shows it stopped: ``kill`` returns before
+        the kernel has stopped every thread, and on a busy machine a request sent in between
+        could still be answered."""
+        proc = self.process(name)
+        proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while (state := _state(proc.pid)) != "STOPPED":
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"host {name} (pid {proc.pid}) not stopped after SIGSTOP: {state}"
+                )
+            time.sleep(0.01)
+        return proc
 
     def alive(self) -> dict[str, int | None]:
         """Host name -> None while its process runs, else its exit code."""

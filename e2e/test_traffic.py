@@ -586,8 +586,8 @@ def test_a_backend_that_stops_answering_fails_fast_and_says_so(env: Env) -> None
         while client.get(FROZEN_HOST) != "frozen":  # Traefik picks the route up
             assert time.monotonic() < deadline, f"no route to the frozen host\n{env.describe()}"
             time.sleep(0.2)
-    host = env.hosts.process("frozen")
-    host.send_signal(signal.SIGSTOP)
+    host = env.hosts.freeze("frozen")
+    answers: list[str] = []
     try:
         client = TrafficClient(
             env.traefik.port,
@@ -597,8 +597,13 @@ def test_a_backend_that_stops_answering_fails_fast_and_says_so(env: Env) -> None
             describe=env.describe,
         )
         start = time.monotonic()
+
+        def three() -> None:
+            for _ in range(3):
+                answers.append(client.get(FROZEN_HOST))
+
         with pytest.raises(TrafficTimeout) as info:
-            client.send(FROZEN_HOST, 3, within=SEND_WITHIN, what="requests to the frozen host")
+            three()
         took = time.monotonic() - start
         client.close()
     finally:
@@ -608,7 +613,10 @@ def test_a_backend_that_stops_answering_fails_fast_and_says_so(env: Env) -> None
     assert "failed 2 times in a row" in message
     assert "HTTP 504 from the proxy" in message  # Traefik's forwarding timeout, not a hang
     assert "frozen 198.18." in message and "STOPPED" in message
-    assert (client.tally.gateway, client.tally.retries, client.tally.answered) == (2, 1, 0)
+    # A cold CI run once saw one answer here (SIGSTOP not yet in effect): the host is now
+    # stopped before the first request, and any answer is named.
+    tally = (client.tally.gateway, client.tally.retries, client.tally.answered)
+    assert tally == (2, 1, 0), f"answers from a stopped host's route: {answers}"
     # two attempts, each bounded by Traefik's 5 s responseHeaderTimeout (plus a busy machine)
     assert took < 2 * REQUEST_TIMEOUT + 10, took
     report(SECTION, f"frozen backend: failed after {took:.1f}s: {client.tally.line()}")
