@@ -316,30 +316,32 @@ def check_shapes(plugin: str, live: LiveObjects, shapes: Mapping[tuple[str, str]
     """Refuse the first object of ``live`` whose ``(group, kind)`` has a shape it lacks.
 
     One step hands the same object to targets() (twice while gathering) and plan(), and a
-    300-path Ingress takes about 1.5 ms per walk, so an object already walked by this plugin is
-    not walked again. "Already walked" means this very dict (plan inputs are read-only): a uid and
-    resourceVersion would not do, since a file from ``kubectl get`` edited by hand keeps both
-    (the CLI fuzz campaign found exactly that).
+    300-path Ingress takes about 1.5 ms per walk, so an object already found to fit this very
+    shape is not walked again. "Already" means this very dict and this very shape (plan inputs
+    are read-only): a uid and resourceVersion would not do, since a file from ``kubectl get``
+    edited by hand keeps both (the CLI fuzz campaign found exactly that), and a plugin may check
+    one object against a looser shape in targets() than in plan().
     """
     for ref, obj in live.items():
         shape = shapes.get((ref.group, ref.kind))
         if shape is None:
             continue
-        key = (plugin, id(obj))
-        if _FITS.get(key) is obj:
+        key = (id(obj), id(shape))
+        seen = _FITS.get(key)
+        if seen is not None and seen[0] is obj and seen[1] is shape:
             continue
         problem = shape_problem(obj, shape)
         if problem is not None:
             raise PlanError(f"malformed {ref.kind}: {problem}", plugin=plugin, obj=str(ref))
         with _FITS_LOCK:
-            # Holding the object keeps its id from being reused by another while remembered.
-            _FITS[key] = obj
+            # Holding both keeps their ids from being reused by others while remembered.
+            _FITS[key] = (obj, shape)
             while len(_FITS) > _FITS_LIMIT:
                 del _FITS[next(iter(_FITS))]
 
 
-_FITS: dict[tuple[str, int], object] = {}
-"""Objects that fit their plugin's shape, oldest first (reads are single dict operations)."""
+_FITS: dict[tuple[int, int], tuple[object, object]] = {}
+"""(object, shape) pairs found to fit, oldest first (reads are single dict operations)."""
 _FITS_LOCK = threading.Lock()
 _FITS_LIMIT = 64
 """Enough for one step of many concurrent Routers; the held objects are also the memory cost."""
