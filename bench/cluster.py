@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
@@ -44,6 +44,7 @@ from routers.registry import Registry
 __all__ = [
     "DRIVERS",
     "Baseline",
+    "Capture",
     "Counter",
     "Driver",
     "OursLive",
@@ -112,6 +113,25 @@ class Counter:
     def mark(self) -> int:
         with self._lock:
             return len(self.records)
+
+
+class Capture:
+    """Records the requests a transport sends (method, path, query, body), unchanged, until
+    :meth:`close`: the bench replays exactly what the Router sent."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.sent: list[tuple[str, str, list[tuple[str, str]], Any]] = []
+        self._transport = transport
+        self._request: Callable[..., Any] = transport.request
+
+        def request(method: str, path: str, **kw: Any) -> Any:
+            self.sent.append((method, path, list(kw.get("query", ())), kw.get("body")))
+            return self._request(method, path, **kw)
+
+        transport.request = request  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        self._transport.request = self._request  # type: ignore[method-assign]
 
 
 def seed(cp: ControlPlane, kube: Kube, scenario: Scenario, namespace: str) -> dict[ObjectRef, JSON]:

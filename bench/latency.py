@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from statistics import median
 from typing import Any
 
 import urllib3
 
-from bench.cluster import client, seed
+from bench.cluster import Capture, client, seed
 from bench.scenarios import SPECS
 from bench.stats import percentile
 from e2e.cluster import ControlPlane
@@ -40,20 +39,6 @@ def _weights(samples: int) -> list[int]:
     return [cycle[i % len(cycle)] for i in range(samples)]
 
 
-class _Capture:
-    """Records the requests a transport sends (method, path, query, body), unchanged."""
-
-    def __init__(self, transport: Transport) -> None:
-        self.sent: list[tuple[str, str, list[tuple[str, str]], Any]] = []
-        self._request: Callable[..., Any] = transport.request
-
-        def request(method: str, path: str, **kw: Any) -> Any:
-            self.sent.append((method, path, list(kw.get("query", ())), kw.get("body")))
-            return self._request(method, path, **kw)
-
-        transport.request = request  # type: ignore[method-assign]
-
-
 def measure(cp: ControlPlane, plugin: str, registry: Registry, samples: int) -> dict[str, Any]:
     scenario = SPECS[plugin].api[0]
     api = client(cp, pool=4)
@@ -61,7 +46,7 @@ def measure(cp: ControlPlane, plugin: str, registry: Registry, samples: int) -> 
     ours_ns, twin_ns = cp.new_namespace("bench-lat"), cp.new_namespace("bench-lat")
     seed(cp, kube, scenario, ours_ns)
     seed(cp, kube, scenario, twin_ns)
-    capture = _Capture(kube.transport)
+    capture = Capture(kube.transport)
     config = RoutingConfig.from_document(scenario.with_namespace(ours_ns).routing)
     weights = _weights(WARMUP + samples)
     # The twin goes through the warm-up steps too (nginx creates its canary Ingress there).
