@@ -1,4 +1,4 @@
-"""``uv run python -m bench [--quick] [--only planning|api|latency|throughput|memory] [--update-readme]``
+"""``uv run python -m bench [--quick] [--only planning|api|latency|servercost|throughput|memory] [--update-readme]``
 
 Runs on demand, never as a test. Prints the results as Markdown, writes the raw numbers to
 ``bench/results/<date>[-quick].json`` and, only with ``--update-readme`` (full runs of every
@@ -19,7 +19,7 @@ from typing import Any
 from bench import machine, report
 from bench.scenarios import available, bench_registry
 
-SECTIONS = ("planning", "api", "latency", "throughput", "memory")
+SECTIONS = ("planning", "api", "latency", "servercost", "throughput", "memory")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("planning ...", file=sys.stderr)
         results["planning"] = planning.run(registry, plugins, quick=args.quick)
-    if {"api", "latency", "throughput"} & set(sections):
-        from bench import api, cluster, latency, throughput
+    if {"api", "latency", "servercost", "throughput"} & set(sections):
+        from bench import api, cluster, latency, servercost, throughput
 
         with cluster.control_plane(plugins) as cp:
             results["apiserver"] = cp.version().get("gitVersion")
@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                 samples = args.samples or (40 if args.quick else 200)
                 print(f"step latency ({samples} steps per plugin) ...", file=sys.stderr)
                 results["latency"] = latency.run(cp, registry, plugins, samples)
+            if "servercost" in sections:
+                # Before throughput, whose thousands of namespaces would stay in the servers.
+                print("server cost per request kind ...", file=sys.stderr)
+                results["servercost"] = servercost.run(
+                    cp, registry, plugins, rounds=3 if args.quick else servercost.ROUNDS
+                )
             if "throughput" in sections:
                 print(f"throughput N={sizes} ...", file=sys.stderr)
                 rounds = args.rounds or (1 if args.quick else 3)
@@ -93,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print("memory ...", file=sys.stderr)
         results["memory"] = memory.run(plugins)
+    if "servercost" in results:
+        from bench import servercost
+
+        servercost.add_ceilings(results["servercost"], results.get("throughput"))
     results["machine"]["loadAverageAtEnd"] = machine.load_average()
     results["seconds"] = time.perf_counter() - started
 
