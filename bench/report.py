@@ -398,6 +398,7 @@ def render(results: dict[str, Any]) -> str:
                 for r in lat
             ),
         )
+    lines += _servercost(results.get("servercost"))
     mem = (results.get("memory") or {}).get("rows", [])
     if mem:
         lines += [
@@ -455,6 +456,158 @@ def render(results: dict[str, Any]) -> str:
             ),
         )
     return "\n".join(lines).rstrip() + "\n"
+
+
+COST_KINDS = (
+    ("get", "GET"),
+    ("patch", "PATCH"),
+    ("patch-ignore", "PATCH Ignore"),
+    ("patch-strict", "PATCH Strict"),
+    ("get+put", "GET+PUT step"),
+)
+
+
+def _cost(kind: dict[str, Any]) -> str:
+    kib = kind.get("apiserverAllocKiB")
+    return f"{kind['apiserverMs']:.2f} + {kind['etcdMs']:.2f} = {kind['serverMs']:.2f}" + (
+        f" ({kib:,.0f} KiB)" if kib is not None else ""
+    )
+
+
+def _span(values: Sequence[float]) -> str:
+    return f"{values[0]:.2f}–{values[1]:.2f}"
+
+
+def _bounds(values: Sequence[float]) -> list[float]:
+    return [min(values), max(values)]
+
+
+def _servercost(section: dict[str, Any] | None) -> list[str]:
+    """The server-cost tables: CPU per request kind, the ceiling, fieldValidation=Ignore."""
+    rows = (section or {}).get("rows", [])
+    if not section or not rows:
+        return []
+    idle = section.get("idleCpuMsPerSecond") or {}
+    ticks = [k["tickShare"] for r in rows for k in r["kinds"].values() if k["tickShare"]]
+    lines = [
+        f"**Server cost per request** (kube-apiserver + etcd CPU ms per request = total, and "
+        "in parentheses the apiserver's Go heap allocation per request, from its /metrics; one "
+        f"object, one request at a time; all CPU over all requests of {section['rounds']} "
+        "interleaved rounds, order rotated each round (the apiserver's GC comes in lumps "
+        "a batch median would drop or double); PATCH is our "
+        "guarded JSON patch of a real step, alternating 30% -> 40% -> 30%, with "
+        "`fieldValidation` unset (server default, Warn), Ignore or Strict; GET+PUT step is "
+        "the baseline's step, its GETs included)",
+        "",
+    ]
+    lines += _table(
+        ("plugin", "object", *(label for _, label in COST_KINDS), "GET+PUT range"),
+        (
+            (
+                r["plugin"],
+                r["object"],
+                *(_cost(r["kinds"][k]) for k, _ in COST_KINDS),
+                _span(r["kinds"]["get+put"]["range"]["serverMs"]),
+            )
+            for r in rows
+        ),
+    )
+    lines += [
+        f"Clock ticks are {section['tickMs']} ms: each batch runs until the servers have used "
+        f"{section.get('batchCpuMs')} ms of CPU, so a tick per process is at most "
+        f"{max(ticks, default=0) * 100:.1f}% of a batch. GET+PUT range: per-request total of its fastest and slowest round. Idle, the servers use "
+        f"{idle.get('kube-apiserver')} (apiserver) and {idle.get('etcd')} (etcd) ms of CPU "
+        "per second, included above.",
+        "",
+        "**Throughput ceiling from server CPU** (ratio = GET+PUT step / our PATCH, server CPU; "
+        "ceiling = (baseline client CPU per step + its server CPU) / our PATCH's server CPU)",
+        "",
+    ]
+    lines += _table(
+        (
+            "plugin",
+            "object",
+            "our query",
+            "PATCH ms",
+            "GET+PUT step ms",
+            "GETs + writes per GET+PUT step",
+            "server ratio",
+            "baseline client ms/step",
+            "ceiling",
+        ),
+        (
+            (
+                r["plugin"],
+                r["object"],
+                f"`{r['oursQuery']}`",
+                f"{r['kinds'][r['oursKind']]['serverMs']:.2f}",
+                f"{r['kinds']['get+put']['serverMs']:.2f}",
+                f"{r['getPutPerStep']['gets']:g} + {r['getPutPerStep']['writes']:g}",
+                r["getPutOverPatch"],
+                " / ".join(
+                    f"{c['baselineClientMs']} (N={c['rollouts']})"
+                    for c in (r.get("ceiling") or {}).get("withBaselineClient", [])
+                )
+                or "not measured (0)",
+                " / ".join(
+                    f"{c['ceiling']}x (N={c['rollouts']})"
+                    for c in (r.get("ceiling") or {}).get("withBaselineClient", [])
+                )
+                or f"{(r.get('ceiling') or {}).get('serverOnly', r['getPutOverPatch'])}x "
+                "(server only)",
+            )
+            for r in rows
+        ),
+    )
+    lines += [
+        "The ceiling is the steps/s our driver could reach over GET+PUT when throughput is "
+        "CPU-bound -- client, kube-apiserver and etcd sharing the same CPUs, all of them busy "
+        "-- and our client cost nothing: measured server CPU only, no network or lock waits. "
+        "The baseline's client CPU per step is the one the throughput section measured on the "
+        "same object in the same run (per N); where it did not run, the ceiling counts no "
+        "client CPU on either side (server only). A watch cache client adds the delivery of "
+        "each write's event, not counted here.",
+        "",
+        "**fieldValidation on our step's patch** (apiserver CPU ms per request, pooled "
+        "[min–max over rounds]; the difference is pooled [min–max of the per-round "
+        "differences]; resolution = one tick in each kind's batches, per request)",
+        "",
+    ]
+    lines += _table(
+        (
+            "plugin",
+            "object",
+            "patch ops / bytes",
+            "unset (Warn)",
+            "Ignore",
+            "Strict",
+            "unset − Ignore",
+            "resolution",
+            "unset − Ignore alloc",
+            "verdict",
+        ),
+        (
+            (
+                r["plugin"],
+                r["object"],
+                f"{r['patchOps']} / {r['patchBytes']}",
+                *(
+                    f"{r['kinds'][k]['apiserverMs']:.2f} "
+                    f"[{_span(r['kinds'][k]['range']['apiserverMs'])}]"
+                    for k in ("patch", "patch-ignore", "patch-strict")
+                ),
+                f"{r['ignoreSavesApiserverMs']['pooled']:.2f} "
+                f"[{_span(_bounds(r['ignoreSavesApiserverMs']['perRound']))}]",
+                r["ignoreSavesApiserverMs"]["resolution"],
+                ""
+                if (kib := r["ignoreSavesApiserverMs"].get("allocKiB")) is None
+                else f"{kib} KiB",
+                r["ignoreSavesApiserverMs"]["verdict"],
+            )
+            for r in rows
+        ),
+    )
+    return lines
 
 
 def replace_section(readme: str, body: str) -> str:
