@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, help="latency: steps per plugin, each also as a raw PATCH (200)"
     )
     p.add_argument(
+        "--cost-rounds",
+        type=int,
+        help="servercost: interleaved rounds per request kind (default 5; quick 3)",
+    )
+    p.add_argument(
         "--note",
         help="what else loads the machine (printed with the results, e.g. shared cores)",
     )
@@ -87,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             if "servercost" in sections:
                 # Before throughput, whose thousands of namespaces would stay in the servers.
                 print("server cost per request kind ...", file=sys.stderr)
-                results["servercost"] = servercost.run(
-                    cp, registry, plugins, rounds=3 if args.quick else servercost.ROUNDS
-                )
+                cost_rounds = args.cost_rounds or (3 if args.quick else servercost.ROUNDS)
+                results["servercost"] = servercost.run(cp, registry, plugins, cost_rounds)
             if "throughput" in sections:
                 print(f"throughput N={sizes} ...", file=sys.stderr)
                 rounds = args.rounds or (1 if args.quick else 3)

@@ -11,11 +11,14 @@ and back), replayed alternately with the resourceVersion guard taken from the la
 every write is a real change (the apiserver answers an unchanged write without writing it, for
 free); a write that leaves the resourceVersion as it was stops the run. GET+PUT is
 :class:`bench.cluster.Baseline`'s step (GET the targets, edit, PUT the whole object) between the
-same two weights. The kinds run round-robin, the order rotated each round, and each figure is a
-median over rounds, so a drift of the machine hits every kind alike. CPU comes from /proc in
-clock ticks (10 ms): each batch runs until the servers have used 0.6 s of CPU, so the ticks
-(one per process) are under 5% of it. The servers' idle background work is measured once and included in every
-figure (it is reported, not subtracted).
+same two weights. The kinds run round-robin, the order rotated each round, so a drift of the
+machine hits every kind alike; each figure is all of a kind's CPU over all its requests (see
+:func:`summarize`). CPU comes from /proc in clock ticks (10 ms): each batch runs until the
+servers have used 0.6 s of CPU, so the ticks (one per process) are under 5% of it. The servers'
+idle background work is measured once and included in every figure (reported, not subtracted).
+The apiserver's Go heap allocation per request (from its /metrics, read between batches) is
+reported beside the CPU: it varies by a few percent where the CPU varies by tens, and the GC's
+share of the CPU follows it.
 """
 
 from __future__ import annotations
