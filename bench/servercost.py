@@ -47,6 +47,7 @@ __all__ = [
     "LABELS",
     "Batch",
     "add_ceilings",
+    "alloc_ratio",
     "batch_done",
     "ceiling",
     "orders",
@@ -467,9 +468,11 @@ def measure(
             "gets": round((get_put_requests - get_put_writes) / get_put_steps, 2),
             "writes": round(get_put_writes / get_put_steps, 2),
         },
-        "getPutOverPatch": round(summary["get+put"]["serverMs"] / patch_ms, 2)
-        if patch_ms
-        else None,
+        "getPutOverPatch": _ratio(summary["get+put"]["serverMs"], patch_ms),
+        "getPutOverPatchMedianRound": _ratio(
+            summary["get+put"]["medianRoundServerMs"], summary[ours_kind]["medianRoundServerMs"]
+        ),
+        "getPutOverPatchAlloc": alloc_ratio(summary, ours_kind),
         "ignoreSavesApiserverMs": {
             "pooled": difference,
             "perRound": [round(d, 2) for d in per_round],
@@ -480,6 +483,17 @@ def measure(
         "metricsReadAllocKiB": round(alloc.overhead / 1024, 1) if alloc.overhead else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def alloc_ratio(kinds: Mapping[str, Mapping[str, Any]], ours: str) -> float | None:
+    """GET+PUT step over our PATCH in the apiserver's heap allocation: the steady cross-check
+    of the CPU ratio (allocation is not CPU, but the GC's share follows it)."""
+    a, b = kinds["get+put"].get("apiserverAllocKiB"), kinds[ours].get("apiserverAllocKiB")
+    return round(a / b, 2) if a is not None and b else None
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
 
 
 def _alloc_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:

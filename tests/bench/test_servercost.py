@@ -16,6 +16,7 @@ from bench.servercost import (
     TICK_SECONDS,
     Batch,
     add_ceilings,
+    alloc_ratio,
     batch_done,
     ceiling,
     orders,
@@ -89,6 +90,12 @@ def test_verdict_needs_every_round_and_more_than_the_ticks() -> None:
         verdict(0.0, [], 0.1)
 
 
+def test_alloc_ratio_is_get_put_over_our_patch_when_both_were_read() -> None:
+    kinds = {"get+put": {"apiserverAllocKiB": 300.0}, "patch": {"apiserverAllocKiB": 200.0}}
+    assert alloc_ratio(kinds, "patch") == 1.5
+    assert alloc_ratio({"get+put": {}, "patch": {"apiserverAllocKiB": 200.0}}, "patch") is None
+
+
 def test_ceiling_counts_the_baselines_client_and_server_over_our_server_cpu() -> None:
     assert ceiling(patch_ms=5.0, get_put_ms=10.0) == 2.0
     assert ceiling(patch_ms=5.0, get_put_ms=10.0, baseline_client_ms=5.0) == 3.0
@@ -101,6 +108,7 @@ def _kind(server: float) -> dict[str, Any]:
         "etcdMs": 1.0,
         "serverMs": server,
         "apiserverAllocKiB": server * 100,
+        "apiserverAllocKiBRange": [server * 99, server * 102],
         "range": {"apiserverMs": [1.0, 2.0], "etcdMs": [1.0, 1.0], "serverMs": [2.0, 3.0]},
         "tickShare": 0.02,
     }
@@ -117,6 +125,8 @@ def _row(plugin: str, obj: str) -> dict[str, Any]:
         "patchBytes": 180,
         "getPutPerStep": {"gets": 2.0, "writes": 1.0},
         "getPutOverPatch": 2.0,
+        "getPutOverPatchAlloc": 1.5,
+        "getPutOverPatchMedianRound": 1.8,
         "ignoreSavesApiserverMs": {
             "pooled": 1.0,
             "perRound": [0.5, 1.5],
@@ -189,7 +199,10 @@ def test_render_shows_the_cost_ceiling_and_field_validation_tables_in_the_readme
     )
     assert "2.0x (server only)" in text
     assert "CPU-bound" in text
-    assert "| 1.00 [0.50–1.50] | 0.1 | 12.5 KiB | lower in every round |" in text
+    assert "| 1.00 [0.50–1.50] | 0.1 | 12.5 KiB (+2.5%) | lower in every round |" in text
+    assert "| 2.0 | 1.8 | 1.5 | not measured (0) | 2.0x (server only) |" in text
+    assert "varies by ±1.5% between rounds (median over rows), at most ±1.5%" in text
+    assert "by chance in 1 row of 16" in text
     assert report.evaluate(results) == []  # no new targets: issue 15 sets none for this
     readme = report.replace_section("# x\n", text)
     assert "**Throughput ceiling from server CPU**" in readme
