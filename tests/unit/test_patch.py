@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 import jsonpatch
 import pytest
@@ -83,6 +84,9 @@ def test_trailing_guards_are_dropped() -> None:
     assert b.ops()[-1]["op"] == "replace"
 
 
+_SHARED = {"p": [1, True]}
+
+
 @pytest.mark.parametrize(
     ("a", "b", "eq"),
     [
@@ -98,6 +102,11 @@ def test_trailing_guards_are_dropped() -> None:
         ([[1, 2]], [(1, 2)], True),  # a tuple from code against a decoded list
         ({"a": [0]}, {"a": [False]}, False),
         ({"a": {"b": "x"}}, {"a": {"b": "y"}}, False),
+        # The same string interned on one side only, and a subtree shared on one side only
+        # (marshal would tell both apart; neither changes the JSON):
+        ({"k": sys.intern("name")}, {"k": "".join(["na", "me"])}, True),
+        ([_SHARED, _SHARED], [{"p": [1, True]}, {"p": [1, True]}], True),
+        ([_SHARED, _SHARED], [{"p": [1, True]}, {"p": [1, 1]}], False),
     ],
 )
 def test_json_equal(a: object, b: object, eq: bool) -> None:
