@@ -137,6 +137,11 @@ class _ApiStream:
             for event in self._watch.stream(  # type: ignore[no-untyped-call]
                 self._open, resource_version=self._rv, timeout_seconds=self._timeout
             ):
+                if event is None:
+                    # Not an event: a blank line, or the cut end of a line when the connection
+                    # dropped (the client's Watch yields None for both). The resume from the
+                    # last resourceVersion seen delivers the cut event again.
+                    continue
                 yield {"type": event["type"], "object": event["raw_object"]}
         except ApiException as exc:  # an ERROR event (410 Gone: the resourceVersion expired)
             raise ApiStatus(int(exc.status or 0), "Expired", str(exc.reason or "")) from None
@@ -323,6 +328,15 @@ class _Informer:
                     continue
                 cache._note_error(f"{self.describe()}: {exc}")
                 delay = self._backoff(exc, delay)
+            except Exception as exc:  # an informer must outlive any one event
+                # A thread that died here would leave its kind cached and never updated
+                # again. What is held may now be incomplete, so list again after a backoff.
+                if cache._stopping.is_set():
+                    break
+                log.debug("%s: unexpected error", self.describe(), exc_info=True)
+                cache._note_error(f"{self.describe()}: {type(exc).__name__}: {exc}")
+                self.rv = None
+                delay = min(max(delay * 2, 0.2), cache.max_backoff)
 
     def _backoff(self, exc: ApiStatus, delay: float) -> float:
         if exc.code in (401, 403, 404) and not self.synced.is_set():

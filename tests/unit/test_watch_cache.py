@@ -417,6 +417,35 @@ def test_410_gone_relists_and_converges(cache: WatchCache, server: FakeServer, h
     eventually("a watch from the relist", lambda: server.stream.rv == str(server.rv))
 
 
+def test_an_event_that_breaks_the_cache_does_not_end_its_informer(
+    watching: WatchCache, server: FakeServer
+) -> None:
+    """An unexpected error while handling an event (here a malformed object) once ended the
+    informer's thread: its kind stayed cached and was never updated again. Now it is noted and
+    the informer lists again, so later changes arrive."""
+    server.stream.push({"type": "MODIFIED", "object": {"metadata": "not a mapping"}})
+    eventually("the relist", lambda: len(server.lists) == 2)
+    assert "AttributeError" in (watching.stats().last_error or "")
+    server.put("web", {"weights.json": "after"})
+    eventually(
+        "a later change",
+        lambda: (watching.get(ref("web")) or {}).get("data") == {"weights.json": "after"},
+    )
+
+
+def test_the_client_watch_yields_none_for_a_cut_line_and_it_is_skipped() -> None:
+    """The official client's Watch yields None for a blank line or for the cut end of a line
+    when the connection drops (JSONDecodeError); our stream skips it instead of failing on it
+    (a TypeError that ended the informer's thread, seen when a cache stopped mid-event)."""
+    from routers.cluster._watch import _ApiStream
+
+    event = {"type": "ADDED", "raw_object": {"metadata": {"name": "a"}}}
+    stream = _ApiStream.__new__(_ApiStream)
+    stream._path, stream._rv, stream._timeout = "/api/v1/configmaps", "1", 5
+    stream._watch = SimpleNamespace(stream=lambda *a, **k: iter([None, event, None]))
+    assert list(stream) == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
+
+
 # -- label selectors ---------------------------------------------------------------------------
 
 
