@@ -257,7 +257,7 @@ def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
     typed error instead of crashing on it. Every plan walks its whole objects this way, so the
     walk builds no path text unless it finds a problem (it was most of a steady step's CPU).
     """
-    found = _walk(value, shape)
+    found = _walk(value, shape, _FIELDS)
     if found is None:
         return None
     trail, problem = found
@@ -275,8 +275,11 @@ _Found: TypeAlias = tuple[list[str], str]
 what is wrong there."""
 
 
-def _walk(value: Any, shape: Shape) -> _Found | None:
+def _walk(
+    value: Any, shape: Shape, memo: IdentityMemo[_Found | None] | None = None
+) -> _Found | None:
     # Plain isinstance checks only (an ABC check costs ten times more), the leaf case first.
+    # ``memo``: look each field of this mapping up there first (the top level of an object).
     if isinstance(shape, (type, tuple)):
         types = shape if isinstance(shape, tuple) else (shape,)
         if not isinstance(value, types) or (type(value) is bool and bool not in types):
@@ -307,7 +310,11 @@ def _walk(value: Any, shape: Shape) -> _Found | None:
         if item is None:
             # The API server prunes nulls of non-nullable fields: a reader never sees one.
             return [f".{key}"], "is null (omit the field instead)"
-        found = _walk(item, wanted_here)
+        if memo is None:
+            found = _walk(item, wanted_here)
+        else:
+            found = memo.get((item, wanted_here), partial(_walk, item, wanted_here))
+            found = None if found is None else (list(found[0]), found[1])  # the memo's stays
         if found is not None:
             found[0].append(f".{key}")
             return found
@@ -365,4 +372,7 @@ class IdentityMemo(Generic[T]):
 
 _FITS: IdentityMemo[str | None] = IdentityMemo()
 """(object, shape) pairs walked, with the problem found (None: it fits)."""
-"""Enough for one step of many concurrent Routers; the held objects are also the memory cost."""
+_FIELDS: IdentityMemo[_Found | None] = IdentityMemo(256)
+"""(top-level field, its shape) pairs walked. A write response shares the fields the write
+did not change with the object it was planned from (``share_unchanged``), so the next step
+walks only what changed: the metadata of a canary Ingress, not its 300 paths again."""

@@ -26,7 +26,16 @@ import jsonpatch
 from routers.planning.objects import JSON, ObjectRef, resource_version
 from routers.planning.plan import Patch
 
-__all__ = ["RV_GUARD", "PatchBuilder", "apply_ops", "escape", "json_equal", "pointer", "wire_ops"]
+__all__ = [
+    "RV_GUARD",
+    "PatchBuilder",
+    "apply_ops",
+    "escape",
+    "json_equal",
+    "pointer",
+    "share_unchanged",
+    "wire_ops",
+]
 
 _MISSING: Any = object()
 
@@ -66,6 +75,24 @@ def json_equal(a: Any, b: Any) -> bool:
         except (TypeError, ValueError):
             pass
     return _json_equal(a, b)
+
+
+def share_unchanged(old: Mapping[str, Any] | None, new: JSON) -> JSON:
+    """``new`` (a fresh write response, changed in place) with every top-level field that is
+    JSON-equal to ``old``'s replaced by ``old``'s very value.
+
+    A response repeats what the write did not touch (a canary Ingress's 300 paths when only its
+    weight annotation changed); sharing it lets the next step's identity memos (shape checks,
+    derivations) recognise it instead of walking it again. Compared, never assumed: a mutating
+    webhook may have changed fields the patch did not name. Both stay read-only plan inputs.
+    """
+    if old is None:
+        return new
+    for key, value in new.items():
+        prior = old.get(key, _MISSING)
+        if key != "metadata" and prior is not value and json_equal(prior, value):
+            new[key] = prior
+    return new
 
 
 def _json_equal(a: Any, b: Any) -> bool:

@@ -212,6 +212,41 @@ def test_an_object_is_walked_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> 
         check_shapes("p", LiveObjects([(ref, edited)]), shapes)
 
 
+def test_a_field_shared_with_a_checked_object_is_not_walked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write response shares the fields the write did not change (``share_unchanged``): the
+    next check walks only the others, and still finds a problem in them."""
+    from routers.planning import objects
+    from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
+
+    walked: list[Any] = []
+    real = objects._walk
+
+    def counting(value: Any, shape: Any, memo: Any = None) -> Any:
+        walked.append(value)
+        return real(value, shape, memo)
+
+    monkeypatch.setattr(objects, "_walk", counting)
+    ref = ObjectRef("g", "K", "ns", "shared")
+    shapes = {("g", "K"): {"metadata": {"annotations": {"*": str}}, "spec": {"x": [int]}}}
+    spec = {"x": [1, 2, 3]}
+    first = {"metadata": {"annotations": {"a": "1"}}, "spec": spec}
+    check_shapes("p", LiveObjects([(ref, first)]), shapes)
+    assert spec in walked
+    walked.clear()
+    second = {"metadata": {"annotations": {"a": "2"}}, "spec": spec}
+    check_shapes("p", LiveObjects([(ref, second)]), shapes)
+    assert walked and all(v is not spec and v is not spec["x"] for v in walked)
+    third = {"metadata": {"annotations": {"a": 3}}, "spec": spec}
+    with pytest.raises(PlanError, match=r"metadata.annotations.a is not a str"):
+        check_shapes("p", LiveObjects([(ref, third)]), shapes)
+    bad = {"x": [1, "2"]}
+    for _ in range(2):  # a remembered problem keeps its place in the message
+        with pytest.raises(PlanError, match=r"spec.x\[1\] is not a int"):
+            check_shapes("p", LiveObjects([(ref, {"metadata": {}, "spec": bad})]), shapes)
+
+
 def test_identity_memo_keys_by_the_objects_themselves() -> None:
     """Equal inputs are not the same inputs; errors are not remembered; the oldest goes first."""
     from routers.planning.objects import IdentityMemo

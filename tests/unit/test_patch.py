@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routers.planning.objects import ObjectRef
-from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer, wire_ops
+from routers.planning.patch import (
+    PatchBuilder,
+    apply_ops,
+    escape,
+    json_equal,
+    pointer,
+    share_unchanged,
+    wire_ops,
+)
 
 LIVE = {
     "apiVersion": "v1",
@@ -220,3 +228,23 @@ def test_the_builders_working_copy_is_what_rfc_6902_makes_of_its_ops(
             b.set(path + "/x" if isinstance(b.get(path), dict) else path, data.draw(_json))
     assert doc == before, "the live object must never change"
     assert json_equal(apply_ops(doc, b.ops()), b.doc)
+
+
+def test_a_write_response_shares_what_did_not_change_with_the_object_it_was_planned_from() -> None:
+    old = {
+        "metadata": {"name": "a", "resourceVersion": "1"},
+        "spec": {"rules": [{"w": 1}]},
+        "status": {"ok": True},
+    }
+    new = {
+        "metadata": {"name": "a", "resourceVersion": "2"},
+        "spec": {"rules": [{"w": 1}]},
+        "status": {"ok": 1},  # equal under Python's ==, not in JSON
+        "extra": [],
+    }
+    out = share_unchanged(old, new)
+    assert out is new
+    assert out["spec"] is old["spec"]
+    assert out["status"] == {"ok": 1} and out["status"] is not old["status"]
+    assert out["metadata"]["resourceVersion"] == "2"  # metadata is never shared
+    assert share_unchanged(None, new) is new
