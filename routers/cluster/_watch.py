@@ -11,8 +11,8 @@ Correctness never rests on the cache being fresh: every patch is guarded by the 
 it was planned from, so a stale object costs one rejected patch, after which the Router reads
 the object from the server (and refreshes the cache with it). Write responses update the cache
 at once, and nothing ever replaces an object with an older resourceVersion (a watch event that
-arrives after our own write's response is skipped), so a Router's next step and its verify see
-its own write without waiting for the watch.
+arrives after our own write's response is skipped, without even decoding it), so a Router's
+next step and its verify see its own write without waiting for the watch.
 
 Memory is bounded: objects are kept as compact JSON without ``metadata.managedFields`` (about a
 tenth of the size of the parsed dicts), and at most ``max_bytes`` of them; beyond that the least
