@@ -316,6 +316,7 @@ def _throttle_token_refresh(configuration: Any) -> None:
         return
     lock = threading.Lock()
     last: dict[int, float] = {}
+    inner = [hook]
 
     def throttled(cfg: Any) -> None:
         now = _monotonic()
@@ -323,7 +324,14 @@ def _throttle_token_refresh(configuration: Any) -> None:
             if now - last.get(id(cfg), -math.inf) < TOKEN_REFRESH_SECONDS:
                 return
             last[id(cfg)] = now
-        hook(cfg)
+            refresh = inner[0]
+        refresh(cfg)
+        # The kubeconfig loader installs a new hook on every refresh: keep it behind this one.
+        again = getattr(cfg, "refresh_api_key_hook", None)
+        if again is not None and again is not throttled:
+            with lock:
+                inner[0] = again
+            cfg.refresh_api_key_hook = throttled
 
     throttled.throttled_by_routers = True  # type: ignore[attr-defined]
     configuration.refresh_api_key_hook = throttled

@@ -305,6 +305,7 @@ def test_the_token_refresh_hook_runs_at_most_once_a_second(monkeypatch: pytest.M
     def refresh(c: Configuration) -> None:
         calls.append("refresh")
         c.api_key["BearerToken"] = f"t{len(calls)}"
+        c.refresh_api_key_hook = refresh  # as the kubeconfig loader does on every refresh
 
     cfg.refresh_api_key_hook = refresh
     api = ApiClient(cfg)
