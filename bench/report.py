@@ -316,7 +316,8 @@ def render(results: dict[str, Any]) -> str:
     tp = (results.get("throughput") or {}).get("rows", [])
     if tp:
         lines += [
-            "**Throughput** (N rollouts x 10 steps, concurrent, on each plugin's typical object; "
+            "**Throughput** (N rollouts x 10 steps, all in flight, run by a pool of "
+            f"{_workers(tp)} worker threads as in a controller, on each plugin's typical object; "
             "the median round by steps/s; ratio = ours / GET+PUT; failed steps are not counted "
             "as steps; CPU is per step, by process)",
             "",
@@ -654,3 +655,9 @@ def replace_section(readme: str, body: str) -> str:
     if start == -1 or end == -1 or end < start:
         raise ValueError(f"README has a broken {START} ... {END} pair")
     return readme[:start] + block + readme[end + len(END) :]
+
+
+def _workers(rows: list[dict[str, Any]]) -> str:
+    """The worker-pool size of the throughput rows (runs before it had one thread per rollout)."""
+    sizes = sorted({str(r.get("workers", "N")) for r in rows})
+    return "/".join(sizes) if sizes != ["N"] else "N (one per rollout)"

@@ -25,7 +25,7 @@ from routers.engine import Binding, bind, crd_facts, gather, plan_all
 from routers.errors import ApplyError, ConflictError, ForbiddenError, RoutersError
 from routers.model import Desired, RoutingConfig
 from routers.planning.objects import JSON, LiveObjects, ObjectRef, SelectorRef
-from routers.planning.patch import inverse_ops, wire_ops
+from routers.planning.patch import inverse_ops, share_unchanged, wire_ops
 from routers.planning.plan import Create, Delete, Operation, Patch, Plan
 from routers.registry import Registry
 
@@ -211,7 +211,8 @@ def _do(
         # (Argo CD self-heal, a mutating webhook), the resourceVersion test never passes; the
         # identity and value guards of each edit still keep it in its place.
         ops = wire_ops(op.ops, relaxed=relaxed)
-        return Applied(op, before, kube.json_patch(op.ref, ops, dry_run=dry_run))
+        after = share_unchanged(before, kube.json_patch(op.ref, ops, dry_run=dry_run))
+        return Applied(op, before, after)
     kube.delete(op.ref, uid=op.uid, resource_version=op.resource_version, dry_run=dry_run)
     return Applied(op, before, None)
 

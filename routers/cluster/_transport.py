@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -127,6 +128,7 @@ class Transport:
         self.api_client = api_client
         self.timeouts = timeouts
         _no_hidden_retries(api_client)
+        _throttle_token_refresh(api_client.configuration)
         self.retried: Counter[str] = Counter()
         """Connection-level retries so far, by reason (``connect``, ``read``)."""
         if not api_client.configuration.verify_ssl:
@@ -296,6 +298,46 @@ class _ConnectionFailed(Exception):
             exc, (urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError)
         )
         super().__init__(getattr(exc, "reason", None) or exc)
+
+
+TOKEN_REFRESH_SECONDS = 1.0
+
+
+def _throttle_token_refresh(configuration: Any) -> None:
+    """Call the client's token-refresh hook at most once per second per configuration.
+
+    The kubeconfig and in-cluster loaders install a hook the client calls before every request;
+    each call also re-resolves the proxy from the environment (about a tenth of a small PATCH's
+    client CPU). Both loaders refresh a token well before it expires (kubeconfig 5 min early,
+    in-cluster every minute), so a hook called once a second never lets an expired one out.
+    """
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if hook is None or getattr(hook, "throttled_by_routers", False):
+        return
+    lock = threading.Lock()
+    last: dict[int, float] = {}
+    inner = [hook]
+
+    def throttled(cfg: Any) -> None:
+        now = _monotonic()
+        with lock:
+            if now - last.get(id(cfg), -math.inf) < TOKEN_REFRESH_SECONDS:
+                return
+            last[id(cfg)] = now
+            refresh = inner[0]
+        refresh(cfg)
+        # The kubeconfig loader installs a new hook on every refresh: keep it behind this one.
+        again = getattr(cfg, "refresh_api_key_hook", None)
+        if again is not None and again is not throttled:
+            with lock:
+                inner[0] = again
+            cfg.refresh_api_key_hook = throttled
+
+    throttled.throttled_by_routers = True  # type: ignore[attr-defined]
+    configuration.refresh_api_key_hook = throttled
+
+
+_monotonic = time.monotonic
 
 
 def _no_hidden_retries(api_client: ApiClient) -> None:

@@ -6,15 +6,17 @@ Live objects are plain dicts (never partial models) so that every field we do no
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, Union
+from functools import partial
+from typing import Any, Generic, TypeAlias, TypeVar, Union
 
 from routers.errors import PlanError
 from routers.model._validators import is_dns_label, is_path_segment_name
 from routers.model.selectors import LabelSelector
 
 __all__ = [
+    "IdentityMemo",
     "LiveObjects",
     "ObjectRef",
     "Required",
@@ -255,7 +257,7 @@ def shape_problem(value: Any, shape: Shape, path: str = "") -> str | None:
     typed error instead of crashing on it. Every plan walks its whole objects this way, so the
     walk builds no path text unless it finds a problem (it was most of a steady step's CPU).
     """
-    found = _walk(value, shape)
+    found = _walk(value, shape, _FIELDS)
     if found is None:
         return None
     trail, problem = found
@@ -273,8 +275,11 @@ _Found: TypeAlias = tuple[list[str], str]
 what is wrong there."""
 
 
-def _walk(value: Any, shape: Shape) -> _Found | None:
+def _walk(
+    value: Any, shape: Shape, memo: IdentityMemo[_Found | None] | None = None
+) -> _Found | None:
     # Plain isinstance checks only (an ABC check costs ten times more), the leaf case first.
+    # ``memo``: look each field of this mapping up there first (the top level of an object).
     if isinstance(shape, (type, tuple)):
         types = shape if isinstance(shape, tuple) else (shape,)
         if not isinstance(value, types) or (type(value) is bool and bool not in types):
@@ -305,7 +310,11 @@ def _walk(value: Any, shape: Shape) -> _Found | None:
         if item is None:
             # The API server prunes nulls of non-nullable fields: a reader never sees one.
             return [f".{key}"], "is null (omit the field instead)"
-        found = _walk(item, wanted_here)
+        if memo is None:
+            found = _walk(item, wanted_here)
+        else:
+            found = memo.get((item, wanted_here), partial(_walk, item, wanted_here))
+            found = None if found is None else (list(found[0]), found[1])  # the memo's stays
         if found is not None:
             found[0].append(f".{key}")
             return found
@@ -316,32 +325,54 @@ def check_shapes(plugin: str, live: LiveObjects, shapes: Mapping[tuple[str, str]
     """Refuse the first object of ``live`` whose ``(group, kind)`` has a shape it lacks.
 
     One step hands the same object to targets() (twice while gathering) and plan(), and a
-    300-path Ingress takes about 1.5 ms per walk, so an object already found to fit this very
-    shape is not walked again. "Already" means this very dict and this very shape (plan inputs
-    are read-only): a uid and resourceVersion would not do, since a file from ``kubectl get``
-    edited by hand keeps both (the CLI fuzz campaign found exactly that), and a plugin may check
-    one object against a looser shape in targets() than in plan().
+    300-path Ingress takes about 1 ms per walk, so an object already found to fit this very
+    shape is not walked again (:class:`IdentityMemo`). Identity, not uid and resourceVersion:
+    a file from ``kubectl get`` edited by hand keeps both (the CLI fuzz campaign found exactly
+    that), and a plugin may check one object against a looser shape in targets() than in plan().
     """
     for ref, obj in live.items():
         shape = shapes.get((ref.group, ref.kind))
         if shape is None:
             continue
-        key = (id(obj), id(shape))
-        seen = _FITS.get(key)
-        if seen is not None and seen[0] is obj and seen[1] is shape:
-            continue
-        problem = shape_problem(obj, shape)
+        problem = _FITS.get((obj, shape), partial(shape_problem, obj, shape))
         if problem is not None:
             raise PlanError(f"malformed {ref.kind}: {problem}", plugin=plugin, obj=str(ref))
-        with _FITS_LOCK:
-            # Holding both keeps their ids from being reused by others while remembered.
-            _FITS[key] = (obj, shape)
-            while len(_FITS) > _FITS_LIMIT:
-                del _FITS[next(iter(_FITS))]
 
 
-_FITS: dict[tuple[int, int], tuple[object, object]] = {}
-"""(object, shape) pairs found to fit, oldest first (reads are single dict operations)."""
-_FITS_LOCK = threading.Lock()
-_FITS_LIMIT = 64
-"""Enough for one step of many concurrent Routers; the held objects are also the memory cost."""
+T = TypeVar("T")
+
+
+class IdentityMemo(Generic[T]):
+    """What a pure function computed from read-only plan inputs, remembered by the inputs'
+    identity: one step hands the same live objects to targets() (twice while gathering),
+    plan() and observe(), and some derivations walk a whole object (every path of a 300-path
+    Ingress). "The same" means these very objects, never equal ones (a dict may be edited in
+    place by its owner before it is handed over again; plan inputs are read-only once handed
+    over). Entries hold their inputs, so no id is reused while remembered; at most ``limit``
+    are kept, the oldest dropped first. Errors are not remembered.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._entries: dict[tuple[int, ...], tuple[tuple[object, ...], T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, inputs: tuple[object, ...], compute: Callable[[], T]) -> T:
+        key = tuple(map(id, inputs))
+        found = self._entries.get(key)  # one dict operation: no lock needed to read
+        if found is not None and all(a is b for a, b in zip(found[0], inputs, strict=True)):
+            return found[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (inputs, value)
+            while len(self._entries) > self._limit:
+                del self._entries[next(iter(self._entries))]
+        return value
+
+
+_FITS: IdentityMemo[str | None] = IdentityMemo()
+"""(object, shape) pairs walked, with the problem found (None: it fits)."""
+_FIELDS: IdentityMemo[_Found | None] = IdentityMemo(256)
+"""(top-level field, its shape) pairs walked. A write response shares the fields the write
+did not change with the object it was planned from (``share_unchanged``), so the next step
+walks only what changed: the metadata of a canary Ingress, not its 300 paths again."""

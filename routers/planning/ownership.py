@@ -32,6 +32,7 @@ annotation themselves.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -155,33 +156,15 @@ class Ledger:
     def parse(cls, raw: str | None, *, obj: str | None = None) -> Ledger:
         if not raw:
             return cls()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return cls()  # not JSON: nothing anyone could have recorded
-        if not isinstance(data, dict):
-            return cls()
-        version = data.get("v")
-        if isinstance(version, int) and not isinstance(version, bool) and version > LEDGER_VERSION:
+        newer, ledger = _parsed(raw)
+        if newer is not None:
             raise PlanError(
-                f"the {LEDGER} annotation has format version {version}, written by a newer "
+                f"the {LEDGER} annotation has format version {newer}, written by a newer "
                 f"canary-routers (this one writes version {LEDGER_VERSION}); upgrade before "
                 "planning this object",
                 obj=obj,
             )
-        owners: dict[str, Entries] = {}
-        raw_owners = data.get("owners")
-        if isinstance(raw_owners, Mapping):
-            for name, entries in raw_owners.items():
-                if isinstance(entries, Mapping) and _clean(entries):
-                    owners[str(name)] = _clean(entries)
-        unowned: Entries = {}
-        raw_unowned = data.get("unowned")
-        if isinstance(raw_unowned, Mapping):
-            _merge(unowned, raw_unowned)
-        # Version 1 (ownerless), or fields an older canary-routers added next to "owners".
-        _merge(unowned, {k: v for k, v in data.items() if k not in _RESERVED})
-        return cls(owners, unowned)
+        return ledger
 
     def view(self, owner: str, adopt: Adopt | None = None) -> OwnerLedger:
         """This owner's view, with the ownerless entries ``adopt`` names moved to it."""
@@ -201,6 +184,36 @@ class Ledger:
         _merge(mine, adopted)
         others = {k: v for k, v in self.owners.items() if k != owner}
         return OwnerLedger(owner, _clean(mine), others, unowned, adopted, self)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(raw: str) -> tuple[int | None, Ledger]:
+    """A ledger annotation's value, parsed once: one step reads the same ledger in targets(),
+    plan() and observe() (eight times per TrafficSplit step). The Ledger returned is shared,
+    so it is read-only, as every plan input is. ``(version, empty)`` when a newer
+    canary-routers wrote it."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None, Ledger()  # not JSON: nothing anyone could have recorded
+    if not isinstance(data, dict):
+        return None, Ledger()
+    version = data.get("v")
+    if isinstance(version, int) and not isinstance(version, bool) and version > LEDGER_VERSION:
+        return version, Ledger()
+    owners: dict[str, Entries] = {}
+    raw_owners = data.get("owners")
+    if isinstance(raw_owners, Mapping):
+        for name, entries in raw_owners.items():
+            if isinstance(entries, Mapping) and _clean(entries):
+                owners[str(name)] = _clean(entries)
+    unowned: Entries = {}
+    raw_unowned = data.get("unowned")
+    if isinstance(raw_unowned, Mapping):
+        _merge(unowned, raw_unowned)
+    # Version 1 (ownerless), or fields an older canary-routers added next to "owners".
+    _merge(unowned, {k: v for k, v in data.items() if k not in _RESERVED})
+    return None, Ledger(owners, unowned)
 
 
 def read_ledger(

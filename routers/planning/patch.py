@@ -17,7 +17,7 @@ cluster layer relaxes it (a hot foreign writer), the identity and value guards a
 from __future__ import annotations
 
 import copy
-import json
+import marshal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +26,16 @@ import jsonpatch
 from routers.planning.objects import JSON, ObjectRef, resource_version
 from routers.planning.plan import Patch
 
-__all__ = ["RV_GUARD", "PatchBuilder", "apply_ops", "escape", "json_equal", "pointer", "wire_ops"]
+__all__ = [
+    "RV_GUARD",
+    "PatchBuilder",
+    "apply_ops",
+    "escape",
+    "json_equal",
+    "pointer",
+    "share_unchanged",
+    "wire_ops",
+]
 
 _MISSING: Any = object()
 
@@ -55,19 +64,35 @@ def _split(path: str) -> list[str]:
 def json_equal(a: Any, b: Any) -> bool:
     """Equality that keeps JSON types apart (``True != 1``, ``1 != 1.5``; ``1 == 1.0``)."""
     if type(a) in (dict, list) and type(a) is type(b):
-        # Equal under Python's == (which conflates True and 1) and serialised alike (which
-        # does not) is JSON-equal: two C-speed passes instead of a Python walk of big trees
-        # (300 Ingress paths on every no-op step). Anything else takes the exact walk.
+        # Equal under Python's == (which conflates True and 1) and marshalled alike (marshal
+        # writes each value's exact type, so it does not) is JSON-equal: two C-speed passes
+        # instead of a Python walk of big trees (300 Ingress paths on every step). Version 2
+        # writes no back-references, so how objects are shared inside a tree does not matter.
+        # Anything else (key order, 1 vs 1.0, a Mapping type marshal refuses) takes the walk.
         try:
-            if a == b and _dumps(a) == _dumps(b):
+            if a == b and marshal.dumps(a, 2) == marshal.dumps(b, 2):
                 return True
         except (TypeError, ValueError):
             pass
     return _json_equal(a, b)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, check_circular=False, separators=(",", ":"))
+def share_unchanged(old: Mapping[str, Any] | None, new: JSON) -> JSON:
+    """``new`` (a fresh write response, changed in place) with every top-level field that is
+    JSON-equal to ``old``'s replaced by ``old``'s very value.
+
+    A response repeats what the write did not touch (a canary Ingress's 300 paths when only its
+    weight annotation changed); sharing it lets the next step's identity memos (shape checks,
+    derivations) recognise it instead of walking it again. Compared, never assumed: a mutating
+    webhook may have changed fields the patch did not name. Both stay read-only plan inputs.
+    """
+    if old is None:
+        return new
+    for key, value in new.items():
+        prior = old.get(key, _MISSING)
+        if key != "metadata" and prior is not value and json_equal(prior, value):
+            new[key] = prior
+    return new
 
 
 def _json_equal(a: Any, b: Any) -> bool:

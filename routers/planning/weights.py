@@ -14,6 +14,7 @@ state all call these two functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -271,7 +272,22 @@ def place(
     the smallest finer sum that does (the others' values change, their shares do not), else to
     the finest one within ``max_weight``, rounded. The others' share stays exact whenever the
     sum is free, which also makes planning the same state again a no-op.
+
+    Exact arithmetic costs: a function of integers only, each answer is remembered (plan and
+    verify ask the same question, and a controller's rollouts step through the same weights).
     """
+    return _place(split, ours_now, tuple(foreign), scope, total, max_weight)
+
+
+@functools.lru_cache(maxsize=4096)
+def _place(
+    split: Split,
+    ours_now: int,
+    foreign: tuple[int, ...],
+    scope: WeightScope,
+    total: int | None,
+    max_weight: int,
+) -> Placement:
     held = sum(foreign)
     current = ours_now + held
     if not held or not current:

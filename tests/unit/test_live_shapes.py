@@ -190,7 +190,7 @@ def test_an_object_is_walked_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> 
         return real(value, shape, path)
 
     monkeypatch.setattr(objects, "shape_problem", counting)
-    monkeypatch.setattr(objects, "_FITS", {})
+    monkeypatch.setattr(objects, "_FITS", objects.IdentityMemo())
     ref = ObjectRef("g", "K", "ns", "walked-once")
     loose: Any = {"spec": {}}
     strict: Any = {"spec": {"x": int, "y": Required(str)}}
@@ -208,13 +208,72 @@ def test_an_object_is_walked_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> 
     edited = {"metadata": dict(meta), "spec": {"x": ["1"]}}
     with pytest.raises(PlanError, match="spec.x is not a int"):
         check_shapes("p", LiveObjects([(ref, edited)]), shapes)
-    with pytest.raises(PlanError, match="spec.x is not a int"):  # a misfit is never remembered
+    with pytest.raises(PlanError, match="spec.x is not a int"):  # a misfit is refused again
         check_shapes("p", LiveObjects([(ref, edited)]), shapes)
-    monkeypatch.setattr(objects, "_FITS_LIMIT", 2)
-    kept = [{"metadata": meta, "spec": {"x": i}} for i in range(3)]
-    for obj in kept:
-        check_shapes("p", LiveObjects([(ref, obj)]), shapes)
-    assert [o for o, _ in objects._FITS.values()] == kept[1:]  # the oldest goes first
+
+
+def test_a_field_shared_with_a_checked_object_is_not_walked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write response shares the fields the write did not change (``share_unchanged``): the
+    next check walks only the others, and still finds a problem in them."""
+    from routers.planning import objects
+    from routers.planning.objects import LiveObjects, ObjectRef, check_shapes
+
+    walked: list[Any] = []
+    real = objects._walk
+
+    def counting(value: Any, shape: Any, memo: Any = None) -> Any:
+        walked.append(value)
+        return real(value, shape, memo)
+
+    monkeypatch.setattr(objects, "_walk", counting)
+    ref = ObjectRef("g", "K", "ns", "shared")
+    shapes = {("g", "K"): {"metadata": {"annotations": {"*": str}}, "spec": {"x": [int]}}}
+    spec = {"x": [1, 2, 3]}
+    first = {"metadata": {"annotations": {"a": "1"}}, "spec": spec}
+    check_shapes("p", LiveObjects([(ref, first)]), shapes)
+    assert spec in walked
+    walked.clear()
+    second = {"metadata": {"annotations": {"a": "2"}}, "spec": spec}
+    check_shapes("p", LiveObjects([(ref, second)]), shapes)
+    assert walked and all(v is not spec and v is not spec["x"] for v in walked)
+    third = {"metadata": {"annotations": {"a": 3}}, "spec": spec}
+    with pytest.raises(PlanError, match=r"metadata.annotations.a is not a str"):
+        check_shapes("p", LiveObjects([(ref, third)]), shapes)
+    bad = {"x": [1, "2"]}
+    for _ in range(2):  # a remembered problem keeps its place in the message
+        with pytest.raises(PlanError, match=r"spec.x\[1\] is not a int"):
+            check_shapes("p", LiveObjects([(ref, {"metadata": {}, "spec": bad})]), shapes)
+
+
+def test_identity_memo_keys_by_the_objects_themselves() -> None:
+    """Equal inputs are not the same inputs; errors are not remembered; the oldest goes first."""
+    from routers.planning.objects import IdentityMemo
+
+    memo: IdentityMemo[int] = IdentityMemo(limit=2)
+    calls: list[object] = []
+
+    def count(obj: object) -> int:
+        calls.append(obj)
+        return len(calls)
+
+    a, b, c = {"x": 1}, {"x": 1}, {"x": 2}
+    assert memo.get((a,), lambda: count(a)) == 1
+    assert memo.get((a,), lambda: count(a)) == 1
+    assert memo.get((b,), lambda: count(b)) == 2  # equal to a, but another dict
+    assert memo.get((a, b), lambda: count(a)) == 3  # another tuple of inputs
+
+    def fail() -> int:
+        raise PlanError("bad")
+
+    for _ in range(2):
+        with pytest.raises(PlanError):
+            memo.get((c,), fail)
+    assert memo.get((c,), lambda: count(c)) == 4
+    # The limit is 2: (b,) and (a, b) were added after (a,), so (a,) is computed again.
+    assert memo.get((a,), lambda: count(a)) == 5
+    assert memo.get((c,), lambda: count(c)) == 4
 
 
 def _planned(example: str, edit: Any) -> Any:

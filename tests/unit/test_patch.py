@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 import jsonpatch
 import pytest
@@ -8,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routers.planning.objects import ObjectRef
-from routers.planning.patch import PatchBuilder, apply_ops, escape, json_equal, pointer, wire_ops
+from routers.planning.patch import (
+    PatchBuilder,
+    apply_ops,
+    escape,
+    json_equal,
+    pointer,
+    share_unchanged,
+    wire_ops,
+)
 
 LIVE = {
     "apiVersion": "v1",
@@ -83,6 +92,9 @@ def test_trailing_guards_are_dropped() -> None:
     assert b.ops()[-1]["op"] == "replace"
 
 
+_SHARED = {"p": [1, True]}
+
+
 @pytest.mark.parametrize(
     ("a", "b", "eq"),
     [
@@ -98,6 +110,11 @@ def test_trailing_guards_are_dropped() -> None:
         ([[1, 2]], [(1, 2)], True),  # a tuple from code against a decoded list
         ({"a": [0]}, {"a": [False]}, False),
         ({"a": {"b": "x"}}, {"a": {"b": "y"}}, False),
+        # The same string interned on one side only, and a subtree shared on one side only
+        # (marshal would tell both apart; neither changes the JSON):
+        ({"k": sys.intern("name")}, {"k": "".join(["na", "me"])}, True),
+        ([_SHARED, _SHARED], [{"p": [1, True]}, {"p": [1, True]}], True),
+        ([_SHARED, _SHARED], [{"p": [1, True]}, {"p": [1, 1]}], False),
     ],
 )
 def test_json_equal(a: object, b: object, eq: bool) -> None:
@@ -211,3 +228,23 @@ def test_the_builders_working_copy_is_what_rfc_6902_makes_of_its_ops(
             b.set(path + "/x" if isinstance(b.get(path), dict) else path, data.draw(_json))
     assert doc == before, "the live object must never change"
     assert json_equal(apply_ops(doc, b.ops()), b.doc)
+
+
+def test_a_write_response_shares_what_did_not_change_with_the_object_it_was_planned_from() -> None:
+    old = {
+        "metadata": {"name": "a", "resourceVersion": "1"},
+        "spec": {"rules": [{"w": 1}]},
+        "status": {"ok": True},
+    }
+    new = {
+        "metadata": {"name": "a", "resourceVersion": "2"},
+        "spec": {"rules": [{"w": 1}]},
+        "status": {"ok": 1},  # equal under Python's ==, not in JSON
+        "extra": [],
+    }
+    out = share_unchanged(old, new)
+    assert out is new
+    assert out["spec"] is old["spec"]
+    assert out["status"] == {"ok": 1} and out["status"] is not old["status"]
+    assert out["metadata"]["resourceVersion"] == "2"  # metadata is never shared
+    assert share_unchanged(None, new) is new

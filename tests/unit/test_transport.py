@@ -288,3 +288,32 @@ def test_request_timeout_like_kubectl() -> None:
     assert Timeouts.for_requests(2).request == (2, 2)
     with pytest.raises(ValueError, match="retries"):
         Timeouts(retries=-1)
+
+
+def test_the_token_refresh_hook_runs_at_most_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client calls it before every request (re-resolving the proxy each time); the
+    loaders refresh tokens minutes before they expire, so once a second is enough."""
+    from kubernetes.client import ApiClient, Configuration
+
+    from routers.cluster import _transport
+
+    now = [100.0]
+    monkeypatch.setattr(_transport, "_monotonic", lambda: now[0])
+    cfg = Configuration(host="https://127.0.0.1:6443", api_key={"BearerToken": "t0"})
+    calls: list[str] = []
+
+    def refresh(c: Configuration) -> None:
+        calls.append("refresh")
+        c.api_key["BearerToken"] = f"t{len(calls)}"
+        c.refresh_api_key_hook = refresh  # as the kubeconfig loader does on every refresh
+
+    cfg.refresh_api_key_hook = refresh
+    api = ApiClient(cfg)
+    Transport(api)
+    Transport(api)  # a second transport on the same client does not wrap the hook again
+    for _ in range(50):
+        assert cfg.get_api_key_with_prefix("BearerToken") == "t1"
+    now[0] += 1.0
+    assert cfg.get_api_key_with_prefix("BearerToken") == "t2"
+    assert calls == ["refresh", "refresh"]
+    api.close()  # type: ignore[no-untyped-call]

@@ -417,6 +417,100 @@ def test_410_gone_relists_and_converges(cache: WatchCache, server: FakeServer, h
     eventually("a watch from the relist", lambda: server.stream.rv == str(server.rv))
 
 
+def test_an_event_that_breaks_the_cache_does_not_end_its_informer(
+    watching: WatchCache, server: FakeServer
+) -> None:
+    """An unexpected error while handling an event (here a malformed object) once ended the
+    informer's thread: its kind stayed cached and was never updated again. Now it is noted and
+    the informer lists again, so later changes arrive."""
+    server.stream.push({"type": "MODIFIED", "object": {"metadata": "not a mapping"}})
+    eventually("the relist", lambda: len(server.lists) == 2)
+    assert "AttributeError" in (watching.stats().last_error or "")
+    server.put("web", {"weights.json": "after"})
+    eventually(
+        "a later change",
+        lambda: (watching.get(ref("web")) or {}).get("data") == {"weights.json": "after"},
+    )
+
+
+def test_the_client_watch_yields_none_for_a_cut_line_and_it_is_skipped() -> None:
+    """The official client's Watch yields None for a blank line or for the cut end of a line
+    when the connection drops (JSONDecodeError); our stream skips it instead of failing on it
+    (a TypeError that ended the informer's thread, seen when a cache stopped mid-event)."""
+    from routers.cluster._watch import _ApiStream
+
+    event = {"type": "ADDED", "raw_object": {"metadata": {"name": "a"}}}
+    stream = _ApiStream.__new__(_ApiStream)
+    stream._path, stream._rv, stream._timeout = "/api/v1/configmaps", "1", 5
+    stream._watch = SimpleNamespace(stream=lambda *a, **k: iter([None, event, None]))
+    assert list(stream) == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
+
+
+@pytest.mark.parametrize(
+    ("line", "rv"),
+    [
+        # A built-in kind: struct order, metadata right after kind and apiVersion.
+        (
+            '{"type":"MODIFIED","object":{"kind":"Ingress","apiVersion":"networking.k8s.io/v1",'
+            '"metadata":{"name":"web","namespace":"a","uid":"u","resourceVersion":"812",'
+            '"annotations":{"x":"{\\"resourceVersion\\":\\"1\\"}"}},"spec":{}}}',
+            "812",
+        ),
+        # A custom kind: sorted keys; an annotation holding JSON has its quotes escaped.
+        (
+            '{"type":"MODIFIED","object":{"apiVersion":"x/v1","kind":"K","metadata":{'
+            '"annotations":{"last":"{\\"metadata\\":{\\"resourceVersion\\":\\"7\\"}}"},'
+            '"managedFields":[{"fieldsV1":{"f:spec":{"k:{\\"name\\":\\"a\\"}":{}}}}],'
+            '"name":"n","namespace":"a","resourceVersion":"9001","uid":"u"},'
+            '"spec":{"resourceVersion":"5"}}}',
+            "9001",
+        ),
+        ('{"type":"BOOKMARK","object":{"kind":"K","metadata":{"resourceVersion":"44"}}}', "44"),
+        ('{"type":"ERROR","object":{"kind":"Status","code":410}}', None),
+    ],
+)
+def test_the_first_resource_version_of_an_event_line_is_its_objects(
+    line: str, rv: str | None
+) -> None:
+    from routers.cluster._watch import first_resource_version
+
+    assert json.loads(line)  # the samples are real JSON
+    assert first_resource_version(line) == rv
+
+
+def test_the_event_of_a_version_a_write_response_stored_is_not_decoded(
+    watching: WatchCache, server: FakeServer
+) -> None:
+    """Our own write's response reaches the cache before its event: the event's line is
+    recognised by its resourceVersion, once, and only moves the resume point."""
+    from routers.cluster._watch import HELD, _Watch
+
+    written = server.put("web", {"weights.json": "ours"}, notify=False)
+    assert watching.record(written)
+    event = {"type": "MODIFIED", "object": written}
+    line = json.dumps(event, separators=(",", ":"))
+    watch = _Watch(watching._held_line)
+    held = watch.unmarshal_event(line, None)
+    assert held["type"] == HELD
+    assert held["raw_object"] == {
+        "metadata": {"resourceVersion": written["metadata"]["resourceVersion"]}
+    }
+    again = watch.unmarshal_event(line, None)  # recognised once only
+    assert again["type"] == "MODIFIED" and again["raw_object"] == written
+    other = server.put("other", {"a": "1"}, notify=False)  # a version nobody stored
+    assert (
+        watch.unmarshal_event(json.dumps({"type": "ADDED", "object": other}), None)["type"]
+        == "ADDED"
+    )
+    skipped = watching.stats().skipped
+    server.stream.push({"type": HELD, "object": held["raw_object"]})
+    server.stream.push(ApiStatus(0, "Unreachable", "connection reset"))
+    eventually("a second watch", lambda: len(server.streams) == 2)
+    assert server.stream.rv == written["metadata"]["resourceVersion"]
+    assert watching.stats().skipped == skipped + 1
+    assert (watching.get(ref("web")) or {})["data"] == {"weights.json": "ours"}
+
+
 # -- label selectors ---------------------------------------------------------------------------
 
 

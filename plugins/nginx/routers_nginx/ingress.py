@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from routers.errors import PlanError, TargetNotFoundError, UnsupportedError
 from routers.model import MirrorRoute, RequestMatch
 from routers.planning.objects import (
     JSON,
+    IdentityMemo,
     LiveObjects,
     ObjectRef,
     Shape,
@@ -113,7 +115,15 @@ def derive(config: Config, pair: Pair, stable: Mapping[str, Any]) -> CanarySpec:
 
     Only the containers on the way to each changed name are new; the rest is shared with
     ``stable`` (read-only, as every plan input; the patch builder copies what it emits), so a
-    300-path Ingress is not deep-copied twice per plan and per verify."""
+    300-path Ingress is not deep-copied. A step derives from the same stable Ingress in plan()
+    and in observe(), and steps in a row mostly do too: it is derived once per object."""
+    return _DERIVED.get((config, pair, stable), lambda: _derive(config, pair, stable))
+
+
+_DERIVED: IdentityMemo[CanarySpec] = IdentityMemo()
+
+
+def _derive(config: Config, pair: Pair, stable: Mapping[str, Any]) -> CanarySpec:
     rules: list[JSON] = []
     for rule in _rules(stable):
         if not isinstance(rule, Mapping):
@@ -156,14 +166,25 @@ def service_ref(config: Config) -> ObjectRef:
 
 
 def needs_service(config: Config, live: LiveObjects) -> bool:
-    """Whether a named port must be resolved through the canary Service (mirror URLs only)."""
+    """Whether a named port must be resolved through the canary Service (mirror URLs only).
+    Asked by every targets() call, four per step: each stable Ingress is looked at once."""
     for pair in config.pairs:
         stable = live.get(pair.stable)
-        if stable is not None:
-            for service in stable_backends(stable, config.stable):
-                port = service.get("port")
-                if isinstance(port, Mapping) and port.get("name"):
-                    return True
+        if stable is not None and _NAMED_PORT.get(
+            (config, stable), partial(_names_a_port, config, stable)
+        ):
+            return True
+    return False
+
+
+_NAMED_PORT: IdentityMemo[bool] = IdentityMemo()
+
+
+def _names_a_port(config: Config, stable: Mapping[str, Any]) -> bool:
+    for service in stable_backends(stable, config.stable):
+        port = service.get("port")
+        if isinstance(port, Mapping) and port.get("name"):
+            return True
     return False
 
 
