@@ -88,7 +88,15 @@ def measure(
                 finished.set()
 
     def worker() -> None:
-        while (item := work.get()) is not None:
+        # Bounded: the run puts one None per worker at the latest after JOIN_TIMEOUT and
+        # STRAGGLER_TIMEOUT; a worker that waits longer than that has been abandoned.
+        while True:
+            try:
+                item = work.get(timeout=JOIN_TIMEOUT + 2 * STRAGGLER_TIMEOUT)
+            except queue.Empty:
+                return
+            if item is None:
+                return
             i, k = item
             if halt.is_set():
                 close_one()  # not started: counted as unfinished
