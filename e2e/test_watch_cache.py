@@ -1,7 +1,8 @@
 """The watch cache against a real kube-apiserver: many Routers sharing one cache send no GET in a
 steady state (the audit log says so), a stale cache costs one conflict and never a lost write,
 an apiserver restart under an active watch is ridden out (resumed, or re-listed after etcd
-compacted the watch's resourceVersion away), and the generated RBAC is enough for it.
+compacted the watch's resourceVersion away), the generated RBAC is enough for it, and the
+server's event lines start their object's resourceVersion where HELD events look for it.
 
 Uses the example third-party ConfigMap plugin (built-in kinds only).
 """
@@ -338,3 +339,71 @@ def test_generated_rbac_serves_the_cache_or_it_falls_back_to_gets(
         assert stats.synced == 0
         assert stats.gets >= 3
         assert "forbidden" in (stats.last_error or "").lower()
+
+
+# -- the watch's wire format --------------------------------------------------------------------
+
+
+def test_the_first_resource_version_of_a_real_event_line_is_its_objects(
+    control_plane: Callable[..., ControlPlane],
+) -> None:
+    """HELD events (a version a write response stored is not decoded again) read the first
+    ``"resourceVersion":"..."`` of the raw line. The real API server's output is what makes that
+    the object's own: a built-in kind (struct order) and a custom one (sorted keys, managedFields
+    before resourceVersion), each with an annotation holding JSON that names a resourceVersion."""
+    from routers.cluster._watch import first_resource_version
+
+    cp = control_plane(("istio",))
+    kube = kube_for(cp, "admin")
+    ns = cp.new_namespace("wire")
+    decoy = json.dumps({"metadata": {"resourceVersion": "1"}, "resourceVersion": "2"})
+    vs = ObjectRef("networking.istio.io", "VirtualService", ns, "web")
+    cm = ObjectRef("", "ConfigMap", ns, "web")
+    paths = {ref.kind: kube.resource(ref).path(ns) for ref in (vs, cm)}
+    start = {
+        kind: cp.request("GET", path)[1]["metadata"]["resourceVersion"]
+        for kind, path in paths.items()
+    }
+    bodies = {
+        "VirtualService": {
+            "apiVersion": f"networking.istio.io/{kube.resource(vs).version}",
+            "kind": "VirtualService",
+            "metadata": {"name": "web", "annotations": {"last": decoy}},
+            "spec": {
+                "hosts": ["web"],
+                "http": [{"route": [{"destination": {"host": "web-stable"}, "weight": 100}]}],
+            },
+        },
+        "ConfigMap": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "web", "annotations": {"last": decoy}},
+            "data": {"resourceVersion": "3"},
+        },
+    }
+    for kind, path in paths.items():
+        status, obj = cp.request("POST", path, bodies[kind])
+        assert status == 201, obj
+        for i in range(2):  # MODIFIED events, each with a managedFields entry of another manager
+            status, obj = cp.request(
+                "PATCH",
+                f"{path}/web",
+                {"metadata": {"annotations": {"n": str(i)}}},
+                params={"fieldManager": "another-writer"},
+                content_type="application/merge-patch+json",
+            )
+            assert status == 200, obj
+    for kind, path in paths.items():
+        raw = kube.transport.open_stream(
+            path, query=[("watch", "true"), ("resourceVersion", start[kind])], seconds=2
+        )
+        try:
+            text = b"".join(raw.stream(65536)).decode()
+        finally:
+            raw.release_conn()
+        events = [line for line in text.splitlines() if line.strip()]
+        assert len(events) == 3, (kind, events)
+        for line in events:
+            event = json.loads(line)
+            assert event["object"]["metadata"]["managedFields"], line
+            assert first_resource_version(line) == event["object"]["metadata"]["resourceVersion"]
